@@ -1,0 +1,58 @@
+# Two entry points: `make run` starts the platform, `make test` runs the whole suite.
+# Everything else here is what those two need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GEN := build/gen/python
+PROTOS := $(shell find proto -name '*.proto')
+# Folders that hold the platform's Python packages (one per service, plus the runtime).
+PKG_DIRS := runtime services/leads services/sales services/service-desk services/workflow services/analytics tools $(GEN) .
+
+.PHONY: run test setup venv proto kafka-jars postgres lock bench clean
+
+run: setup
+	$(PY) -m crm_devstack run
+
+test: setup postgres
+	$(PY) -m crm_devstack test -- $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m crm_devstack bench
+
+setup: venv proto kafka-jars
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	# The platform's packages are found through a .pth file: no copy to keep in sync.
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  printf '%s\n' $(addprefix $(CURDIR)/,$(PKG_DIRS)) > "$$site/crm-platform.pth"
+	touch $@
+
+proto: $(GEN)/.stamp
+
+$(GEN)/.stamp: $(PROTOS) $(VENV)/.installed
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(GEN) --pyi_out=$(GEN) \
+	  --grpc_python_out=$(GEN) $(PROTOS)
+	touch $@
+
+kafka-jars: $(VENV)/.installed
+	$(PY) -c 'from pathlib import Path; from crm_devstack.kafka_broker import ensure_jars; ensure_jars(Path(".cache"))'
+
+postgres:
+	bash deploy/local/ensure-postgres.sh
+
+# Re-resolve the pinned set from requirements.in.
+lock:
+	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/pip install -q -r requirements.in
+	{ echo "# Generated from requirements.in by 'make lock'; every version pinned."; \
+	  build/lock-venv/bin/pip freeze; } > requirements.txt
+
+clean:
+	rm -rf build $(VENV)

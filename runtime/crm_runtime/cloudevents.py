@@ -1,0 +1,139 @@
+"""Domain events as Kafka records: the CloudEvents Kafka binding, binary mode.
+
+Attributes travel in `ce_*` headers, the value is the protobuf-encoded event and `ce_type`
+is its full protobuf message name. Decoding never raises anything but `PoisonMessage`,
+whose reason goes into the dead-letter record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from uuid import UUID, uuid5
+
+from google.protobuf import message as pb_message
+from google.protobuf.message import Message
+
+from crm_runtime import tracing
+
+SPECVERSION = "1.0"
+CONTENT_TYPE = "application/protobuf"
+# Namespace for event ids: uuid5(namespace, "<aggregate id>/<version>") is the same on every re-send.
+EVENT_ID_NAMESPACE = UUID("5d3c7e44-6f37-4c1e-9a7c-2f0a8f3a9b11")
+
+HeadersArg = Mapping[str, bytes | str | None] | Iterable[tuple[str, bytes | str | None]]
+
+
+class PoisonMessage(Exception):
+    """A record that cannot be turned into a known event; `reason` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def stable_event_id(aggregate_id: UUID | str, version: int) -> str:
+    return str(uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}/{version}"))
+
+
+@dataclass(frozen=True)
+class EventEnvelope:
+    id: str
+    source: str
+    subject: str
+    time: datetime
+    message: Message
+    context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.message.DESCRIPTOR.full_name
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.context.get(tracing.CORRELATION_ID)
+
+    @property
+    def traceparent(self) -> str | None:
+        return self.context.get(tracing.TRACEPARENT)
+
+
+def encode(envelope: EventEnvelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Returns (key, value, headers) for the record; the key is the aggregate id."""
+    if envelope.time.tzinfo is None:
+        raise ValueError("event time must be timezone-aware")
+    headers = {
+        "ce_specversion": SPECVERSION,
+        "ce_id": envelope.id,
+        "ce_source": envelope.source,
+        "ce_type": envelope.message.DESCRIPTOR.full_name,
+        "ce_time": envelope.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "ce_subject": envelope.subject,
+        "content-type": CONTENT_TYPE,
+        **envelope.context,
+    }
+    return (
+        envelope.subject.encode(),
+        envelope.message.SerializeToString(),
+        [(name, value.encode()) for name, value in headers.items()],
+    )
+
+
+def header_dict(headers: HeadersArg | None) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    out: dict[str, str] = {}
+    for name, value in items:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError as exc:
+                raise PoisonMessage(f"header {name!r} is not UTF-8") from exc
+        out[str(name)] = value or ""
+    return out
+
+
+class EventRegistry:
+    """The event types a consumer understands, by full protobuf name."""
+
+    def __init__(self, *message_classes: type[Message]):
+        self._types = {cls.DESCRIPTOR.full_name: cls for cls in message_classes}
+
+    @classmethod
+    def from_modules(cls, *modules) -> "EventRegistry":
+        """Every message type declared in the given generated `*_pb2` modules."""
+        return cls(*(getattr(module, name) for module in modules
+                     for name in module.DESCRIPTOR.message_types_by_name))
+
+    def __contains__(self, ce_type: str) -> bool:
+        return ce_type in self._types
+
+    def decode(self, headers: HeadersArg | None, value: bytes | None) -> EventEnvelope:
+        attrs = header_dict(headers)
+        missing = [name for name in ("ce_specversion", "ce_id", "ce_type", "ce_source", "ce_subject")
+                   if not attrs.get(name)]
+        if missing:
+            raise PoisonMessage(f"missing CloudEvents header(s): {', '.join(missing)}")
+        if attrs["ce_specversion"] != SPECVERSION:
+            raise PoisonMessage(f"unsupported ce_specversion {attrs['ce_specversion']!r}")
+        ce_type = attrs["ce_type"]
+        cls = self._types.get(ce_type)
+        if cls is None:
+            raise PoisonMessage(f"unknown ce_type {ce_type!r}")
+        if attrs.get("content-type", CONTENT_TYPE) != CONTENT_TYPE:
+            raise PoisonMessage(f"unsupported content-type {attrs['content-type']!r}")
+        try:
+            message = cls.FromString(value or b"")
+        except pb_message.DecodeError as exc:
+            raise PoisonMessage(f"value is not a valid {ce_type}: {exc}") from exc
+        try:
+            time = datetime.fromisoformat(attrs.get("ce_time") or "")
+        except ValueError as exc:
+            raise PoisonMessage(f"ce_time {attrs.get('ce_time')!r} is not an RFC 3339 time") from exc
+        if time.tzinfo is None:
+            raise PoisonMessage("ce_time has no timezone")
+        context = {k: attrs[k] for k in (tracing.TRACEPARENT, tracing.CORRELATION_ID) if attrs.get(k)}
+        return EventEnvelope(
+            id=attrs["ce_id"], source=attrs["ce_source"],
+            subject=attrs["ce_subject"], time=time, message=message, context=context,
+        )

@@ -1,0 +1,131 @@
+"""The consumer side, for the faust apps: decode by ce_type, retry, dead-letter, carry on.
+
+A handler receives decoded `EventEnvelope`s with the producer's trace context bound. What
+it does must be idempotent per event id (see `readstore.ReadStore.apply_once`): delivery
+is at-least-once and the relay may re-send. A record that cannot be decoded, or whose
+handler keeps failing, goes to `<topic>.dlq` with the reason in the `dlq_reason` header.
+A `TransientError` (a peer down or slow) is retried with back-off until it succeeds, so
+the event is neither skipped nor dead-lettered while the peer recovers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from prometheus_client import Counter
+
+from crm_runtime import logs, tracing
+from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
+from crm_runtime.settings import PlatformSettings
+from crm_runtime.topics import dead_letter_topic
+
+log = logs.get(__name__)
+
+CONSUMED = Counter("crm_consumer_events_total", "Events handled", ["consumer", "topic", "outcome"])
+
+Handler = Callable[[EventEnvelope], Awaitable[Any]]
+
+
+class TransientError(Exception):
+    """The effect could not be completed now but will succeed later (retry, never skip)."""
+
+
+def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust.App:
+    settings: dict[str, Any] = dict(
+        broker=f"kafka://{platform.kafka_bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        # Exactly-once mode has open rebalance bugs; handlers are idempotent instead.
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        store="memory://",
+        web_enabled=False,
+        topic_replication_factor=1,
+        topic_partitions=platform.topic_partitions,
+        producer_acks=-1,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+    )
+    settings.update(overrides)
+    return faust.App(f"{platform.topic_prefix}{app_id}", **settings)
+
+
+def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
+    return min(cap, base * 2 ** min(attempt, 16))
+
+
+class EventConsumer:
+    """Binds one handler to one topic of a faust app."""
+
+    def __init__(self, app: faust.App, topic: str, registry: EventRegistry, handler: Handler,
+                 *, name: str, max_attempts: int = 5):
+        self.app = app
+        self.name = name
+        self.registry = registry
+        self.handler = handler
+        self.max_attempts = max_attempts
+        self.topic_name = topic
+        self.topic = app.topic(topic, key_type=bytes, value_type=bytes,
+                               key_serializer="raw", value_serializer="raw")
+        self.dead_letters = app.topic(dead_letter_topic(topic), key_type=bytes, value_type=bytes,
+                                      key_serializer="raw", value_serializer="raw")
+        app.agent(self.topic, name=f"{name}-{topic}")(self._agent)
+
+    async def _agent(self, stream) -> None:
+        async for event in stream.events():
+            await self.process(event.key, event.value, event.headers, event.message)
+
+    async def process(self, key: bytes | None, value: bytes | None, headers: Any, message: Any) -> str:
+        try:
+            envelope = self.registry.decode(headers, value)
+        except PoisonMessage as exc:
+            await self.dead_letter(key, value, headers, message, exc.reason)
+            return "dead-lettered"
+        with tracing.bound_from_headers(envelope.context):
+            attempt = 0
+            while True:
+                try:
+                    await self.handler(envelope)
+                    CONSUMED.labels(self.name, self.topic_name, "handled").inc()
+                    return "handled"
+                except TransientError as exc:
+                    delay = backoff(attempt)
+                    log.warning("consumer.retrying", event_id=envelope.id, type=envelope.type,
+                                attempt=attempt + 1, retry_in=delay, error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
+                    if attempt + 1 >= self.max_attempts:
+                        log.exception("consumer.failed", event_id=envelope.id, type=envelope.type)
+                        await self.dead_letter(key, value, headers, message,
+                                               f"handler failed {attempt + 1} times: {exc!r}")
+                        return "dead-lettered"
+                    delay = backoff(attempt)
+                    log.warning("consumer.error", event_id=envelope.id, attempt=attempt + 1,
+                                retry_in=delay, error=repr(exc))
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def dead_letter(self, key, value, headers, message, reason: str) -> None:
+        original = headers.items() if isinstance(headers, dict) else (headers or ())
+        dlq_headers = [(name, v if isinstance(v, bytes) else str(v).encode()) for name, v in original]
+        dlq_headers += [
+            ("dlq_reason", reason.encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_topic", str(getattr(message, "topic", self.topic_name)).encode()),
+            ("dlq_partition", str(getattr(message, "partition", "")).encode()),
+            ("dlq_offset", str(getattr(message, "offset", "")).encode()),
+        ]
+        fut = await self.dead_letters.send(key=key, value=value, headers=dlq_headers)
+        await fut  # acknowledged before the source offset can be committed
+        CONSUMED.labels(self.name, self.topic_name, "dead-lettered").inc()
+        log.warning("consumer.dead_lettered", reason=reason, topic=self.topic_name,
+                    partition=getattr(message, "partition", None),
+                    offset=getattr(message, "offset", None))
+
+
+def run_worker(app: faust.App) -> None:
+    """Runs the faust worker in the foreground until SIGTERM/SIGINT."""
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,75 @@
+"""Event stores chosen by setting: SQLite files by default, PostgreSQL when CRM_STORE=postgres.
+
+Each service's application subclasses `ServiceApplication`. The store is also the outbox:
+the relay follows its notification log, so an event is published if and only if it was
+committed. The trace context of the request that caused an event is stored with it, so
+the relay can put it in the record's headers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from crm_runtime import tracing
+from crm_runtime.settings import PlatformSettings
+
+TRACE_ATTRIBUTE = "_trace"
+
+
+def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
+    """The eventsourcing environment for application `name` under these settings."""
+    if platform.store == "postgres":
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_HOST": platform.postgres_host,
+            "POSTGRES_PORT": str(platform.postgres_port),
+            "POSTGRES_DBNAME": platform.postgres_dbname,
+            "POSTGRES_USER": platform.postgres_user,
+            "POSTGRES_PASSWORD": platform.postgres_password.get_secret_value(),
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "CREATE_TABLE": "true",
+        }
+    platform.data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str((platform.data_dir / f"{name.lower()}.sqlite3").resolve()),
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "CREATE_TABLE": "true",
+    }
+
+
+class TracingMapper(Mapper):
+    """Stores the current trace context beside each event's own state."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        context = tracing.current()
+        if context and not hasattr(domain_event, TRACE_ATTRIBUTE):
+            domain_event = copy.copy(domain_event)
+            object.__setattr__(domain_event, TRACE_ATTRIBUTE, context)
+        return super().to_stored_event(domain_event)
+
+
+def trace_context(domain_event: Any) -> dict[str, str]:
+    return dict(getattr(domain_event, TRACE_ATTRIBUTE, None) or {})
+
+
+class ServiceApplication(Application):
+    """An eventsourcing application whose persistence comes from the platform settings."""
+
+    def __init__(self, platform: PlatformSettings, env: dict[str, str] | None = None):
+        self.platform = platform
+        super().__init__(env={**store_env(self.name, platform), **(env or {})})
+
+    def construct_mapper(self) -> Mapper:
+        return self.factory.mapper(transcoder=self.construct_transcoder(),
+                                   mapper_class=TracingMapper)
+
+    def check_store(self) -> None:
+        """Raises if the store cannot be queried (used by /readyz)."""
+        self.recorder.max_notification_id()

@@ -1,0 +1,73 @@
+"""The gRPC side of every service: grpc.aio with health, reflection and error mapping."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from crm_runtime import logs, tracing
+from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound, ServiceError
+
+log = logs.get(__name__)
+
+_STATUS = {
+    InvalidField: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Conflict: grpc.StatusCode.ABORTED,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def rpc(method: Callable):
+    """Wraps a servicer method: binds the caller's trace context and maps errors to status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        metadata = {key: value for key, value in (context.invocation_metadata() or ())
+                    if isinstance(value, str)}
+        with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
+            context.set_trailing_metadata((("x-correlation-id", ctx[tracing.CORRELATION_ID]),))
+            try:
+                return await method(self, request, context)
+            except ServiceError as exc:
+                code = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)),
+                            grpc.StatusCode.INVALID_ARGUMENT)
+                await context.abort(code, str(exc))
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                log.exception("grpc.unhandled_error", method=method.__name__, error=repr(exc))
+                await context.abort(grpc.StatusCode.INTERNAL, "the service failed to handle the request")
+
+    return wrapper
+
+
+def build_server(address: str, registrations: Sequence[tuple[Callable, object, str]]) -> grpc.aio.Server:
+    """A server with the given servicers, the health service (SERVING) and reflection.
+
+    `registrations` holds (add_XServicer_to_server, servicer, full service name).
+    """
+    server = grpc.aio.server()
+    health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
+    for add, servicer, full_name in registrations:
+        add(servicer, server)
+        names.append(full_name)
+    reflection.enable_server_reflection(names, server)
+    server.add_insecure_port(address)
+    server.health = health_servicer  # type: ignore[attr-defined]
+    server.service_names = names  # type: ignore[attr-defined]
+    return server
+
+
+async def mark_serving(server: grpc.aio.Server) -> None:
+    health_servicer = server.health  # type: ignore[attr-defined]
+    for name in ("", *server.service_names):  # type: ignore[attr-defined]
+        result = health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if hasattr(result, "__await__"):
+            await result

@@ -1,0 +1,110 @@
+"""The HTTP side of every service: FastAPI with health, readiness, metrics and problem+json.
+
+Routers are the service's own; this module adds what they all share, in one place:
+trace/correlation context per request, RFC 9457 error bodies, Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from crm_runtime import logs, tracing
+from crm_runtime.errors import InvalidField, ServiceError
+
+log = logs.get(__name__)
+PROBLEM = "application/problem+json"
+CORRELATION_HEADER = "X-Correlation-ID"
+
+REQUESTS = Counter("crm_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram("crm_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+
+ReadinessCheck = Callable[[], None]
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
+               **fastapi_kwargs: Any) -> FastAPI:
+    """A FastAPI app with the platform's shared endpoints and error handling.
+
+    `checks` name the dependencies /readyz probes (e.g. "store", "kafka"); each raises
+    when its dependency is unreachable. They run in a thread: store and Kafka clients block.
+    """
+    app = FastAPI(title=f"CRM {service}", version=version, **fastapi_kwargs)
+
+    @app.middleware("http")
+    async def context_and_metrics(request: Request, call_next):
+        with tracing.bound(request.headers.get("traceparent"),
+                           request.headers.get(CORRELATION_HEADER)) as context:
+            started = time.perf_counter()
+            response = await call_next(request)
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(service, request.method, route, response.status_code).inc()
+            LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
+            response.headers[CORRELATION_HEADER] = context[tracing.CORRELATION_ID]
+            response.headers["traceparent"] = context[tracing.TRACEPARENT]
+            return response
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_request: Request, exc: RequestValidationError):
+        errors = [{"field": _field_name(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
+                  for err in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(ServiceError)
+    async def on_service_error(_request: Request, exc: ServiceError):
+        extra = {}
+        if isinstance(exc, InvalidField):
+            extra["errors"] = [{"field": exc.field, "message": exc.message}]
+        return problem(exc.http_status, exc.title, str(exc), **extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_request: Request, exc: StarletteHTTPException):
+        return problem(exc.status_code, "HTTP error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(_request: Request, exc: Exception):
+        log.exception("http.unhandled_error", error=repr(exc))
+        return problem(500, "Internal error", "the service failed to handle the request")
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz():
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(asyncio.to_thread(check), timeout=5)
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                results[name] = f"unavailable: {exc!r}"[:300]
+        ready = all(value == "ok" for value in results.values())
+        body = {"status": "ready" if ready else "not ready", "checks": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,51 @@
+"""Runs one service process: uvicorn for HTTP and grpc.aio for gRPC on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+import uvicorn
+from fastapi import APIRouter
+
+from crm_runtime import grpc_server, http, logs
+from crm_runtime.kafka_admin import KafkaProbe
+from crm_runtime.settings import ServiceSettings
+
+log = logs.get(__name__)
+
+
+def configure_logging(settings: ServiceSettings, process: str | None = None) -> None:
+    logs.configure(process or settings.name, settings.platform.log_level, settings.platform.log_json)
+
+
+async def serve(settings: ServiceSettings, store_check: Callable[[], None],
+                routers: Sequence[APIRouter] = (), registrations: Sequence[tuple] = ()) -> None:
+    """Serves the HTTP and gRPC sides of a service until SIGTERM/SIGINT.
+
+    `store_check` raises when the service's store is unreachable; with the Kafka probe it
+    decides /readyz. `registrations` are (add_XServicer_to_server, servicer, service name).
+    """
+    api = http.create_app(settings.name, "1", checks={
+        "store": store_check, "kafka": KafkaProbe(settings.platform.kafka_bootstrap).check})
+    for router in routers:
+        api.include_router(router)
+    # grpc.aio binds to the running loop, so the server is built here, inside it.
+    server = grpc_server.build_server(f"{settings.grpc_host}:{settings.grpc_port}", registrations)
+    await server.start()
+    await grpc_server.mark_serving(server)
+    config = uvicorn.Config(api, host=settings.http_host, port=settings.http_port,
+                            log_config=None, access_log=False, lifespan="on")
+    log.info("service.listening", http=f"http://{settings.http_host}:{settings.http_port}",
+             grpc=f"{settings.grpc_host}:{settings.grpc_port}")
+    try:
+        # uvicorn handles SIGINT/SIGTERM and returns from serve(); gRPC stops after it.
+        await uvicorn.Server(config).serve()
+    finally:
+        await server.stop(grace=5)
+        log.info("service.stopped")
+
+
+def launch(settings: ServiceSettings, store_check: Callable[[], None],
+           routers: Sequence[APIRouter] = (), registrations: Sequence[tuple] = ()) -> None:
+    asyncio.run(serve(settings, store_check, routers, registrations))

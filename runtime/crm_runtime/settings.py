@@ -1,0 +1,61 @@
+"""Configuration from the environment: one settings object per service.
+
+Every variable is listed in the README's configuration table. Shared values use the
+`CRM_` prefix; each service's own values use `CRM_<SERVICE>_` (e.g. CRM_LEADS_HTTP_PORT).
+An optional env file named by CRM_ENV_FILE is read first; real variables win over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env_file() -> str | None:
+    return os.environ.get("CRM_ENV_FILE") or None
+
+
+class PlatformSettings(BaseSettings):
+    """Values every process of the platform shares."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prepended to every topic name; lets several platforms share one broker (tests do).
+    topic_prefix: str = ""
+    topic_partitions: int = 3
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    data_dir: Path = Path("data")
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_dbname: str = "crm"
+    postgres_user: str = "crm"
+    postgres_password: SecretStr = SecretStr("crm")
+    # Outbox relay: events per Kafka batch, and how often an idle SQLite log is polled.
+    relay_batch_size: int = 500
+    relay_poll_interval_seconds: float = 0.05
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def __init__(self, **values):
+        super().__init__(_env_file=_env_file(), **values)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's settings; subclasses set the env prefix and defaults."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    name: str = "service"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50050
+    platform: PlatformSettings = Field(default_factory=PlatformSettings)
+
+    def __init__(self, **values):
+        super().__init__(_env_file=_env_file(), **values)

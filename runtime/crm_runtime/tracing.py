@@ -1,0 +1,73 @@
+"""Trace context (W3C traceparent) and correlation id for the current unit of work.
+
+Both live in contextvars so that a request handler, the events it stores, and every log
+line in between carry them without being passed around. Consumers restore them from the
+event headers, so one lead can be followed across services by its correlation id.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import secrets
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import structlog
+
+TRACEPARENT = "traceparent"
+CORRELATION_ID = "correlation_id"
+_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+_traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+
+
+def new_traceparent(trace_id: str | None = None) -> str:
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """A new span in the parent's trace, or a new trace when the parent is absent or bad."""
+    match = _TRACEPARENT_RE.match(parent or "")
+    return new_traceparent(match.group(1) if match else None)
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    match = _TRACEPARENT_RE.match(traceparent or "")
+    return match.group(1) if match else None
+
+
+def current() -> dict[str, str]:
+    """The context to store with events and send as message headers."""
+    values = {}
+    if (tp := _traceparent.get()) is not None:
+        values[TRACEPARENT] = tp
+    if (cid := _correlation_id.get()) is not None:
+        values[CORRELATION_ID] = cid
+    return values
+
+
+@contextmanager
+def bound(traceparent: str | None = None, correlation_id: str | None = None) -> Iterator[dict[str, str]]:
+    """Enter a unit of work: a child span of `traceparent`, the given or a new correlation id."""
+    tp = child_traceparent(traceparent)
+    cid = correlation_id or str(uuid.uuid4())
+    tokens = (_traceparent.set(tp), _correlation_id.set(cid))
+    with structlog.contextvars.bound_contextvars(correlation_id=cid, trace_id=trace_id(tp)):
+        try:
+            yield {TRACEPARENT: tp, CORRELATION_ID: cid}
+        finally:
+            _traceparent.reset(tokens[0])
+            _correlation_id.reset(tokens[1])
+
+
+def grpc_metadata() -> list[tuple[str, str]]:
+    """The current context as gRPC metadata, for calls to other services."""
+    names = {TRACEPARENT: "traceparent", CORRELATION_ID: "x-correlation-id"}
+    return [(names[key], value) for key, value in current().items()]
+
+
+def bound_from_headers(headers: Mapping[str, str]):
+    return bound(headers.get(TRACEPARENT), headers.get(CORRELATION_ID))

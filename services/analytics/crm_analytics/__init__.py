@@ -1,0 +1,1 @@
+"""Analytics service: read-model projections built from the other contexts' events."""

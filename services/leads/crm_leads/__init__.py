@@ -1,0 +1,1 @@
+"""Leads service: capture, validation and normalisation, assignment of prospective customers."""

@@ -1,0 +1,13 @@
+from pydantic_settings import SettingsConfigDict
+
+from crm_runtime.settings import ServiceSettings
+
+
+class LeadsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_LEADS_", extra="ignore")
+
+    name: str = "leads"
+    http_port: int = 8001
+    grpc_port: int = 50051
+    # Region used to read phone numbers written without a country code.
+    default_phone_region: str = "US"

@@ -1,0 +1,5 @@
+from crm_runtime.eventstore import ServiceApplication
+
+
+class SalesApplication(ServiceApplication):
+    name = "Sales"

@@ -1,0 +1,20 @@
+from pydantic_settings import SettingsConfigDict
+
+from crm_runtime.settings import ServiceSettings
+
+
+class WorkflowSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CRM_WORKFLOW_", extra="ignore")
+
+    name: str = "workflow"
+    http_port: int = 8004
+    grpc_port: int = 50054
+    # Comma-separated ids of the sales reps that new leads rotate through.
+    sales_reps: str = "rep-ada,rep-grace,rep-linus"
+    leads_grpc_target: str = "127.0.0.1:50051"
+    # Per-call deadline for commands to other services; a slow call is retried.
+    command_timeout_seconds: float = 5.0
+
+    @property
+    def sales_rep_ids(self) -> list[str]:
+        return [rep.strip() for rep in self.sales_reps.split(",") if rep.strip()]

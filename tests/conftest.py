@@ -1,0 +1,59 @@
+"""Shared fixtures. Integration tests use the real broker and PostgreSQL that `make test`
+starts; they fail (never skip) when those are missing, so a green run means they ran."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from crm_runtime.settings import PlatformSettings
+
+
+def _bootstrap() -> str:
+    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        pytest.fail("CRM_KAFKA_BOOTSTRAP is not set: run the suite with `make test`")
+    return bootstrap
+
+
+@pytest.fixture
+def kafka_bootstrap() -> str:
+    return _bootstrap()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """Each test gets its own topics, so tests never see each other's events."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def sqlite_platform(tmp_path: Path, topic_prefix: str) -> PlatformSettings:
+    return PlatformSettings(store="sqlite", data_dir=tmp_path / "stores", topic_prefix=topic_prefix,
+                            kafka_bootstrap=os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+
+
+@pytest.fixture
+def postgres_platform(topic_prefix: str) -> PlatformSettings:
+    """PostgreSQL settings with a fresh database per test (dropped afterwards)."""
+    import psycopg
+
+    base = PlatformSettings(store="postgres", topic_prefix=topic_prefix,
+                            kafka_bootstrap=os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    admin_dsn = (f"host={base.postgres_host} port={base.postgres_port} dbname={base.postgres_dbname} "
+                 f"user={base.postgres_user} password={base.postgres_password.get_secret_value()}")
+    dbname = f"crm_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    yield base.model_copy(update={"postgres_dbname": dbname})
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_platform(request) -> PlatformSettings:
+    """Runs a test once per event store: the same suite against every recorder."""
+    return request.getfixturevalue(f"{request.param}_platform")

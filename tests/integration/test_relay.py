@@ -1,0 +1,88 @@
+"""The outbox relay against the real broker, from a SQLite and from a PostgreSQL store."""
+
+import threading
+from collections import defaultdict
+
+import pytest
+
+from crm.leads.v1 import leads_pb2
+from crm_leads.adapters.messages import event_to_message
+from crm_leads.application import LeadsApplication
+from crm_runtime import relay as relay_module
+from crm_runtime import tracing
+from crm_runtime.cloudevents import EventRegistry, stable_event_id
+from tests.kafka_helpers import at_least, ensure_topics, headers, read_topic
+
+pytestmark = pytest.mark.kafka
+REGISTRY = EventRegistry.from_modules(leads_pb2)
+
+
+def run_relay(app, platform, stop_when):
+    relay = relay_module.for_context(app, "leads", event_to_message, platform)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        stop_when(relay)
+    finally:
+        relay.stop()
+        thread.join(30)
+        relay.producer.close()
+    return relay
+
+
+def test_relay_publishes_every_event_in_order_with_cloudevents_headers(any_platform, kafka_bootstrap):
+    ensure_topics(kafka_bootstrap, any_platform.topic_prefix)
+    app = LeadsApplication(any_platform)
+    leads = []
+    with tracing.bound(None, "corr-relay"):
+        for i in range(60):
+            lead, _ = app.capture_lead(name=f"Lead {i}", email=f"l{i}@example.com", phone=None,
+                                       company=None, channel="web")
+            leads.append(lead)
+        for lead in leads[::2]:
+            app.assign_lead(lead.id, "rep-1", f"k-{lead.id}")
+    total = 90
+    topic = f"{any_platform.topic_prefix}crm.leads.events.v1"
+
+    def until_published(relay):
+        read_topic(kafka_bootstrap, topic, at_least(total))
+        # Later events (written while it runs) are published too.
+        extra, _ = app.capture_lead(name="Late", email="late@example.com", phone=None,
+                                    company=None, channel="email")
+        leads.append(extra)
+        read_topic(kafka_bootstrap, topic, at_least(total + 1))
+
+    relay = run_relay(app, any_platform, until_published)
+    assert relay.position() == app.recorder.max_notification_id()
+
+    records = read_topic(kafka_bootstrap, topic, at_least(total + 1))
+    assert len(records) == total + 1
+    by_key = defaultdict(list)
+    for record in records:
+        envelope = REGISTRY.decode(record.headers, record.value)
+        assert record.key.decode() == envelope.subject
+        assert headers(record)["ce_source"] == "crm/leads"
+        by_key[envelope.subject].append(envelope)
+    for lead in leads:
+        events = by_key[str(lead.id)]
+        assert [e.id for e in events] == [stable_event_id(lead.id, v) for v in range(1, len(events) + 1)]
+        assert isinstance(events[0].message, leads_pb2.LeadCaptured)
+        assert events[0].message.email == lead.email
+    assert by_key[str(leads[0].id)][0].correlation_id == "corr-relay"
+    assert by_key[str(leads[0].id)][1].message.owner_id == "rep-1"
+
+
+def test_relay_resumes_from_its_position_without_skipping(any_platform, kafka_bootstrap):
+    ensure_topics(kafka_bootstrap, any_platform.topic_prefix)
+    topic = f"{any_platform.topic_prefix}crm.leads.events.v1"
+    app = LeadsApplication(any_platform)
+    for i in range(10):
+        app.capture_lead(name=f"A{i}", email=f"a{i}@example.com", phone=None, company=None, channel="web")
+    run_relay(app, any_platform, lambda _: read_topic(kafka_bootstrap, topic, at_least(10)))
+    for i in range(5):
+        app.capture_lead(name=f"B{i}", email=f"b{i}@example.com", phone=None, company=None, channel="web")
+    second = run_relay(LeadsApplication(any_platform), any_platform,
+                       lambda _: read_topic(kafka_bootstrap, topic, at_least(15)))
+    records = read_topic(kafka_bootstrap, topic, at_least(15))
+    assert len(records) == 15  # nothing re-sent after a clean stop, nothing skipped
+    assert second.position() == 15

@@ -1,0 +1,64 @@
+"""Reading topics the way a downstream team would: a plain kafka-python consumer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from crm_runtime.kafka_admin import create_topics
+
+
+def read_topic(bootstrap: str, topic: str, until: Callable[[list[ConsumerRecord]], bool],
+               timeout: float = 60.0) -> list[ConsumerRecord]:
+    """All records of `topic` from the start, polling until `until(records)` holds."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             client_id=f"test-reader-{uuid.uuid4().hex[:6]}")
+    try:
+        deadline = time.monotonic() + timeout
+        partitions = None
+        while partitions is None:
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                partitions = [TopicPartition(topic, p) for p in sorted(found)]
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"topic {topic} does not exist")
+            else:
+                time.sleep(0.2)
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        while True:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+            if until(records):
+                return records
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: condition not met with {len(records)} records")
+    finally:
+        consumer.close()
+
+
+def at_least(n: int) -> Callable[[list], bool]:
+    return lambda records: len(records) >= n
+
+
+def headers(record: ConsumerRecord) -> dict[str, str]:
+    return {name: value.decode() for name, value in record.headers}
+
+
+def ensure_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
+    from crm_runtime.topics import all_topics
+    create_topics(bootstrap, all_topics(prefix), partitions)
+
+
+def end_offsets_total(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()

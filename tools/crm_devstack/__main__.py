@@ -1,0 +1,105 @@
+"""`python -m crm_devstack run|test|bench`: what `make run`, `make test` and `make bench` do."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from crm_devstack.kafka_broker import REPO, broker_from_env
+from crm_devstack.processes import SPECS, Platform, http_url, port_env
+
+CACHE = REPO / ".cache"
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def run(args) -> int:
+    from crm_runtime.kafka_admin import create_platform_topics
+    from crm_runtime.settings import PlatformSettings
+
+    data = Path(os.environ.get("CRM_DATA_DIR", REPO / "data")).resolve()
+    broker = broker_from_env(CACHE, data / "kafka")
+    broker.start()
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    platform = None
+    try:
+        env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores")}
+        settings = PlatformSettings(**{"kafka_bootstrap": broker.bootstrap})
+        created = create_platform_topics(broker.bootstrap, settings.topic_prefix, settings.topic_partitions)
+        print(f"kafka: topics ready ({len(created)} created)", flush=True)
+        platform = Platform(env={**port_env(), **env, **{k: v for k, v in os.environ.items()
+                                                           if k.startswith("CRM_")}})
+        platform.start_all()
+        platform.wait_ready()
+        print("\nThe platform is up (Ctrl-C stops everything):", flush=True)
+        print(f"  kafka            {broker.bootstrap}")
+        for spec in SPECS:
+            if spec.serves_http:
+                grpc_port = platform.env[spec.env_prefix + "GRPC_PORT"]
+                print(f"  {spec.name:<16} {http_url(spec, platform.env)}  grpc 127.0.0.1:{grpc_port}")
+        print(f"  stores           {data / 'stores'}", flush=True)
+        parent = os.getppid()
+        while not stop.wait(1):
+            platform.check_alive()
+            if os.getppid() != parent:  # `make` was killed: take everything down with it
+                break
+        return 0
+    finally:
+        print("stopping…", flush=True)
+        if platform is not None:
+            platform.stop()
+        broker.stop()
+
+
+def test(args) -> int:
+    """Starts a private broker for the suite, runs pytest against it, stops the broker."""
+    os.environ.setdefault("CRM_KAFKA_PORT", "19092")
+    data = REPO / "build" / "test-data"
+    subprocess.run(["rm", "-rf", str(data)], check=True)
+    broker = broker_from_env(CACHE, data / "kafka")
+    broker.start()
+    try:
+        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_TEST_DATA": str(data)}
+        cmd = [sys.executable, "-m", "pytest", *[a for a in args.pytest_args if a != "--"]]
+        return subprocess.run(cmd, env=env, cwd=REPO).returncode
+    finally:
+        broker.stop()
+
+
+def bench(args) -> int:
+    os.environ.setdefault("CRM_KAFKA_PORT", "29092")
+    data = REPO / "build" / "bench-data"
+    subprocess.run(["rm", "-rf", str(data)], check=True)
+    broker = broker_from_env(CACHE, data / "kafka")
+    broker.start()
+    try:
+        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_BENCH_DATA": str(data)}
+        return subprocess.run([sys.executable, str(REPO / "bench" / "throughput.py")],
+                              env=env, cwd=REPO).returncode
+    finally:
+        broker.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="crm_devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="Kafka plus every service, in the foreground").set_defaults(fn=run)
+    t = sub.add_parser("test", help="the whole test suite against a private broker")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    t.set_defaults(fn=test)
+    sub.add_parser("bench", help="throughput figures against a private broker").set_defaults(fn=bench)
+    args = parser.parse_args()
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The platform's processes, and a small supervisor that starts, watches and stops them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    module: str
+    # The settings prefix of the service this process belongs to, and whether it serves HTTP.
+    env_prefix: str
+    serves_http: bool = False
+
+
+SPECS = [
+    Spec("leads", "crm_leads", "CRM_LEADS_", serves_http=True),
+    Spec("leads-relay", "crm_leads.relay", "CRM_LEADS_"),
+    Spec("sales", "crm_sales", "CRM_SALES_", serves_http=True),
+    Spec("service-desk", "crm_servicedesk", "CRM_SERVICEDESK_", serves_http=True),
+    Spec("workflow", "crm_workflow", "CRM_WORKFLOW_", serves_http=True),
+    Spec("workflow-worker", "crm_workflow.worker", "CRM_WORKFLOW_"),
+    Spec("workflow-relay", "crm_workflow.relay", "CRM_WORKFLOW_"),
+    Spec("analytics", "crm_analytics", "CRM_ANALYTICS_", serves_http=True),
+    Spec("analytics-worker", "crm_analytics.worker", "CRM_ANALYTICS_"),
+]
+DEFAULT_PORTS = {  # service prefix: (http, grpc), as in DESIGN.md
+    "CRM_LEADS_": (8001, 50051),
+    "CRM_SALES_": (8002, 50052),
+    "CRM_SERVICEDESK_": (8003, 50053),
+    "CRM_WORKFLOW_": (8004, 50054),
+    "CRM_ANALYTICS_": (8005, 50055),
+}
+
+
+def port_env(http_offset: int = 0, grpc_offset: int = 0) -> dict[str, str]:
+    """Port variables for every service, shifted by the offsets (tests run beside `make run`)."""
+    env = {}
+    for prefix, (http, grpc) in DEFAULT_PORTS.items():
+        env[f"{prefix}HTTP_PORT"] = str(http + http_offset)
+        env[f"{prefix}GRPC_PORT"] = str(grpc + grpc_offset)
+    env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{50051 + grpc_offset}"
+    return env
+
+
+def http_url(spec: Spec, env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env.get(spec.env_prefix + 'HTTP_PORT', DEFAULT_PORTS[spec.env_prefix][0])}"
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    log_dir: Path | None = None  # None: lines go to this console, prefixed by process name
+    specs: list[Spec] = field(default_factory=lambda: list(SPECS))
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def spec(self, name: str) -> Spec:
+        return next(spec for spec in self.specs if spec.name == name)
+
+    def start(self, name: str) -> subprocess.Popen:
+        spec = self.spec(name)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{name}.log", "ab")
+            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            out.close()
+        else:
+            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+            threading.Thread(target=_prefix_lines, args=(name, proc), daemon=True).start()
+        self.procs[name] = proc
+        return proc
+
+    def start_all(self) -> None:
+        for spec in self.specs:
+            self.start(spec.name)
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        for spec in self.specs:
+            if not spec.serves_http:
+                continue
+            url = http_url(spec, self.env) + "/readyz"
+            while True:
+                self.check_alive()
+                try:
+                    if httpx.get(url, timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{spec.name} not ready at {url} after {timeout}s")
+                time.sleep(0.3)
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"process {name} exited with {proc.returncode}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        proc.wait(30)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _prefix_lines(name: str, proc: subprocess.Popen) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(f"{name:>17} | {line.decode(errors='replace')}")
+        sys.stdout.flush()
