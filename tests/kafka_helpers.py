@@ -46,6 +46,10 @@ def at_least(n: int) -> Callable[[list], bool]:
     return lambda records: len(records) >= n
 
 
+def distinct_events(n: int) -> Callable[[list], bool]:
+    return lambda records: len({dict(r.headers).get("ce_id") for r in records}) >= n
+
+
 def headers(record: ConsumerRecord) -> dict[str, str]:
     return {name: value.decode() for name, value in record.headers}
 

@@ -48,6 +48,9 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust
         producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,
+        # A killed worker's partitions move to the survivors after this long, not 60 s.
+        broker_session_timeout=platform.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=max(1.0, platform.consumer_session_timeout_seconds / 4),
     )
     settings.update(overrides)
     return faust.App(f"{platform.topic_prefix}{app_id}", **settings)
@@ -127,5 +130,6 @@ class EventConsumer:
 
 def run_worker(app: faust.App) -> None:
     """Runs the faust worker in the foreground until SIGTERM/SIGINT."""
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    # Keep the platform's JSON logging: faust would otherwise install its own handlers.
+    worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -38,6 +38,8 @@ class PlatformSettings(BaseSettings):
     # Outbox relay: events per Kafka batch, and how often an idle SQLite log is polled.
     relay_batch_size: int = 500
     relay_poll_interval_seconds: float = 0.05
+    # Consumers: how long a silent member keeps its partitions before a rebalance.
+    consumer_session_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     log_json: bool = True
 

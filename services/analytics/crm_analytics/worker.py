@@ -19,7 +19,7 @@ def handler_for(store: ReadStore):
     async def project(envelope: EventEnvelope) -> None:
         applied, _ = await asyncio.to_thread(
             store.apply_once, envelope.id, lambda conn: lead_projection.apply(conn, envelope))
-        log.debug("analytics.projected", event_id=envelope.id, type=envelope.type, applied=applied)
+        log.info("analytics.projected", event_id=envelope.id, type=envelope.type, applied=applied)
 
     return project
 

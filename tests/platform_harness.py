@@ -1,0 +1,66 @@
+"""Starts the platform's processes for a test, isolated by topic prefix, data dir and ports."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from crm_devstack.processes import SPECS, Platform, port_env
+from tests.kafka_helpers import ensure_topics
+
+HTTP_OFFSET = 10_000  # leads on 18001, ... analytics on 18005
+GRPC_OFFSET = 10_000  # leads on 60051, ... analytics on 60055
+
+
+def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str] | None = None,
+                   extra_env: dict[str, str] | None = None) -> Platform:
+    ensure_topics(bootstrap, prefix)
+    env = {
+        **port_env(HTTP_OFFSET, GRPC_OFFSET),
+        "CRM_KAFKA_BOOTSTRAP": bootstrap,
+        "CRM_TOPIC_PREFIX": prefix,
+        "CRM_DATA_DIR": str(tmp_path / "stores"),
+        "CRM_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
+        **(extra_env or {}),
+    }
+    specs = [spec for spec in SPECS if names is None or spec.name in names]
+    platform = Platform(env=env, log_dir=tmp_path / "logs", specs=specs)
+    platform.start_all()
+    try:
+        platform.wait_ready(timeout=120)
+    except Exception:
+        platform.stop()
+        raise
+    return platform
+
+
+def url(service: str) -> str:
+    ports = {"leads": 8001, "sales": 8002, "service-desk": 8003, "workflow": 8004, "analytics": 8005}
+    return f"http://127.0.0.1:{ports[service] + HTTP_OFFSET}"
+
+
+def grpc_target(service: str) -> str:
+    ports = {"leads": 50051, "sales": 50052, "service-desk": 50053, "workflow": 50054, "analytics": 50055}
+    return f"127.0.0.1:{ports[service] + GRPC_OFFSET}"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 90.0, interval: float = 0.3,
+             what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling, report the last error
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met in {timeout}s (last: {last!r})")
+
+
+def log_text(platform: Platform, name: str) -> str:
+    assert platform.log_dir is not None
+    path = platform.log_dir / f"{name}.log"
+    return path.read_text(errors="replace") if path.exists() else ""
