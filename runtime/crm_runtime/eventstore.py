@@ -9,15 +9,18 @@ the relay can put it in the record's headers.
 from __future__ import annotations
 
 import copy
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent, TrackingRecorder
 
 from crm_runtime import tracing
 from crm_runtime.settings import PlatformSettings
 
 TRACE_ATTRIBUTE = "_trace"
+T = TypeVar("T")
 
 
 def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
@@ -44,6 +47,22 @@ def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     }
 
 
+def retry_schema_race(create: Callable[[], T], attempts: int = 8) -> T:
+    """Runs `create`, retrying when another process creates the same tables concurrently.
+
+    PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (the
+    service's API and its relay start together); the loser finds the tables next time.
+    """
+    for attempt in range(attempts):
+        try:
+            return create()
+        except PersistenceError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class TracingMapper(Mapper):
     """Stores the current trace context beside each event's own state."""
 
@@ -64,7 +83,12 @@ class ServiceApplication(Application):
 
     def __init__(self, platform: PlatformSettings, env: dict[str, str] | None = None):
         self.platform = platform
-        super().__init__(env={**store_env(self.name, platform), **(env or {})})
+        full_env = {**store_env(self.name, platform), **(env or {})}
+        retry_schema_race(lambda: super(ServiceApplication, self).__init__(env=full_env))
+
+    def tracking_recorder(self) -> TrackingRecorder:
+        """A tracking recorder in the same database (the relay keeps its position there)."""
+        return retry_schema_race(self.factory.tracking_recorder)
 
     def construct_mapper(self) -> Mapper:
         return self.factory.mapper(transcoder=self.construct_transcoder(),

@@ -56,3 +56,19 @@ class KafkaProbe:
                     self._admin.close()
                 self._admin = None
                 raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m crm_runtime.kafka_admin [TOPIC ...]`: creates the given (default: all) topics."""
+    import sys
+
+    from crm_runtime.settings import PlatformSettings
+
+    settings = PlatformSettings()
+    names = (argv if argv is not None else sys.argv[1:]) or all_topics(settings.topic_prefix)
+    created = create_topics(settings.kafka_bootstrap, names, settings.topic_partitions)
+    print(f"topics ready on {settings.kafka_bootstrap}: {len(names)} ({len(created)} created)")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,12 +7,13 @@ is skipped. A relay re-send carries the same ce_id, so it is skipped too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, create_engine, func, insert, select
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crm_runtime.settings import PlatformSettings
 
@@ -47,8 +48,16 @@ class ReadStore:
         self.metadata = metadata
         self.processed = processed
 
-    def create_tables(self) -> None:
-        self.metadata.create_all(self.engine)
+    def create_tables(self, attempts: int = 8) -> None:
+        # The API and the consumer of one service may create the tables at the same time.
+        for attempt in range(attempts):
+            try:
+                self.metadata.create_all(self.engine)
+                return
+            except DBAPIError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def apply_once(self, event_id: str, effect: Callable[[Connection], T]) -> tuple[bool, T | None]:
         """Runs `effect` and records `event_id` atomically, unless it was recorded before.

@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from crm_runtime import logs
 from crm_runtime.cloudevents import EventEnvelope, encode, stable_event_id
-from crm_runtime.eventstore import trace_context
+from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.topics import events_topic
 
@@ -116,7 +116,7 @@ class NotificationSource:
 class OutboxRelay:
     def __init__(
         self,
-        app: Application,
+        app: ServiceApplication,
         topic: str,
         to_message: ToMessage,
         producer: KafkaProducer,
@@ -131,7 +131,7 @@ class OutboxRelay:
         self.producer = producer
         self.source = source
         self.tracking_name = f"relay:{topic}"
-        self.tracking: TrackingRecorder = app.factory.tracking_recorder()
+        self.tracking: TrackingRecorder = app.tracking_recorder()
         self.notifications = NotificationSource(app, batch_size, poll_interval)
         self.stop_event = threading.Event()
 
@@ -183,7 +183,7 @@ class OutboxRelay:
         self.stop_event.set()
 
 
-def for_context(app: Application, context: str, to_message: ToMessage,
+def for_context(app: ServiceApplication, context: str, to_message: ToMessage,
                 platform: PlatformSettings) -> OutboxRelay:
     """The relay of one context's store to crm.<context>.events.v1, configured by settings."""
     return OutboxRelay(

@@ -19,6 +19,15 @@ def configure_logging(settings: ServiceSettings, process: str | None = None) -> 
     logs.configure(process or settings.name, settings.platform.log_level, settings.platform.log_json)
 
 
+def serve_metrics(host: str, port: int) -> None:
+    """Serves Prometheus /metrics from a background thread (relays and consumers have no API)."""
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=host)
+        log.info("metrics.listening", url=f"http://{host}:{port}/metrics")
+
+
 async def serve(settings: ServiceSettings, store_check: Callable[[], None],
                 routers: Sequence[APIRouter] = (), registrations: Sequence[tuple] = ()) -> None:
     """Serves the HTTP and gRPC sides of a service until SIGTERM/SIGINT.

@@ -57,6 +57,9 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50050
+    # Prometheus /metrics of the service's relay and consumer processes (0: not served).
+    relay_metrics_port: int = 0
+    worker_metrics_port: int = 0
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
 
     def __init__(self, **values):

@@ -4,7 +4,11 @@ workflow service, counted by analytics; all as separate processes on the real br
 from collections import Counter
 from pathlib import Path
 
+import uuid
+
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 import httpx
 import pytest
 
@@ -17,10 +21,13 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 REPS = ["rep-ada", "rep-grace", "rep-linus"]
 
 
-@pytest.fixture
-def platform(tmp_path, kafka_bootstrap, topic_prefix):
-    running = start_platform(tmp_path, kafka_bootstrap, topic_prefix,
-                             extra_env={"CRM_WORKFLOW_SALES_REPS": ",".join(REPS)})
+@pytest.fixture(params=["sqlite", "postgres"])
+def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
+    env = {"CRM_WORKFLOW_SALES_REPS": ",".join(REPS)}
+    if request.param == "postgres":  # one variable switches every service's store
+        pg = request.getfixturevalue("postgres_platform")
+        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, extra_env=env)
     yield running
     running.stop()
 
@@ -58,6 +65,19 @@ def test_leads_are_captured_assigned_and_reported(platform):
             stub.CaptureLead(leads_pb2.CaptureLeadRequest(name="X", email="nope",
                                                           channel=leads_pb2.CHANNEL_WEB), timeout=10)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "email" in bad.value.details()
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.GetLead(leads_pb2.GetLeadRequest(lead_id=str(uuid.uuid4())), timeout=10)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as stale:
+            stub.AssignLead(leads_pb2.AssignLeadRequest(lead_id=ids[-1], owner_id="rep-x",
+                                                        idempotency_key="manual", expected_version=7))
+        assert stale.value.code() == grpc.StatusCode.ABORTED
+
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="crm.leads.v1.LeadsService"), timeout=10)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert "crm.leads.v1.LeadsService" in services and "grpc.health.v1.Health" in services
 
     def owners():
         found = {i: http.get(f"{leads}/v1/leads/{i}").json()["owner_id"] for i in ids}
@@ -93,7 +113,9 @@ def test_workflow_retries_while_the_leads_service_is_down(platform):
     platform.kill("leads")
     # Written straight to the leads store: the relay publishes it, and the workflow's
     # AssignLead has nowhere to go until the service is back.
-    store = LeadsApplication(PlatformSettings(data_dir=Path(platform.env["CRM_DATA_DIR"])))
+    store = LeadsApplication(PlatformSettings(
+        store=platform.env.get("CRM_STORE", "sqlite"), data_dir=Path(platform.env["CRM_DATA_DIR"]),
+        postgres_dbname=platform.env.get("CRM_POSTGRES_DBNAME", "crm")))
     lead, _ = store.capture_lead(name="Patient Lead", email="p@example.com", phone=None,
                                  company=None, channel="web")
     lead = {"id": str(lead.id)}

@@ -34,6 +34,12 @@ SPECS = [
     Spec("analytics", "crm_analytics", "CRM_ANALYTICS_", serves_http=True),
     Spec("analytics-worker", "crm_analytics.worker", "CRM_ANALYTICS_"),
 ]
+METRICS_PORTS = {  # Prometheus ports of the relay and worker processes
+    "CRM_LEADS_RELAY_METRICS_PORT": 9101,
+    "CRM_WORKFLOW_RELAY_METRICS_PORT": 9104,
+    "CRM_WORKFLOW_WORKER_METRICS_PORT": 9204,
+    "CRM_ANALYTICS_WORKER_METRICS_PORT": 9205,
+}
 DEFAULT_PORTS = {  # service prefix: (http, grpc), as in DESIGN.md
     "CRM_LEADS_": (8001, 50051),
     "CRM_SALES_": (8002, 50052),
@@ -49,6 +55,8 @@ def port_env(http_offset: int = 0, grpc_offset: int = 0) -> dict[str, str]:
     for prefix, (http, grpc) in DEFAULT_PORTS.items():
         env[f"{prefix}HTTP_PORT"] = str(http + http_offset)
         env[f"{prefix}GRPC_PORT"] = str(grpc + grpc_offset)
+    for name, port in METRICS_PORTS.items():
+        env[name] = str(port + http_offset)
     env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{50051 + grpc_offset}"
     return env
 

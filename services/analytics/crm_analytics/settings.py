@@ -9,3 +9,4 @@ class AnalyticsSettings(ServiceSettings):
     name: str = "analytics"
     http_port: int = 8005
     grpc_port: int = 50055
+    worker_metrics_port: int = 9205

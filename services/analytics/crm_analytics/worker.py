@@ -36,6 +36,7 @@ def build(settings: AnalyticsSettings):
 def main() -> None:
     settings = AnalyticsSettings()
     service.configure_logging(settings, "analytics-worker")
+    service.serve_metrics(settings.http_host, settings.worker_metrics_port)
     consumer.run_worker(build(settings))
 
 

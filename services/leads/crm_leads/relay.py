@@ -9,6 +9,7 @@ from crm_runtime import relay, service
 def main() -> None:
     settings = LeadsSettings()
     service.configure_logging(settings, "leads-relay")
+    service.serve_metrics(settings.http_host, settings.relay_metrics_port)
     app = LeadsApplication(settings.platform)
     relay.run_forever(relay.for_context(app, "leads", event_to_message, settings.platform))
 

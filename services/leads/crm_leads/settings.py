@@ -9,5 +9,6 @@ class LeadsSettings(ServiceSettings):
     name: str = "leads"
     http_port: int = 8001
     grpc_port: int = 50051
+    relay_metrics_port: int = 9101
     # Region used to read phone numbers written without a country code.
     default_phone_region: str = "US"

@@ -9,6 +9,7 @@ from crm_workflow.settings import WorkflowSettings
 def main() -> None:
     settings = WorkflowSettings()
     service.configure_logging(settings, "workflow-relay")
+    service.serve_metrics(settings.http_host, settings.relay_metrics_port)
     app = WorkflowApplication(settings.platform, settings.sales_rep_ids)
     relay.run_forever(relay.for_context(app, "workflow", event_to_message, settings.platform))
 

@@ -9,6 +9,8 @@ class WorkflowSettings(ServiceSettings):
     name: str = "workflow"
     http_port: int = 8004
     grpc_port: int = 50054
+    relay_metrics_port: int = 9104
+    worker_metrics_port: int = 9204
     # Comma-separated ids of the sales reps that new leads rotate through.
     sales_reps: str = "rep-ada,rep-grace,rep-linus"
     leads_grpc_target: str = "127.0.0.1:50051"

@@ -1,0 +1,90 @@
+"""The leads HTTP adapter: problem+json for bad input, nothing stored, honest readiness."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from crm_leads.adapters.http import router
+from crm_leads.application import LeadsApplication
+from crm_runtime import http
+from crm_runtime.kafka_admin import KafkaProbe
+
+GOOD = {"name": "Linus", "email": "linus@example.org", "phone": "+358 40 1234567",
+        "company": "Kernel", "channel": "email"}
+
+
+@pytest.fixture
+def leads(sqlite_platform):
+    return LeadsApplication(sqlite_platform)
+
+
+@pytest.fixture
+def client(leads):
+    # Kafka here is a closed port: readiness must say so.
+    api = http.create_app("leads", "1", checks={"store": leads.check_store,
+                                                  "kafka": KafkaProbe("127.0.0.1:1").check})
+    api.include_router(router(leads))
+    return TestClient(api)
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"email": "not-an-email"}, "email"),
+    ({"phone": "12345"}, "phone"),
+    ({"name": " "}, "name"),
+    ({"name": None}, "name"),
+    ({"channel": "carrier-pigeon"}, "channel"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_input_is_a_problem_naming_the_field_and_stores_nothing(client, leads, change, field):
+    body = {**GOOD, **change}
+    if change.get("name", "") is None:
+        del body["name"]
+    response = client.post("/v1/leads", json=body)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and field in problem["detail"]
+    assert problem["errors"][0]["field"] == field
+    assert leads.recorder.max_notification_id() in (None, 0)
+
+
+def test_malformed_json_is_a_problem_too(client):
+    response = client.post("/v1/leads", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_capture_get_and_idempotency_key(client):
+    first = client.post("/v1/leads", json=GOOD, headers={"Idempotency-Key": "abc"})
+    assert first.status_code == 201
+    lead = first.json()
+    assert lead["phone"] == "+358401234567" and lead["status"] == "new"
+    assert first.headers["Location"] == f"/v1/leads/{lead['id']}"
+    again = client.post("/v1/leads", json=GOOD, headers={"Idempotency-Key": "abc"})
+    assert again.status_code == 200 and again.json()["id"] == lead["id"]
+    clash = client.post("/v1/leads", json={**GOOD, "name": "Other"}, headers={"Idempotency-Key": "abc"})
+    assert clash.status_code == 409 and clash.headers["content-type"] == "application/problem+json"
+    assert client.get(f"/v1/leads/{lead['id']}").json() == lead
+
+
+def test_unknown_and_malformed_ids(client):
+    missing = client.get("/v1/leads/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and missing.json()["title"] == "Not found"
+    assert client.get("/v1/leads/nope").status_code == 422
+
+
+def test_operations_endpoints(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["store"] == "ok" and "unavailable" in ready.json()["checks"]["kafka"]
+    client.get("/healthz")
+    assert 'crm_http_requests_total{method="GET",route="/healthz",service="leads",status="200"}' \
+        in client.get("/metrics").text
+    assert "/v1/leads" in client.get("/openapi.json").json()["paths"]
+
+
+def test_trace_context_and_correlation_id_are_echoed(client):
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    response = client.get("/healthz", headers={"traceparent": parent, "X-Correlation-ID": "corr-9"})
+    assert response.headers["X-Correlation-ID"] == "corr-9"
+    assert response.headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"

@@ -1,0 +1,51 @@
+"""docker-compose.yml describes the same platform the local run starts."""
+
+from pathlib import Path
+
+import yaml
+
+from crm_devstack.processes import DEFAULT_PORTS, METRICS_PORTS, SPECS
+from crm_runtime.topics import all_topics
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_every_process_has_a_container_running_its_module():
+    for spec in SPECS:
+        assert spec.name in SERVICES, f"{spec.name} missing from docker-compose.yml"
+        assert SERVICES[spec.name]["command"] == ["python", "-m", spec.module]
+        assert "healthcheck" in SERVICES[spec.name]
+
+
+def test_services_publish_the_design_ports():
+    for spec in SPECS:
+        if spec.serves_http:
+            http, grpc = DEFAULT_PORTS[spec.env_prefix]
+            assert set(SERVICES[spec.name]["ports"]) == {f"{http}:{http}", f"{grpc}:{grpc}"}
+            assert str(http) in SERVICES[spec.name]["healthcheck"]["test"]
+
+
+def test_relays_and_workers_serve_metrics_for_their_health_check():
+    for spec in SPECS:
+        if not spec.serves_http:
+            env = SERVICES[spec.name]["environment"]
+            metrics = [name for name in METRICS_PORTS if name in env]
+            assert metrics and metrics[0].startswith(spec.env_prefix), spec.name
+            assert "/metrics" in SERVICES[spec.name]["healthcheck"]["test"]
+
+
+def test_topics_created_are_every_topic_the_platform_uses():
+    command = SERVICES["kafka-init"]["command"]
+    assert command[:3] == ["python", "-m", "crm_runtime.kafka_admin"]
+    assert sorted(command[3:]) == sorted(all_topics())
+
+
+def test_kafka_is_kraft_and_stores_are_postgres():
+    kafka = SERVICES["kafka"]["environment"]
+    assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert SERVICES["postgres"]["image"].startswith("postgres:")
+    leads_env = SERVICES["leads"]["environment"]
+    assert leads_env["CRM_STORE"] == "postgres" and leads_env["CRM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert leads_env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] == "leads:50051"
