@@ -1,0 +1,144 @@
+"""Throughput of the write and publish paths, each against its baseline, in one run.
+
+    make bench                      # starts a private broker, SQLite stores
+    CRM_BENCH_STORE=postgres make bench
+
+Prints events/s for: raw eventsourcing saves (baseline), the lead capture path
+(validation + aggregate + save), a raw kafka-python producer (baseline), and the outbox
+relay (read log, decode, encode CloudEvents, produce acks=all, record position).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from eventsourcing.domain import Aggregate, event
+from kafka import KafkaProducer
+
+from crm_leads.adapters.messages import event_to_message
+from crm_leads.application import LeadsApplication
+from crm_runtime import logs
+from crm_runtime import relay as relay_module
+from crm_runtime.eventstore import ServiceApplication
+from crm_runtime.kafka_admin import create_topics
+from crm_runtime.settings import PlatformSettings
+from crm_runtime.topics import all_topics
+
+N = int(os.environ.get("CRM_BENCH_EVENTS", "5000"))
+
+
+class Note(Aggregate):
+    @event("Written")
+    def __init__(self, id: uuid.UUID, text: str):  # noqa: A002
+        self.text = text
+
+
+class RawApplication(ServiceApplication):
+    name = "BenchRaw"
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds else float("inf")
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def bench_raw_saves(platform: PlatformSettings) -> float:
+    app = RawApplication(platform)
+    return rate(N, timed(lambda: [app.save(Note(id=uuid.uuid4(), text=f"note {i}")) for i in range(N)]))
+
+
+def bench_capture(platform: PlatformSettings) -> float:
+    app = LeadsApplication(platform)
+
+    def capture_all():
+        for i in range(N):
+            app.capture_lead(name=f"Bench Lead {i}", email=f"bench{i}@example.com",
+                             phone="+44 20 7183 8750", company="Bench", channel="web")
+
+    return rate(N, timed(capture_all))
+
+
+def bench_relay(platform: PlatformSettings) -> tuple[float, list]:
+    """Publishes the N captured leads; returns the rate and the records it sent (for the baseline)."""
+    app = LeadsApplication(platform)
+    relay = relay_module.for_context(app, "leads", event_to_message, platform)
+    last = app.recorder.max_notification_id()
+    thread = threading.Thread(target=relay.run, daemon=True)
+    started = time.perf_counter()
+    thread.start()
+    while relay.position() < last:
+        time.sleep(0.005)
+    seconds = time.perf_counter() - started
+    relay.stop()
+    thread.join()
+    relay.producer.close()
+    sample = [relay_module.encode(relay.envelope(n))
+              for n in app.recorder.select_notifications(start=1, limit=N)]
+    return rate(N, seconds), sample
+
+
+def bench_raw_producer(bootstrap: str, topic: str, records: list) -> float:
+    producer = relay_module.make_producer(bootstrap, client_id="bench-raw")
+    producer.send(topic, b"warm-up").get(30)
+
+    def send_all():
+        futures = [producer.send(topic, key=k, value=v, headers=h) for k, v, h in records]
+        producer.flush()
+        for future in futures:
+            future.get(0)
+
+    seconds = timed(send_all)
+    producer.close()
+    return rate(len(records), seconds)
+
+
+def main() -> None:
+    logs.configure("bench", "WARNING")  # per-event log lines would be measured too
+    bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    store = os.environ.get("CRM_BENCH_STORE", "sqlite")
+    data = Path(os.environ.get("CRM_BENCH_DATA") or tempfile.mkdtemp()) / "stores"
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    platform = PlatformSettings(store=store, data_dir=data, topic_prefix=prefix,
+                                kafka_bootstrap=bootstrap)
+    if store == "postgres":
+        _fresh_postgres_schema(platform)
+    create_topics(bootstrap, all_topics(prefix), platform.topic_partitions)
+    # Warm the broker connection path once so the first figure is not a connection cost.
+    KafkaProducer(bootstrap_servers=bootstrap).close()
+
+    raw_saves = bench_raw_saves(platform)
+    capture = bench_capture(platform)
+    relay_rate, records = bench_relay(platform)
+    raw_producer = bench_raw_producer(bootstrap, f"{prefix}crm.sales.events.v1", records)
+
+    print(f"\nthroughput, {N} events each, store={store}, broker {bootstrap}")
+    print(f"{'path':<34}{'events/s':>12}{'ratio':>10}  baseline")
+    print(f"{'raw eventsourcing save':<34}{raw_saves:>12,.0f}{1:>10.2f}  (baseline)")
+    print(f"{'lead capture (validate+save)':<34}{capture:>12,.0f}{capture / raw_saves:>10.2f}  raw eventsourcing save")
+    print(f"{'raw kafka-python producer':<34}{raw_producer:>12,.0f}{1:>10.2f}  (baseline)")
+    print(f"{'outbox relay (store -> Kafka)':<34}{relay_rate:>12,.0f}{relay_rate / raw_producer:>10.2f}  raw kafka-python producer")
+
+
+def _fresh_postgres_schema(platform: PlatformSettings) -> None:
+    import psycopg
+
+    with psycopg.connect(host=platform.postgres_host, port=platform.postgres_port,
+                         dbname=platform.postgres_dbname, user=platform.postgres_user,
+                         password=platform.postgres_password.get_secret_value(),
+                         autocommit=True) as conn:
+        for table in ("benchraw_events", "leads_events", "leads_tracking"):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+if __name__ == "__main__":
+    main()
