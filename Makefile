@@ -9,7 +9,9 @@ PROTOS := $(shell find proto -name '*.proto')
 # Folders that hold the platform's Python packages (one per service, plus the runtime).
 PKG_DIRS := runtime services/leads services/sales services/service-desk services/workflow services/analytics tools $(GEN) .
 
-.PHONY: run test setup venv proto kafka-jars postgres lock bench clean
+.PHONY: run test setup venv proto kafka-jars postgres lock bench lint clean
+BUF_VERSION := v1.75.0
+BUF := .cache/bin/buf
 
 run: setup
 	$(PY) -m crm_devstack run
@@ -46,6 +48,14 @@ kafka-jars: $(VENV)/.installed
 
 postgres:
 	bash deploy/local/ensure-postgres.sh
+
+# Proto lint (buf STANDARD rules, see buf.yaml) and breaking-change check against main.
+lint: $(BUF)
+	$(BUF) lint
+	if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
+
+$(BUF):
+	GOBIN=$(CURDIR)/.cache/bin go install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
 
 # Re-resolve the pinned set from requirements.in.
 lock:

@@ -132,4 +132,5 @@ def run_worker(app: faust.App) -> None:
     """Runs the faust worker in the foreground until SIGTERM/SIGINT."""
     # Keep the platform's JSON logging: faust would otherwise install its own handlers.
     worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker.spinner = None  # a terminal spinner would put escape codes into the JSON log
     worker.execute_from_commandline()
