@@ -13,7 +13,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -31,9 +33,60 @@ LATENCY = Histogram("crm_http_request_seconds", "HTTP request latency", ["servic
 ReadinessCheck = Callable[[], None]
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Route `responses=` for the errors an operation can answer (bodies: problem+json)."""
+    described = {400: "Malformed request body", 404: "No such resource",
+                 409: "Conflicting or stale write", 422: "Invalid field"}
+    return {code: {"description": described.get(code, "Error"), "model": Problem} for code in codes}
+
+
+def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI where every error response is documented as application/problem+json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+                       .pop("$defs", {}))
+        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        ref = {"$ref": "#/components/schemas/Problem"}
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault("400", {"description": "Malformed request body"})
+                for code, response in responses.items():
+                    if code[0] == "4" or code == "500":
+                        response["content"] = {PROBLEM: {"schema": ref}}
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
 
 
 def _field_name(loc: tuple) -> str:
@@ -79,7 +132,8 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException):
-        return problem(exc.status_code, "HTTP error", str(exc.detail))
+        # Keep the exception's headers: a 405 must say which methods are allowed.
+        return problem(exc.status_code, "HTTP error", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception):
@@ -90,7 +144,8 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses={
+        503: {"description": "A dependency (store or Kafka) is unreachable"}})
     async def readyz():
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -107,4 +162,5 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.openapi = _problem_openapi(app)  # type: ignore[method-assign]
     return app

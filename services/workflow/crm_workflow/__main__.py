@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from crm.workflow.v1 import workflow_pb2, workflow_pb2_grpc
 from crm_runtime import service
 from crm_runtime.grpc_server import rpc
+from crm_runtime.http import error_responses
 from crm_workflow.adapters.messages import assignment_to_message
 from crm_workflow.application import WorkflowApplication
 from crm_workflow.settings import WorkflowSettings
@@ -26,7 +27,7 @@ class WorkflowServicer(workflow_pb2_grpc.WorkflowServiceServicer):
 def router(app: WorkflowApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/assignments", tags=["assignments"])
 
-    @api.get("/{subject_id}")
+    @api.get("/{subject_id}", responses=error_responses(404))
     async def get_assignment(subject_id: str) -> dict:
         assignment = await asyncio.to_thread(app.get_assignment, subject_id)
         return {"id": str(assignment.id), "subject_type": assignment.subject_type,

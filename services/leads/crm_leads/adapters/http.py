@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from crm_leads.application import LeadsApplication
-from crm_leads.domain import Lead
+from crm_leads.domain import COMPANY_MAX, NAME_MAX, Channel, Lead
+from crm_runtime.http import error_responses
+
+
+ChannelName = Literal[tuple(channel.value for channel in Channel)]  # type: ignore[valid-type]
 
 
 class CaptureLeadBody(BaseModel):
+    # The domain validates again and names the field; the schema tells clients up front.
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Full name of the person")
-    email: str = Field(description="Email address; normalised on capture")
-    phone: str | None = Field(default=None, description="Phone number; stored in E.164")
-    company: str | None = None
-    channel: str = Field(description="web, email, phone, referral, event, social or partner")
+    name: str = Field(max_length=NAME_MAX, pattern=r"\S", description="Full name of the person")
+    email: str = Field(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+                       json_schema_extra={"format": "email"},
+                       description="Email address; normalised on capture")
+    phone: str | None = Field(default=None, max_length=40,
+                              description="Phone number, international or in the default region; stored in E.164")
+    company: str | None = Field(default=None, max_length=COMPANY_MAX)
+    channel: ChannelName = Field(description="The channel the lead arrived through")
 
 
 class LeadOut(BaseModel):
@@ -45,7 +54,9 @@ class LeadOut(BaseModel):
 def router(app: LeadsApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/leads", tags=["leads"])
 
-    @api.post("", status_code=201, response_model=LeadOut)
+    @api.post("", status_code=201, response_model=LeadOut,
+              responses={200: {"description": "Repeated Idempotency-Key: the first lead", "model": LeadOut},
+                         **error_responses(409, 422)})
     async def capture_lead(body: CaptureLeadBody, response: Response,
                            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
         lead, created = await asyncio.to_thread(
@@ -55,8 +66,8 @@ def router(app: LeadsApplication) -> APIRouter:
         response.headers["Location"] = f"/v1/leads/{lead.id}"
         return LeadOut.of(lead)
 
-    @api.get("/{lead_id}", response_model=LeadOut)
-    async def get_lead(lead_id: str):
+    @api.get("/{lead_id}", response_model=LeadOut, responses=error_responses(404, 422))
+    async def get_lead(lead_id: UUID):
         return LeadOut.of(await asyncio.to_thread(app.get_lead, lead_id))
 
     return api
