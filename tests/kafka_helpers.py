@@ -59,10 +59,17 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int = 3) -> None:
     create_topics(bootstrap, all_topics(prefix), partitions)
 
 
-def end_offsets_total(bootstrap: str, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
-    finally:
-        consumer.close()
+class OffsetWatcher:
+    """How many records a topic holds, asked repeatedly over one connection."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+
+    def total(self) -> int:
+        partitions = [TopicPartition(self.topic, p)
+                      for p in self.consumer.partitions_for_topic(self.topic) or ()]
+        return sum(self.consumer.end_offsets(partitions).values()) if partitions else 0
+
+    def close(self) -> None:
+        self.consumer.close()

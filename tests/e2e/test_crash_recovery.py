@@ -12,7 +12,7 @@ from crm.leads.v1 import leads_pb2
 from crm_leads.application import LeadsApplication
 from crm_runtime.cloudevents import EventRegistry, stable_event_id
 from crm_runtime.settings import PlatformSettings
-from tests.kafka_helpers import distinct_events, end_offsets_total, read_topic
+from tests.kafka_helpers import OffsetWatcher, distinct_events, read_topic
 from tests.platform_harness import start_platform, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -36,12 +36,13 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
 
     platform = start_platform(tmp_path, kafka_bootstrap, topic_prefix,
                               ["analytics", "analytics-worker", "leads-relay"],
-                              extra_env={"CRM_RELAY_BATCH_SIZE": "10"})
+                              extra_env={"CRM_RELAY_BATCH_SIZE": "5"})
+    published = OffsetWatcher(kafka_bootstrap, topic)
     try:
         kills = 0
         for threshold in (150, 600, 1000):
-            progress = wait_for(lambda: (n := end_offsets_total(kafka_bootstrap, topic)) >= threshold and n,
-                                interval=0.01, what=f"{threshold} events published")
+            progress = wait_for(lambda: (n := published.total()) >= threshold and n,
+                                interval=0.005, what=f"{threshold} events published")
             assert progress < total, "the relay finished before it could be killed mid-way"
             platform.kill("leads-relay")
             kills += 1
@@ -74,4 +75,5 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
         assert sum(report["by_owner"].values()) == ASSIGNED
         platform.check_alive()
     finally:
+        published.close()
         platform.stop()

@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
+from crm.workflow.v1 import workflow_pb2
 from crm_leads.application import LeadsApplication
 from crm_runtime.settings import PlatformSettings
+from tests.kafka_helpers import at_least, headers, read_topic
 from tests.platform_harness import grpc_target, log_text, start_platform, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -32,7 +34,7 @@ def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
     running.stop()
 
 
-def test_leads_are_captured_assigned_and_reported(platform):
+def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, topic_prefix):
     leads = url("leads")
     http = httpx.Client(timeout=10)
     body = {"name": "Ada Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7183 8750",
@@ -100,6 +102,11 @@ def test_leads_are_captured_assigned_and_reported(platform):
     # reached the consumers' logs through the event headers.
     decision = http.get(url("workflow") + f"/v1/assignments/{lead['id']}").json()
     assert decision["owner_id"] == assigned[lead["id"]]
+    # ...and published on the workflow's own topic for downstream systems.
+    decided = read_topic(kafka_bootstrap, f"{topic_prefix}crm.workflow.events.v1", at_least(5))
+    messages = [workflow_pb2.AssignmentDecided.FromString(record.value) for record in decided]
+    assert {(m.subject_id, m.owner_id) for m in messages} == set(assigned.items())
+    assert all(headers(r)["ce_type"] == "crm.workflow.v1.AssignmentDecided" for r in decided)
     assert correlation_id in log_text(platform, "workflow-worker")
     assert correlation_id in log_text(platform, "analytics-worker")
     for service in ("sales", "service-desk"):
