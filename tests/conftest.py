@@ -9,7 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from crm_runtime.auth import TokenCodec
 from crm_runtime.settings import PlatformSettings
+
+TEST_AUTH_SECRET = "test-secret-for-the-suite-only-0123456789"
+TOKENS = TokenCodec(TEST_AUTH_SECRET)
+
+
+def bearer(*roles: str, subject: str = "tester") -> dict[str, str]:
+    """Authorization header for a caller with these roles."""
+    return {"Authorization": f"Bearer {TOKENS.issue(subject, roles)}"}
+
+
+def grpc_auth(*roles: str, subject: str = "tester") -> list[tuple[str, str]]:
+    """The same, as gRPC call metadata."""
+    return [("authorization", f"Bearer {TOKENS.issue(subject, roles)}")]
 
 
 def _bootstrap() -> str:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from crm_devstack.processes import SPECS, Platform, port_env
+from tests.conftest import TEST_AUTH_SECRET
 from tests.kafka_helpers import ensure_topics
 
 HTTP_OFFSET = 10_000  # leads on 18001, ... analytics on 18005
@@ -22,6 +23,7 @@ def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str]
         "CRM_TOPIC_PREFIX": prefix,
         "CRM_DATA_DIR": str(tmp_path / "stores"),
         "CRM_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
+        "CRM_AUTH_SECRET": TEST_AUTH_SECRET,
         **(extra_env or {}),
     }
     specs = [spec for spec in SPECS if names is None or spec.name in names]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from crm_runtime import logs, tracing
+from crm_runtime.auth import AuthInterceptor, PermissionDenied, TokenCodec, Unauthenticated
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound, ServiceError
 
 log = logs.get(__name__)
@@ -19,6 +22,8 @@ _STATUS = {
     NotFound: grpc.StatusCode.NOT_FOUND,
     Conflict: grpc.StatusCode.ABORTED,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
@@ -46,18 +51,43 @@ def rpc(method: Callable):
     return wrapper
 
 
-def build_server(address: str, registrations: Sequence[tuple[Callable, object, str]]) -> grpc.aio.Server:
+@dataclass(frozen=True)
+class Registration:
+    """One gRPC service of a process, and the permission each of its methods needs."""
+
+    add_to_server: Callable
+    servicer: object
+    descriptor: ServiceDescriptor
+    permissions: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # method -> (resource, action)
+
+    @property
+    def name(self) -> str:
+        return self.descriptor.full_name
+
+    def full_permissions(self) -> dict[str, tuple[str, str]]:
+        unknown = set(self.permissions) - set(self.descriptor.methods_by_name)
+        if unknown:
+            raise ValueError(f"{self.name} has no method(s) {sorted(unknown)}")
+        return {f"/{self.name}/{method}": perm for method, perm in self.permissions.items()}
+
+
+def build_server(address: str, registrations: Sequence[Registration], tokens: TokenCodec) -> grpc.aio.Server:
     """A server with the given servicers, the health service (SERVING) and reflection.
 
-    `registrations` holds (add_XServicer_to_server, servicer, full service name).
+    Every method of a registered service needs a bearer token whose roles grant the
+    method's permission (see crm_runtime.auth); health and reflection are open.
     """
-    server = grpc.aio.server()
+    permissions: dict[str, tuple[str, str]] = {}
+    for registration in registrations:
+        permissions.update(registration.full_permissions())
+    server = grpc.aio.server(interceptors=[
+        AuthInterceptor(tokens, permissions, [r.name for r in registrations])])
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]
-    for add, servicer, full_name in registrations:
-        add(servicer, server)
-        names.append(full_name)
+    for registration in registrations:
+        registration.add_to_server(registration.servicer, server)
+        names.append(registration.name)
     reflection.enable_server_reflection(names, server)
     server.add_insecure_port(address)
     server.health = health_servicer  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from crm_runtime import logs, tracing
+from crm_runtime.auth import TokenCodec, Unauthenticated
 from crm_runtime.errors import InvalidField, ServiceError
 
 log = logs.get(__name__)
@@ -56,7 +57,8 @@ def problem(status: int, title: str, detail: str, headers: dict[str, str] | None
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """Route `responses=` for the errors an operation can answer (bodies: problem+json)."""
-    described = {400: "Malformed request body", 404: "No such resource",
+    described = {400: "Malformed request body", 401: "Missing or invalid bearer token",
+                 403: "The caller's roles do not allow this", 404: "No such resource",
                  409: "Conflicting or stale write", 422: "Invalid field"}
     return {code: {"description": described.get(code, "Error"), "model": Problem} for code in codes}
 
@@ -80,6 +82,9 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 responses = operation.setdefault("responses", {})
                 if "requestBody" in operation:
                     responses.setdefault("400", {"description": "Malformed request body"})
+                if "security" in operation:
+                    responses.setdefault("401", {"description": "Missing or invalid bearer token"})
+                    responses.setdefault("403", {"description": "The caller's roles do not allow this"})
                 for code, response in responses.items():
                     if code[0] == "4" or code == "500":
                         response["content"] = {PROBLEM: {"schema": ref}}
@@ -95,13 +100,14 @@ def _field_name(loc: tuple) -> str:
 
 
 def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
-               **fastapi_kwargs: Any) -> FastAPI:
+               tokens: TokenCodec, **fastapi_kwargs: Any) -> FastAPI:
     """A FastAPI app with the platform's shared endpoints and error handling.
 
     `checks` name the dependencies /readyz probes (e.g. "store", "kafka"); each raises
     when its dependency is unreachable. They run in a thread: store and Kafka clients block.
     """
     app = FastAPI(title=f"CRM {service}", version=version, **fastapi_kwargs)
+    app.state.tokens = tokens  # read by crm_runtime.auth.require
 
     @app.middleware("http")
     async def context_and_metrics(request: Request, call_next):
@@ -128,7 +134,8 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
         extra = {}
         if isinstance(exc, InvalidField):
             extra["errors"] = [{"field": exc.field, "message": exc.message}]
-        return problem(exc.http_status, exc.title, str(exc), **extra)
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
+        return problem(exc.http_status, exc.title, str(exc), headers=headers, **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException):

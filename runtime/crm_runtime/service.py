@@ -9,6 +9,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from crm_runtime import grpc_server, http, logs
+from crm_runtime.auth import DEV_SECRET, TokenCodec
 from crm_runtime.kafka_admin import KafkaProbe
 from crm_runtime.settings import ServiceSettings
 
@@ -17,6 +18,13 @@ log = logs.get(__name__)
 
 def configure_logging(settings: ServiceSettings, process: str | None = None) -> None:
     logs.configure(process or settings.name, settings.platform.log_level, settings.platform.log_json)
+
+
+def token_codec(settings: ServiceSettings) -> TokenCodec:
+    secret = settings.platform.auth_secret.get_secret_value()
+    if secret == DEV_SECRET:
+        log.warning("auth.dev_secret", hint="set CRM_AUTH_SECRET outside local development")
+    return TokenCodec(secret)
 
 
 def serve_metrics(host: str, port: int) -> None:
@@ -29,18 +37,21 @@ def serve_metrics(host: str, port: int) -> None:
 
 
 async def serve(settings: ServiceSettings, store_check: Callable[[], None],
-                routers: Sequence[APIRouter] = (), registrations: Sequence[tuple] = ()) -> None:
+                routers: Sequence[APIRouter] = (),
+                registrations: Sequence[grpc_server.Registration] = ()) -> None:
     """Serves the HTTP and gRPC sides of a service until SIGTERM/SIGINT.
 
     `store_check` raises when the service's store is unreachable; with the Kafka probe it
-    decides /readyz. `registrations` are (add_XServicer_to_server, servicer, service name).
+    decides /readyz. Each registration is a gRPC service with its permission table.
     """
+    tokens = token_codec(settings)
     api = http.create_app(settings.name, "1", checks={
-        "store": store_check, "kafka": KafkaProbe(settings.platform.kafka_bootstrap).check})
+        "store": store_check, "kafka": KafkaProbe(settings.platform.kafka_bootstrap).check},
+        tokens=tokens)
     for router in routers:
         api.include_router(router)
     # grpc.aio binds to the running loop, so the server is built here, inside it.
-    server = grpc_server.build_server(f"{settings.grpc_host}:{settings.grpc_port}", registrations)
+    server = grpc_server.build_server(f"{settings.grpc_host}:{settings.grpc_port}", registrations, tokens)
     await server.start()
     await grpc_server.mark_serving(server)
     config = uvicorn.Config(api, host=settings.http_host, port=settings.http_port,
@@ -56,5 +67,6 @@ async def serve(settings: ServiceSettings, store_check: Callable[[], None],
 
 
 def launch(settings: ServiceSettings, store_check: Callable[[], None],
-           routers: Sequence[APIRouter] = (), registrations: Sequence[tuple] = ()) -> None:
+           routers: Sequence[APIRouter] = (),
+           registrations: Sequence[grpc_server.Registration] = ()) -> None:
     asyncio.run(serve(settings, store_check, routers, registrations))

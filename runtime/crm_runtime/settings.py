@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crm_runtime.auth import DEV_SECRET
+
 
 def _env_file() -> str | None:
     return os.environ.get("CRM_ENV_FILE") or None
@@ -40,6 +42,9 @@ class PlatformSettings(BaseSettings):
     relay_poll_interval_seconds: float = 0.05
     # Consumers: how long a silent member keeps its partitions before a rebalance.
     consumer_session_timeout_seconds: float = 10.0
+    # Signs and verifies bearer tokens (HS256, at least 32 characters). The default is for
+    # local runs only; every deployment sets its own.
+    auth_secret: SecretStr = SecretStr(DEV_SECRET)
     log_level: str = "INFO"
     log_json: bool = True
 

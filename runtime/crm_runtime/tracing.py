@@ -19,6 +19,8 @@ import structlog
 TRACEPARENT = "traceparent"
 CORRELATION_ID = "correlation_id"
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# A caller's correlation id is kept only if it is short and plain; otherwise a new one is made.
+_CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
 _traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("traceparent", default=None)
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
@@ -53,7 +55,7 @@ def current() -> dict[str, str]:
 def bound(traceparent: str | None = None, correlation_id: str | None = None) -> Iterator[dict[str, str]]:
     """Enter a unit of work: a child span of `traceparent`, the given or a new correlation id."""
     tp = child_traceparent(traceparent)
-    cid = correlation_id or str(uuid.uuid4())
+    cid = correlation_id if correlation_id and _CORRELATION_RE.match(correlation_id) else str(uuid.uuid4())
     tokens = (_traceparent.set(tp), _correlation_id.set(cid))
     with structlog.contextvars.bound_contextvars(correlation_id=cid, trace_id=trace_id(tp)):
         try:

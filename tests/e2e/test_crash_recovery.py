@@ -12,6 +12,7 @@ from crm.leads.v1 import leads_pb2
 from crm_leads.application import LeadsApplication
 from crm_runtime.cloudevents import EventRegistry, stable_event_id
 from crm_runtime.settings import PlatformSettings
+from tests.conftest import bearer
 from tests.kafka_helpers import OffsetWatcher, distinct_events, read_topic
 from tests.platform_harness import start_platform, url, wait_for
 
@@ -68,7 +69,7 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
             first_seen = list(dict.fromkeys(by_lead[lead_id]))
             assert first_seen == expected, f"lead {lead_id} out of order: {by_lead[lead_id]}"
 
-        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads").json())
+        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=bearer("analyst")).json())
                           ["captured"] == LEADS and r["assigned"] == ASSIGNED and r,
                           timeout=180, what="report counts every lead")
         assert sum(report["by_channel"].values()) == LEADS

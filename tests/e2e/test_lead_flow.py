@@ -16,6 +16,7 @@ from crm.leads.v1 import leads_pb2, leads_pb2_grpc
 from crm.workflow.v1 import workflow_pb2
 from crm_leads.application import LeadsApplication
 from crm_runtime.settings import PlatformSettings
+from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import at_least, headers, read_topic
 from tests.platform_harness import grpc_target, log_text, start_platform, url, wait_for
 
@@ -36,7 +37,8 @@ def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
 
 def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, topic_prefix):
     leads = url("leads")
-    http = httpx.Client(timeout=10)
+    http = httpx.Client(timeout=10, headers=bearer("sales_manager"))
+    assert http.get(url("analytics") + "/v1/reports/leads", headers={"Authorization": ""}).status_code == 401
     body = {"name": "Ada Lovelace", "email": "Ada@Example.com", "phone": "+44 20 7183 8750",
             "company": "Analytical Engines", "channel": "web"}
     created = http.post(f"{leads}/v1/leads", json=body, headers={"Idempotency-Key": "signup-1"})
@@ -55,24 +57,35 @@ def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, top
         assert response.status_code == 201
         ids.append(response.json()["id"])
 
+    rep = grpc_auth("sales_rep")
     with grpc.insecure_channel(grpc_target("leads")) as channel:
         stub = leads_pb2_grpc.LeadsServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as anonymous:
+            stub.GetLead(leads_pb2.GetLeadRequest(lead_id=ids[0]), timeout=10)
+        assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED
         for i in range(2):
             reply = stub.CaptureLead(leads_pb2.CaptureLeadRequest(
                 name=f"gRPC Lead {i}", email=f"g{i}@example.com", phone=f"(202) 555-014{i}",
-                channel=leads_pb2.CHANNEL_PARTNER), timeout=10)
+                channel=leads_pb2.CHANNEL_PARTNER), timeout=10, metadata=rep)
             assert reply.status == leads_pb2.LEAD_STATUS_NEW and reply.phone == f"+1202555014{i}"
             ids.append(reply.id)
         with pytest.raises(grpc.RpcError) as bad:
             stub.CaptureLead(leads_pb2.CaptureLeadRequest(name="X", email="nope",
-                                                          channel=leads_pb2.CHANNEL_WEB), timeout=10)
+                                                          channel=leads_pb2.CHANNEL_WEB),
+                             timeout=10, metadata=rep)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "email" in bad.value.details()
         with pytest.raises(grpc.RpcError) as missing:
-            stub.GetLead(leads_pb2.GetLeadRequest(lead_id=str(uuid.uuid4())), timeout=10)
+            stub.GetLead(leads_pb2.GetLeadRequest(lead_id=str(uuid.uuid4())), timeout=10, metadata=rep)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as not_allowed:  # a rep may not assign leads
+            stub.AssignLead(leads_pb2.AssignLeadRequest(lead_id=ids[-1], owner_id="rep-x",
+                                                        idempotency_key="manual"), metadata=rep)
+        assert not_allowed.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        manager = grpc_auth("sales_manager")
         with pytest.raises(grpc.RpcError) as stale:
             stub.AssignLead(leads_pb2.AssignLeadRequest(lead_id=ids[-1], owner_id="rep-x",
-                                                        idempotency_key="manual", expected_version=7))
+                                                        idempotency_key="manual", expected_version=7),
+                            metadata=manager)
         assert stale.value.code() == grpc.StatusCode.ABORTED
 
         health = health_pb2_grpc.HealthStub(channel).Check(
@@ -110,7 +123,7 @@ def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, top
     assert correlation_id in log_text(platform, "workflow-worker")
     assert correlation_id in log_text(platform, "analytics-worker")
     for service in ("sales", "service-desk"):
-        assert http.get(url(service) + "/readyz").status_code == 200
+        assert httpx.get(url(service) + "/readyz").status_code == 200  # no token needed
         assert "crm_http_requests_total" in http.get(url(service) + "/metrics").text
     platform.check_alive()
 
@@ -129,9 +142,10 @@ def test_workflow_retries_while_the_leads_service_is_down(platform):
     wait_for(lambda: "consumer.retrying" in log_text(platform, "workflow-worker"),
              what="workflow retrying the assignment")
     platform.start("leads")
-    owner = wait_for(lambda: httpx.get(f"{leads}/v1/leads/{lead['id']}").json()["owner_id"],
+    auth = bearer("sales_manager")
+    owner = wait_for(lambda: httpx.get(f"{leads}/v1/leads/{lead['id']}", headers=auth).json()["owner_id"],
                      what="assignment after the leads service came back")
     assert owner in REPS
-    report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads").json())
+    report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=auth).json())
                       ["assigned"] == 1 and r, what="assignment counted")
     assert report["captured"] == 1

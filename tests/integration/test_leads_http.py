@@ -6,7 +6,9 @@ from fastapi.testclient import TestClient
 from crm_leads.adapters.http import router
 from crm_leads.application import LeadsApplication
 from crm_runtime import http
+from crm_runtime.auth import TokenCodec
 from crm_runtime.kafka_admin import KafkaProbe
+from tests.conftest import TOKENS, bearer
 
 GOOD = {"name": "Linus", "email": "linus@example.org", "phone": "+358 40 1234567",
         "company": "Kernel", "channel": "email"}
@@ -21,9 +23,10 @@ def leads(sqlite_platform):
 def client(leads):
     # Kafka here is a closed port: readiness must say so.
     api = http.create_app("leads", "1", checks={"store": leads.check_store,
-                                                  "kafka": KafkaProbe("127.0.0.1:1").check})
+                                                  "kafka": KafkaProbe("127.0.0.1:1").check},
+                          tokens=TOKENS)
     api.include_router(router(leads))
-    return TestClient(api)
+    return TestClient(api, headers=bearer("sales_rep"))
 
 
 @pytest.mark.parametrize("change,field", [
@@ -88,3 +91,18 @@ def test_trace_context_and_correlation_id_are_echoed(client):
     response = client.get("/healthz", headers={"traceparent": parent, "X-Correlation-ID": "corr-9"})
     assert response.headers["X-Correlation-ID"] == "corr-9"
     assert response.headers["traceparent"].split("-")[1] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_calls_need_a_valid_token_and_a_role_that_allows_them(client, leads):
+    anonymous = client.post("/v1/leads", json=GOOD, headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    forged = TokenCodec("another-secret-that-is-long-enough-000").issue("mallory", ["admin"])
+    assert client.post("/v1/leads", json=GOOD, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    expired = TOKENS.issue("old", ["sales_rep"], ttl_seconds=-10)
+    assert client.get("/v1/leads/00000000-0000-0000-0000-000000000000",
+                      headers={"Authorization": f"Bearer {expired}"}).status_code == 401
+    denied = client.post("/v1/leads", json=GOOD, headers=bearer("analyst"))
+    assert denied.status_code == 403 and "may not create leads" in denied.json()["detail"]
+    assert leads.recorder.max_notification_id() in (None, 0)
+    assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200

@@ -19,10 +19,11 @@ from crm_leads.application import LeadsApplication
 from crm_runtime import http
 from crm_workflow.__main__ import router as workflow_router
 from crm_workflow.application import WorkflowApplication
+from tests.conftest import TOKENS, bearer
 
 
 def _app(name, router):
-    api = http.create_app(name, "1", checks={"store": lambda: None})
+    api = http.create_app(name, "1", checks={"store": lambda: None}, tokens=TOKENS)
     api.include_router(router)
     return api
 
@@ -51,7 +52,7 @@ def test_no_input_makes_a_service_fail(api, service, mode):
                   database=None)
         @given(case=operation.as_strategy(mode))
         def call(case):
-            response = case.call()
+            response = case.call(headers=bearer("admin"))
             assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.text}"
             case.validate_response(response, checks=[
                 status_code_conformance, content_type_conformance, response_schema_conformance])

@@ -8,6 +8,7 @@ from kafka import KafkaProducer
 
 from crm.leads.v1 import leads_pb2
 from crm_runtime.cloudevents import EventEnvelope, encode, stable_event_id
+from tests.conftest import bearer
 from tests.kafka_helpers import at_least, headers, read_topic
 from tests.platform_harness import start_platform, url, wait_for
 
@@ -44,7 +45,7 @@ def test_poison_messages_are_dead_lettered_and_consumption_continues(tmp_path, k
         assert dead[0].value == b"\x00\xffnot protobuf at all"
         assert headers(dead[0])["dlq_topic"] == topic
 
-        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads").json())
+        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=bearer("analyst")).json())
                           ["captured"] == 1 and r, what="valid event projected after the poison")
         assert report["by_channel"] == {"event": 1}
         platform.check_alive()

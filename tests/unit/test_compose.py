@@ -49,3 +49,6 @@ def test_kafka_is_kraft_and_stores_are_postgres():
     leads_env = SERVICES["leads"]["environment"]
     assert leads_env["CRM_STORE"] == "postgres" and leads_env["CRM_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert leads_env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] == "leads:50051"
+
+def test_deployments_must_bring_their_own_auth_secret():
+    assert SERVICES["leads"]["environment"]["CRM_AUTH_SECRET"].startswith("${CRM_AUTH_SECRET:?")

@@ -19,3 +19,9 @@ def test_missing_or_bad_parent_starts_a_new_trace_and_correlation_id():
 def test_grpc_metadata_uses_wire_names():
     with tracing.bound(None, "corr-2"):
         assert dict(tracing.grpc_metadata())["x-correlation-id"] == "corr-2"
+
+
+def test_unsafe_correlation_ids_are_replaced():
+    for bad in ("x" * 129, "line\nbreak", "", "quote\"s"):
+        with tracing.bound(None, bad) as ctx:
+            assert ctx["correlation_id"] != bad and len(ctx["correlation_id"]) == 36

@@ -10,6 +10,7 @@ import asyncio
 
 from crm.leads.v1 import leads_pb2
 from crm_runtime import consumer, logs, service
+from crm_runtime.auth import ServiceAccount
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry
 from crm_runtime.topics import events_topic
 from crm_workflow.adapters.leads_client import LeadsClient
@@ -36,7 +37,8 @@ def build(settings: WorkflowSettings):
     platform = settings.platform
     faust_app = consumer.make_app("crm-workflow", platform)
     handler = LeadEventsHandler(WorkflowApplication(platform, settings.sales_rep_ids),
-                                LeadsClient(settings.leads_grpc_target, settings.command_timeout_seconds))
+                                LeadsClient(settings.leads_grpc_target, settings.command_timeout_seconds,
+                                            ServiceAccount(service.token_codec(settings), "workflow")))
     consumer.EventConsumer(faust_app, events_topic("leads", platform.topic_prefix),
                            EventRegistry.from_modules(leads_pb2), handler, name="workflow")
     return faust_app

@@ -7,9 +7,9 @@ import asyncio
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.messages import PROTO_TO_CHANNEL, lead_to_message
 from crm_leads.application import LeadsApplication
-from crm_runtime.grpc_server import rpc
+from crm_runtime.auth import Action
+from crm_runtime.grpc_server import Registration, rpc
 
-SERVICE_NAME = leads_pb2.DESCRIPTOR.services_by_name["LeadsService"].full_name
 
 
 class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
@@ -36,5 +36,9 @@ class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
         return lead_to_message(lead)
 
 
-def registration(app: LeadsApplication):
-    return (leads_pb2_grpc.add_LeadsServiceServicer_to_server, LeadsServicer(app), SERVICE_NAME)
+def registration(app: LeadsApplication) -> Registration:
+    return Registration(
+        leads_pb2_grpc.add_LeadsServiceServicer_to_server, LeadsServicer(app),
+        leads_pb2.DESCRIPTOR.services_by_name["LeadsService"],
+        permissions={"CaptureLead": ("leads", Action.CREATE), "GetLead": ("leads", Action.VIEW),
+                     "AssignLead": ("leads", Action.ASSIGN)})

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm_leads.application import LeadsApplication
 from crm_leads.domain import COMPANY_MAX, NAME_MAX, Channel, Lead
+from crm_runtime.auth import Action, Principal, require
 from crm_runtime.http import error_responses
 
 
@@ -58,6 +59,7 @@ def router(app: LeadsApplication) -> APIRouter:
               responses={200: {"description": "Repeated Idempotency-Key: the first lead", "model": LeadOut},
                          **error_responses(409, 422)})
     async def capture_lead(body: CaptureLeadBody, response: Response,
+                           _caller: Principal = require("leads", Action.CREATE),
                            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
         lead, created = await asyncio.to_thread(
             app.capture_lead, name=body.name, email=body.email, phone=body.phone,
@@ -67,7 +69,7 @@ def router(app: LeadsApplication) -> APIRouter:
         return LeadOut.of(lead)
 
     @api.get("/{lead_id}", response_model=LeadOut, responses=error_responses(404, 422))
-    async def get_lead(lead_id: UUID):
+    async def get_lead(lead_id: UUID, _caller: Principal = require("leads", Action.VIEW)):
         return LeadOut.of(await asyncio.to_thread(app.get_lead, lead_id))
 
     return api

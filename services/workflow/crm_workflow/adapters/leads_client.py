@@ -6,6 +6,7 @@ import grpc
 
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
 from crm_runtime import tracing
+from crm_runtime.auth import ServiceAccount
 from crm_runtime.consumer import TransientError
 
 RETRYABLE = {
@@ -19,9 +20,10 @@ RETRYABLE = {
 
 
 class LeadsClient:
-    def __init__(self, target: str, timeout: float):
+    def __init__(self, target: str, timeout: float, account: ServiceAccount):
         self.target = target
         self.timeout = timeout
+        self.account = account
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> leads_pb2_grpc.LeadsServiceStub:
@@ -30,7 +32,7 @@ class LeadsClient:
         return leads_pb2_grpc.LeadsServiceStub(self._channel)
 
     async def assign_lead(self, lead_id: str, owner_id: str, idempotency_key: str) -> leads_pb2.Lead:
-        metadata = tracing.grpc_metadata()
+        metadata = tracing.grpc_metadata() + self.account.grpc_metadata()
         try:
             return await self._stub().AssignLead(
                 leads_pb2.AssignLeadRequest(lead_id=lead_id, owner_id=owner_id,

@@ -1,0 +1,230 @@
+"""Principals and role permissions: who is calling, and whether they may do this.
+
+Every API call carries a bearer token: an HS256 JWT signed with CRM_AUTH_SECRET whose
+`sub` is the subject and `roles` its roles (service accounts are subjects too, e.g.
+"service:workflow" with the "service" role). Checking it happens in one place per
+protocol: the FastAPI dependency `require(resource, action)` and the gRPC
+`AuthInterceptor`, which reads each service's method-to-permission table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import grpc
+import jwt
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from crm_runtime import logs
+from crm_runtime.errors import ServiceError
+
+log = logs.get(__name__)
+ISSUER = "crm-platform"
+DEV_SECRET = "dev-only-secret-change-me-in-production"
+
+
+class Action(StrEnum):
+    VIEW = "view"
+    CREATE = "create"
+    EDIT = "edit"
+    DELETE = "delete"
+    ASSIGN = "assign"
+    EXPORT = "export"
+
+
+# Role -> permissions ("resource:action"; "*" wildcards). One table for every service.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"*:*"}),
+    "sales_manager": frozenset({"leads:*", "assignments:view", "reports:view", "reports:export"}),
+    "sales_rep": frozenset({"leads:view", "leads:create", "leads:edit"}),
+    "analyst": frozenset({"reports:view", "reports:export"}),
+    "service": frozenset({"leads:view", "leads:assign", "assignments:view"}),
+}
+
+
+class Unauthenticated(ServiceError):
+    http_status = 401
+    title = "Unauthenticated"
+
+
+class PermissionDenied(ServiceError):
+    http_status = 403
+    title = "Forbidden"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    roles: frozenset[str]
+
+    def can(self, resource: str, action: str) -> bool:
+        wanted = {f"{resource}:{action}", f"{resource}:*", f"*:{action}", "*:*"}
+        return any(wanted & ROLE_PERMISSIONS.get(role, frozenset()) for role in self.roles)
+
+    def check(self, resource: str, action: str) -> "Principal":
+        if not self.can(resource, action):
+            raise PermissionDenied(f"{self.subject} may not {action} {resource}")
+        return self
+
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
+
+
+def current_principal() -> Principal | None:
+    return _principal.get()
+
+
+def _bind(principal: Principal) -> None:
+    _principal.set(principal)
+    structlog.contextvars.bind_contextvars(principal=principal.subject)
+
+
+class TokenCodec:
+    def __init__(self, secret: str):
+        if len(secret) < 32:
+            raise ValueError("CRM_AUTH_SECRET must be at least 32 characters")
+        self._secret = secret
+
+    def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
+        unknown = set(roles) - set(ROLE_PERMISSIONS)
+        if unknown:
+            raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        now = int(time.time())
+        claims = {"sub": subject, "roles": sorted(roles), "iss": ISSUER, "iat": now, "exp": now + ttl_seconds}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthenticated("a bearer token is required")
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=ISSUER,
+                                options={"require": ["sub", "exp", "iss"]})
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {exc}") from None
+        roles = claims.get("roles") or []
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise Unauthenticated("invalid token: roles must be a list of names")
+        return Principal(subject=str(claims["sub"]), roles=frozenset(roles))
+
+
+class ServiceAccount:
+    """A service's own token for calls to other services, renewed before it expires."""
+
+    def __init__(self, codec: TokenCodec, name: str, ttl_seconds: int = 3600):
+        self.codec = codec
+        self.subject = f"service:{name}"
+        self.ttl = ttl_seconds
+        self._token = ""
+        self._renew_at = 0.0
+
+    def token(self) -> str:
+        if time.time() >= self._renew_at:
+            self._token = self.codec.issue(self.subject, ["service"], self.ttl)
+            self._renew_at = time.time() + self.ttl / 2
+        return self._token
+
+    def grpc_metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token()}")]
+
+
+# --- HTTP: one dependency -------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="JWT from `python -m crm_runtime.auth`")
+
+
+def require(resource: str, action: Action | str):
+    """Route dependency: the caller's principal, if it may `action` the `resource`."""
+
+    def dependency(request: Request,
+                   credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        codec: TokenCodec = request.app.state.tokens
+        principal = codec.verify(credentials.credentials if credentials else None)
+        _bind(principal)
+        principal.check(resource, str(action))
+        log.info("audit.access", resource=resource, action=str(action))
+        return principal
+
+    return Depends(dependency)
+
+
+# --- gRPC: one interceptor --------------------------------------------------------------
+
+Permissions = Mapping[str, tuple[str, str]]  # full method name -> (resource, action)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Checks the bearer token and permission of every call to a protected service.
+
+    Methods of the services in `protected` must appear in `permissions` (fail closed);
+    health and reflection stay open so orchestrators and grpcurl can use them.
+    """
+
+    def __init__(self, codec: TokenCodec, permissions: Permissions, protected: Iterable[str]):
+        self.codec = codec
+        self.permissions = dict(permissions)
+        self.protected = tuple(f"/{name}/" for name in protected)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if not method.startswith(self.protected):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        header = metadata.get("authorization", "")
+        token = header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else None
+        try:
+            principal = self.codec.verify(token)
+            if method not in self.permissions:
+                raise PermissionDenied(f"{method} is not open to any role")
+            principal.check(*self.permissions[method])
+        except Unauthenticated as exc:
+            return _deny(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        except PermissionDenied as exc:
+            return _deny(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        handler = await continuation(handler_call_details)
+        return _with_principal(handler, principal, method)
+
+
+def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    async def abort(_request, context):
+        await context.abort(code, details)
+
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal, method: str):
+    if handler is None or handler.unary_unary is None:
+        return handler
+    inner = handler.unary_unary
+
+    async def call(request, context):
+        _bind(principal)
+        log.info("audit.access", method=method, principal=principal.subject)
+        return await inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        call, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)
+
+
+def main() -> None:
+    """`python -m crm_runtime.auth --subject alice --roles sales_rep`: prints a token."""
+    from crm_runtime.settings import PlatformSettings
+
+    parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
+    parser.add_argument("--subject", required=True)
+    parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLE_PERMISSIONS)}")
+    parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
+    args = parser.parse_args()
+    codec = TokenCodec(PlatformSettings().auth_secret.get_secret_value())
+    print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], args.ttl))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+import pytest
+
+from crm_runtime.auth import ROLE_PERMISSIONS, PermissionDenied, Principal, TokenCodec, Unauthenticated
+
+CODEC = TokenCodec("unit-test-secret-long-enough-0123456789")
+
+
+def test_token_round_trip_carries_subject_and_roles():
+    principal = CODEC.verify(CODEC.issue("alice", ["sales_rep", "analyst"]))
+    assert principal == Principal("alice", frozenset({"sales_rep", "analyst"}))
+
+
+@pytest.mark.parametrize("token", [None, "", "not.a.jwt",
+                                   TokenCodec("some-other-secret-long-enough-000000").issue("m", ["admin"]),
+                                   CODEC.issue("late", ["admin"], ttl_seconds=-1)])
+def test_missing_forged_or_expired_tokens_are_refused(token):
+    with pytest.raises(Unauthenticated):
+        CODEC.verify(token)
+
+
+def test_roles_grant_permissions_and_nothing_more():
+    rep = Principal("r", frozenset({"sales_rep"}))
+    assert rep.can("leads", "create") and rep.can("leads", "view")
+    assert not rep.can("leads", "assign") and not rep.can("reports", "view")
+    assert Principal("m", frozenset({"sales_manager"})).can("leads", "delete")
+    assert Principal("a", frozenset({"admin"})).can("anything", "export")
+    assert not Principal("n", frozenset()).can("leads", "view")
+    assert not Principal("x", frozenset({"unknown-role"})).can("leads", "view")
+    with pytest.raises(PermissionDenied, match="r may not assign leads"):
+        rep.check("leads", "assign")
+
+
+def test_issuing_refuses_unknown_roles_and_short_secrets():
+    with pytest.raises(ValueError):
+        CODEC.issue("x", ["root"])
+    with pytest.raises(ValueError):
+        TokenCodec("short")
+    assert set(ROLE_PERMISSIONS) >= {"admin", "sales_rep", "service"}
