@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from crm_runtime import logs, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
-from crm_runtime.settings import PlatformSettings
+from crm_runtime.settings import PlatformSettings, ServiceSettings
 from crm_runtime.topics import dead_letter_topic
 
 log = logs.get(__name__)
@@ -126,6 +126,15 @@ class EventConsumer:
         log.warning("consumer.dead_lettered", reason=reason, topic=self.topic_name,
                     partition=getattr(message, "partition", None),
                     offset=getattr(message, "offset", None))
+
+
+def main(settings: ServiceSettings, process: str, build: Callable[[ServiceSettings], faust.App]) -> None:
+    """Entry point of a consumer process: logging, metrics, then the faust worker."""
+    from crm_runtime import service
+
+    service.configure_logging(settings, process)
+    service.serve_metrics(settings.http_host, settings.worker_metrics_port)
+    run_worker(build(settings))
 
 
 def run_worker(app: faust.App) -> None:

@@ -25,6 +25,17 @@ T = TypeVar("T")
 
 def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     """The eventsourcing environment for application `name` under these settings."""
+    return {**_persistence_env(name, platform), **_cipher_env(platform)}
+
+
+def _cipher_env(platform: PlatformSettings) -> dict[str, str]:
+    if platform.cipher_key is None:
+        return {}
+    return {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+            "CIPHER_KEY": platform.cipher_key.get_secret_value()}
+
+
+def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     if platform.store == "postgres":
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",

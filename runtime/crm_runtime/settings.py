@@ -37,6 +37,9 @@ class PlatformSettings(BaseSettings):
     postgres_dbname: str = "crm"
     postgres_user: str = "crm"
     postgres_password: SecretStr = SecretStr("crm")
+    # When set, every event store encrypts event state with AES-GCM (eventsourcing's
+    # AESCipher); a base64 key of 16, 24 or 32 bytes. Read models stay plaintext.
+    cipher_key: SecretStr | None = None
     # Outbox relay: events per Kafka batch, and how often an idle SQLite log is polled.
     relay_batch_size: int = 500
     relay_poll_interval_seconds: float = 0.05

@@ -84,3 +84,22 @@ def test_round_robin_rotation_survives_a_restart_and_decides_once(any_platform):
     restarted = WorkflowApplication(any_platform, reps)
     assert restarted.decide_lead_owner("lead-9", "evt-9").owner_id == "rep-b"
     assert restarted.get_assignment("lead-0").idempotency_key == "workflow/assignment/evt-0"
+
+
+def test_with_a_cipher_key_stored_state_is_ciphertext_and_the_relay_still_reads_it(any_platform):
+    from eventsourcing.cryptography import AESCipher
+    from pydantic import SecretStr
+
+    from crm_leads.adapters.messages import event_to_message
+    from crm_runtime import relay
+
+    platform = any_platform.model_copy(update={"cipher_key": SecretStr(AESCipher.create_key(32))})
+    app = LeadsApplication(platform)
+    lead, _ = capture(app, email="secret.person@example.com")
+    stored = app.recorder.select_notifications(start=1, limit=1)[0]
+    assert b"secret.person" not in stored.state
+    outbox = relay.OutboxRelay(app, "leads-topic", event_to_message, producer=None, source="crm/leads")
+    envelope = outbox.envelope(stored)
+    assert envelope.message.email == "secret.person@example.com"
+    with pytest.raises(Exception):  # without the key the state cannot be read
+        LeadsApplication(any_platform).get_lead(lead.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,33 +61,30 @@ def run(args) -> int:
         broker.stop()
 
 
-def test(args) -> int:
-    """Starts a private broker for the suite, runs pytest against it, stops the broker."""
-    os.environ.setdefault("CRM_KAFKA_PORT", "19092")
-    data = REPO / "build" / "test-data"
-    subprocess.run(["rm", "-rf", str(data)], check=True)
+def _with_private_broker(port: str, folder: str, data_env: str, cmd: list[str]) -> int:
+    """Runs `cmd` against a broker of its own with fresh storage, then stops the broker."""
+    os.environ.setdefault("CRM_KAFKA_PORT", port)
+    data = REPO / "build" / folder
+    shutil.rmtree(data, ignore_errors=True)
     broker = broker_from_env(CACHE, data / "kafka")
     broker.start()
     try:
-        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_TEST_DATA": str(data)}
-        cmd = [sys.executable, "-m", "pytest", *[a for a in args.pytest_args if a != "--"]]
+        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, data_env: str(data)}
         return subprocess.run(cmd, env=env, cwd=REPO).returncode
     finally:
         broker.stop()
 
 
+def test(args) -> int:
+    """The whole suite, against a private broker on 19092 (a running `make run` is untouched)."""
+    pytest_args = [a for a in args.pytest_args if a != "--"]
+    return _with_private_broker("19092", "test-data", "CRM_TEST_DATA",
+                                [sys.executable, "-m", "pytest", *pytest_args])
+
+
 def bench(args) -> int:
-    os.environ.setdefault("CRM_KAFKA_PORT", "29092")
-    data = REPO / "build" / "bench-data"
-    subprocess.run(["rm", "-rf", str(data)], check=True)
-    broker = broker_from_env(CACHE, data / "kafka")
-    broker.start()
-    try:
-        env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_BENCH_DATA": str(data)}
-        return subprocess.run([sys.executable, str(REPO / "bench" / "throughput.py")],
-                              env=env, cwd=REPO).returncode
-    finally:
-        broker.stop()
+    return _with_private_broker("29092", "bench-data", "CRM_BENCH_DATA",
+                                [sys.executable, str(REPO / "bench" / "throughput.py")])
 
 
 def main() -> int:

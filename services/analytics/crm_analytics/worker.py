@@ -7,7 +7,7 @@ import asyncio
 from crm.leads.v1 import leads_pb2
 from crm_analytics import lead_projection
 from crm_analytics.settings import AnalyticsSettings
-from crm_runtime import consumer, logs, service
+from crm_runtime import consumer, logs
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry
 from crm_runtime.readstore import ReadStore
 from crm_runtime.topics import events_topic
@@ -34,10 +34,7 @@ def build(settings: AnalyticsSettings):
 
 
 def main() -> None:
-    settings = AnalyticsSettings()
-    service.configure_logging(settings, "analytics-worker")
-    service.serve_metrics(settings.http_host, settings.worker_metrics_port)
-    consumer.run_worker(build(settings))
+    consumer.main(AnalyticsSettings(), "analytics-worker", build)
 
 
 if __name__ == "__main__":

@@ -45,10 +45,7 @@ def build(settings: WorkflowSettings):
 
 
 def main() -> None:
-    settings = WorkflowSettings()
-    service.configure_logging(settings, "workflow-worker")
-    service.serve_metrics(settings.http_host, settings.worker_metrics_port)
-    consumer.run_worker(build(settings))
+    consumer.main(WorkflowSettings(), "workflow-worker", build)
 
 
 if __name__ == "__main__":
