@@ -42,6 +42,16 @@ def read_topic(bootstrap: str, topic: str, until: Callable[[list[ConsumerRecord]
         consumer.close()
 
 
+def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[ConsumerRecord]:
+    """Every record the topic holds right now."""
+    watcher = OffsetWatcher(bootstrap, topic)
+    try:
+        total = watcher.total()
+    finally:
+        watcher.close()
+    return read_topic(bootstrap, topic, at_least(total), timeout)
+
+
 def at_least(n: int) -> Callable[[list], bool]:
     return lambda records: len(records) >= n
 
