@@ -84,33 +84,52 @@ class NotificationSource:
     def _follow(self, subscription, stop: threading.Event) -> Iterator[Sequence[Notification]]:
         # The subscription's iterator blocks; a reader thread lets us cut batches by time.
         buffer: queue.Queue[Notification | BaseException] = queue.Queue(maxsize=self.batch_size * 4)
+        done = threading.Event()  # set when this generator ends, so the reader ends too
+
+        def put(item: Notification | BaseException) -> bool:
+            while not stop.is_set() and not done.is_set():
+                try:
+                    buffer.put(item, timeout=self.poll_interval)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def read() -> None:
             try:
                 for notification in subscription:
-                    buffer.put(notification)
+                    if not put(notification):
+                        return
             except BaseException as exc:  # surfaced to the relay loop below
-                buffer.put(exc)
+                put(exc)
 
         reader = threading.Thread(target=read, name="relay-subscription", daemon=True)
-        reader.start()
         with subscription:
-            while not stop.is_set():
+            reader.start()
+            try:
+                yield from self._batches_from(buffer, stop)
+            finally:
+                done.set()
+                subscription.stop()
+                reader.join(timeout=5)
+
+    def _batches_from(self, buffer: queue.Queue, stop: threading.Event) -> Iterator[Sequence[Notification]]:
+        """Cuts the buffered notifications into batches: whatever arrived, up to batch_size."""
+        while not stop.is_set():
+            try:
+                first = buffer.get(timeout=self.poll_interval)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self.batch_size:
                 try:
-                    first = buffer.get(timeout=self.poll_interval)
+                    batch.append(buffer.get_nowait())
                 except queue.Empty:
-                    continue
-                batch = [first]
-                while len(batch) < self.batch_size:
-                    try:
-                        batch.append(buffer.get_nowait())
-                    except queue.Empty:
-                        break
-                for item in batch:
-                    if isinstance(item, BaseException):
-                        raise item
-                yield batch  # type: ignore[misc]
-            subscription.stop()
+                    break
+            for item in batch:
+                if isinstance(item, BaseException):
+                    raise item
+            yield batch
 
 
 class OutboxRelay:
