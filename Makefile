@@ -13,8 +13,9 @@ PKG_DIRS := runtime services/leads services/sales services/service-desk services
 BUF_VERSION := v1.75.0
 BUF := .cache/bin/buf
 
+# DEMO_LEADS=N captures N demo leads through the API once the platform is up.
 run: setup
-	$(PY) -m crm_devstack run
+	DEMO_LEADS=$(DEMO_LEADS) $(PY) -m crm_devstack run
 
 test: setup postgres
 	$(PY) -m crm_devstack test -- $(PYTEST_ARGS)

@@ -34,7 +34,7 @@ def run(args) -> int:
     platform = None
     try:
         env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores")}
-        settings = PlatformSettings(**{"kafka_bootstrap": broker.bootstrap})
+        settings = PlatformSettings(kafka_bootstrap=broker.bootstrap)
         created = create_platform_topics(broker.bootstrap, settings.topic_prefix, settings.topic_partitions)
         print(f"kafka: topics ready ({len(created)} created)", flush=True)
         platform = Platform(env={**port_env(), **env, **{k: v for k, v in os.environ.items()
@@ -48,6 +48,13 @@ def run(args) -> int:
                 grpc_port = platform.env[spec.env_prefix + "GRPC_PORT"]
                 print(f"  {spec.name:<16} {http_url(spec, platform.env)}  grpc 127.0.0.1:{grpc_port}")
         print(f"  stores           {data / 'stores'}", flush=True)
+        demo = int(os.environ.get("DEMO_LEADS", "0") or 0)
+        if demo > 0:
+            from crm_devstack.demo import seed_leads
+
+            leads = next(spec for spec in SPECS if spec.name == "leads")
+            created = seed_leads(http_url(leads, platform.env), settings.auth_secret.get_secret_value(), demo)
+            print(f"demo: {created} leads captured ({demo - created} were already there)", flush=True)
         parent = os.getppid()
         while not stop.wait(1):
             platform.check_alive()
