@@ -93,8 +93,9 @@ class Broker:
         if not (self.data_dir / "logs" / "meta.properties").exists():
             # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding.
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            fmt = self._java(libs, "kafka.tools.StorageTool", "format", "--cluster-id",
-                             cluster_id, "--config", str(config), "--ignore-formatted",
+            # "=" keeps an id that starts with "-" from being read as an option.
+            fmt = self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+                             "--config", str(config), "--ignore-formatted",
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             out, _ = fmt.communicate(timeout=120)
             if fmt.returncode != 0:
