@@ -138,16 +138,19 @@ class OutboxRelay:
         app: ServiceApplication,
         topic: str,
         to_message: ToMessage,
-        producer: KafkaProducer,
+        producer: KafkaProducer | Callable[[], KafkaProducer] | None,
         *,
         source: str,
         batch_size: int = 500,
         poll_interval: float = 0.05,
     ):
+        """`producer` may be a factory: the relay then connects when it first publishes
+        and reconnects after a failure, so it can start before the broker is reachable."""
         self.app = app
         self.topic = topic
         self.to_message = to_message
-        self.producer = producer
+        self._producer_factory = producer if callable(producer) else None
+        self.producer = None if callable(producer) else producer
         self.source = source
         self.tracking_name = f"relay:{topic}"
         self.tracking: TrackingRecorder = app.tracking_recorder()
@@ -174,15 +177,34 @@ class OutboxRelay:
             context=trace_context(domain_event),
         )
 
+    def connect(self) -> KafkaProducer:
+        """The producer, connecting first if there is none yet."""
+        if self.producer is None:
+            assert self._producer_factory is not None, "no producer and no way to make one"
+            self.producer = self._producer_factory()
+        return self.producer
+
+    def reset_producer(self) -> None:
+        """Drops the producer after a failure; the next batch gets a fresh connection."""
+        if self._producer_factory is not None and self.producer is not None:
+            self.producer.close(timeout=5)
+            self.producer = None
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush()
+            self.producer.close()
+
     def publish(self, batch: Sequence[Notification]) -> None:
+        producer = self.connect()
         futures = []
         for notification in batch:
             envelope = self.envelope(notification)
             if envelope is None:
                 continue
             key, value, headers = encode(envelope)
-            futures.append(self.producer.send(self.topic, key=key, value=value, headers=headers))
-        self.producer.flush()
+            futures.append(producer.send(self.topic, key=key, value=value, headers=headers))
+        producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises if the broker did not acknowledge
         last = batch[-1].id
@@ -207,12 +229,15 @@ def for_context(app: ServiceApplication, context: str, to_message: ToMessage,
     """The relay of one context's store to crm.<context>.events.v1, configured by settings."""
     return OutboxRelay(
         app, events_topic(context, platform.topic_prefix), to_message,
-        make_producer(platform.kafka_bootstrap), source=f"crm/{context}",
+        lambda: make_producer(platform.kafka_bootstrap), source=f"crm/{context}",
         batch_size=platform.relay_batch_size, poll_interval=platform.relay_poll_interval_seconds)
 
 
-def run_forever(relay: OutboxRelay, retry_delay: float = 1.0) -> None:
-    """Runs the relay until SIGTERM/SIGINT, restarting it after a broker or store error."""
+def run_forever(relay: OutboxRelay, max_delay: float = 30.0) -> None:
+    """Runs the relay until SIGTERM/SIGINT, restarting it after a broker or store error.
+
+    A batch that keeps failing (broker down, or an event the relay cannot encode) is retried
+    with growing delays and never skipped: later events wait behind it, in order."""
 
     def on_signal(signum, _frame):
         log.info("relay.signal", signal=signal.Signals(signum).name)
@@ -220,11 +245,18 @@ def run_forever(relay: OutboxRelay, retry_delay: float = 1.0) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    failures = 0
     while not relay.stop_event.is_set():
         try:
             relay.run()
+            failures = 0
         except Exception:
-            log.exception("relay.error", topic=relay.topic, retry_in=retry_delay)
-            relay.stop_event.wait(retry_delay)
-    relay.producer.flush()
-    relay.producer.close()
+            delay = min(max_delay, 0.5 * 2 ** min(failures, 10))
+            failures += 1
+            log.exception("relay.error", topic=relay.topic, position=relay.position(), retry_in=delay)
+            try:
+                relay.reset_producer()
+            except Exception:  # noqa: BLE001 - a broken producer may fail to close too
+                relay.producer = None
+            relay.stop_event.wait(delay)
+    relay.close()

@@ -4,6 +4,7 @@ import threading
 from collections import defaultdict
 
 import pytest
+from kafka.errors import KafkaTimeoutError
 
 from crm.leads.v1 import leads_pb2
 from crm_leads.adapters.messages import event_to_message
@@ -26,7 +27,7 @@ def run_relay(app, platform, stop_when):
     finally:
         relay.stop()
         thread.join(30)
-        relay.producer.close()
+        relay.close()
     return relay
 
 
@@ -86,3 +87,28 @@ def test_relay_resumes_from_its_position_without_skipping(any_platform, kafka_bo
     records = read_topic(kafka_bootstrap, topic, at_least(15))
     assert len(records) == 15  # nothing re-sent after a clean stop, nothing skipped
     assert second.position() == 15
+
+
+def test_relay_started_before_the_broker_is_reachable_publishes_once_it_is(sqlite_platform, kafka_bootstrap):
+    ensure_topics(kafka_bootstrap, sqlite_platform.topic_prefix)
+    topic = f"{sqlite_platform.topic_prefix}crm.leads.events.v1"
+    app = LeadsApplication(sqlite_platform)
+    app.capture_lead(name="Early", email="early@example.com", phone=None, company=None, channel="web")
+    attempts = []
+
+    def producer():
+        attempts.append(1)
+        if len(attempts) == 1:  # the first connection fails, as with the broker still starting
+            return relay_module.make_producer("127.0.0.1:1", bootstrap_timeout_ms=1000)
+        return relay_module.make_producer(kafka_bootstrap)
+
+    outbox = relay_module.OutboxRelay(app, topic, event_to_message, producer, source="crm/leads")
+    batch = app.recorder.select_notifications(start=1, limit=10)
+    with pytest.raises(KafkaTimeoutError):
+        outbox.publish(batch)
+    assert outbox.position() == 0  # nothing acknowledged, nothing recorded
+    outbox.reset_producer()
+    outbox.publish(batch)
+    assert outbox.position() == 1 and len(attempts) == 2
+    outbox.close()
+    assert len(read_topic(kafka_bootstrap, topic, at_least(1))) == 1
