@@ -28,7 +28,9 @@ setup: venv proto kafka-jars
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# A venv without pip (python3-venv missing when it was made) is made again.
+	$(PY) -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || \
+	  { rm -rf $(VENV); echo "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"; exit 1; }; }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	# The platform's packages are found through a .pth file: no copy to keep in sync.

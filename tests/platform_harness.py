@@ -15,7 +15,11 @@ GRPC_OFFSET = 10_000  # leads on 60051, ... analytics on 60055
 
 
 def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str] | None = None,
-                   extra_env: dict[str, str] | None = None) -> Platform:
+                   extra_env: dict[str, str] | None = None, deferred: tuple[str, ...] = ()) -> Platform:
+    """Starts the named processes (default: all) and waits until they are ready.
+
+    `deferred` names processes the test starts itself later, with `platform.start(name)`.
+    """
     ensure_topics(bootstrap, prefix)
     env = {
         **port_env(HTTP_OFFSET, GRPC_OFFSET),
@@ -28,7 +32,9 @@ def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str]
     }
     specs = [spec for spec in SPECS if names is None or spec.name in names]
     platform = Platform(env=env, log_dir=tmp_path / "logs", specs=specs)
-    platform.start_all()
+    for spec in specs:
+        if spec.name not in deferred:
+            platform.start(spec.name)
     try:
         platform.wait_ready(timeout=120)
     except Exception:

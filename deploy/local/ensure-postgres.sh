@@ -16,7 +16,7 @@ if ! command -v pg_ctlcluster >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/
 fi
 
 if ! pg_isready -q -h 127.0.0.1 -p "$PGPORT"; then
-  read -r version cluster < <(pg_lsclusters -h | awk -v p="$PGPORT" '$3==p {print $1, $2; exit}')
+  read -r version cluster < <(pg_lsclusters -h | awk -v p="$PGPORT" '$3==p {print $1, $2; exit}') || true
   if [ -z "${version:-}" ]; then
     version=$(ls /usr/lib/postgresql | sort -n | tail -1)
     cluster=crm

@@ -11,6 +11,8 @@ the event is neither skipped nor dead-lettered while the peer recovers.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +35,25 @@ class TransientError(Exception):
     """The effect could not be completed now but will succeed later (retry, never skip)."""
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Failures of something outside the event (a store, a peer, a race) that time fixes.
+
+    They are retried until they succeed: dead-lettering them would lose an effect that
+    nothing was wrong with. Anything else is a fault of the event or of the code, retried
+    a few times and then dead-lettered so the stream goes on.
+    """
+    from eventsourcing.persistence import InterfaceError, OperationalError
+    from sqlalchemy.exc import DisconnectionError
+    from sqlalchemy.exc import InterfaceError as SQLInterfaceError
+    from sqlalchemy.exc import OperationalError as SQLOperationalError
+
+    from crm_runtime.errors import Conflict
+
+    return isinstance(exc, (TransientError, Conflict, OperationalError, InterfaceError,
+                            SQLOperationalError, SQLInterfaceError, DisconnectionError,
+                            ConnectionError, TimeoutError, asyncio.TimeoutError))
+
+
 def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust.App:
     settings: dict[str, Any] = dict(
         broker=f"kafka://{platform.kafka_bootstrap}",
@@ -53,7 +74,12 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust
         broker_heartbeat_interval=max(1.0, platform.consumer_session_timeout_seconds / 4),
     )
     settings.update(overrides)
-    return faust.App(f"{platform.topic_prefix}{app_id}", **settings)
+    name = f"{platform.topic_prefix}{app_id}"
+    # faust keeps local state in a folder of its own: under the data folder, not the cwd.
+    datadir = (platform.data_dir / "faust" / name).resolve()
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    settings.setdefault("datadir", str(datadir))
+    return faust.App(name, **settings)
 
 
 def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
@@ -78,8 +104,19 @@ class EventConsumer:
         app.agent(self.topic, name=f"{name}-{topic}")(self._agent)
 
     async def _agent(self, stream) -> None:
+        # Nothing may escape: faust acknowledges the in-flight record when an agent raises,
+        # which would skip it with no dead letter. So an unexpected failure is retried.
         async for event in stream.events():
-            await self.process(event.key, event.value, event.headers, event.message)
+            attempt = 0
+            while True:
+                try:
+                    await self.process(event.key, event.value, event.headers, event.message)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    delay = backoff(attempt)
+                    attempt += 1
+                    log.exception("consumer.process_failed", retry_in=delay, error=repr(exc))
+                    await asyncio.sleep(delay)
 
     async def process(self, key: bytes | None, value: bytes | None, headers: Any, message: Any) -> str:
         try:
@@ -94,11 +131,14 @@ class EventConsumer:
                     await self.handler(envelope)
                     CONSUMED.labels(self.name, self.topic_name, "handled").inc()
                     return "handled"
-                except TransientError as exc:
-                    delay = backoff(attempt)
-                    log.warning("consumer.retrying", event_id=envelope.id, type=envelope.type,
-                                attempt=attempt + 1, retry_in=delay, error=str(exc))
-                except Exception as exc:  # noqa: BLE001 - anything else is retried, then dead-lettered
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if is_transient(exc):
+                        delay = backoff(attempt)
+                        log.warning("consumer.retrying", event_id=envelope.id, type=envelope.type,
+                                    attempt=attempt + 1, retry_in=delay, error=repr(exc))
+                        attempt += 1
+                        await asyncio.sleep(delay)
+                        continue
                     if attempt + 1 >= self.max_attempts:
                         log.exception("consumer.failed", event_id=envelope.id, type=envelope.type)
                         await self.dead_letter(key, value, headers, message,
@@ -120,8 +160,17 @@ class EventConsumer:
             ("dlq_partition", str(getattr(message, "partition", "")).encode()),
             ("dlq_offset", str(getattr(message, "offset", "")).encode()),
         ]
-        fut = await self.dead_letters.send(key=key, value=value, headers=dlq_headers)
-        await fut  # acknowledged before the source offset can be committed
+        attempt = 0
+        while True:  # the dead letter must be acknowledged before the source offset moves on
+            try:
+                fut = await self.dead_letters.send(key=key, value=value, headers=dlq_headers)
+                await fut
+                break
+            except Exception as exc:  # noqa: BLE001 - Kafka unreachable: wait and resend
+                delay = backoff(attempt)
+                attempt += 1
+                log.warning("consumer.dead_letter_retry", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
         CONSUMED.labels(self.name, self.topic_name, "dead-lettered").inc()
         log.warning("consumer.dead_lettered", reason=reason, topic=self.topic_name,
                     partition=getattr(message, "partition", None),
@@ -137,9 +186,21 @@ def main(settings: ServiceSettings, process: str, build: Callable[[ServiceSettin
     run_worker(build(settings))
 
 
+class _Worker(faust.Worker):
+    def on_worker_shutdown(self) -> None:
+        started = self._starting_fut
+        if started is not None and started.done() and not started.cancelled() and started.exception():
+            # faust can hang stopping a worker that never started: exit, so that the
+            # supervisor (make run, a container runtime) sees the failure and acts on it.
+            log.error("consumer.start_failed", error=repr(started.exception()))
+            logging.shutdown()
+            os._exit(1)
+        super().on_worker_shutdown()
+
+
 def run_worker(app: faust.App) -> None:
     """Runs the faust worker in the foreground until SIGTERM/SIGINT."""
     # Keep the platform's JSON logging: faust would otherwise install its own handlers.
-    worker = faust.Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
+    worker = _Worker(app, quiet=True, override_logging=False, redirect_stdouts=False)
     worker.spinner = None  # a terminal spinner would put escape codes into the JSON log
     worker.execute_from_commandline()

@@ -17,9 +17,13 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent, TrackingRecorder
 
 from crm_runtime import tracing
+from crm_runtime.errors import InvalidField
 from crm_runtime.settings import PlatformSettings
 
 TRACE_ATTRIBUTE = "_trace"
+# Every event must fit in one Kafka record (1 MiB by default) with its headers; the
+# relay never skips an event, so an oversized one would stall the topic behind it.
+MAX_EVENT_BYTES = 256 * 1024
 T = TypeVar("T")
 
 
@@ -82,7 +86,11 @@ class TracingMapper(Mapper):
         if context and not hasattr(domain_event, TRACE_ATTRIBUTE):
             domain_event = copy.copy(domain_event)
             object.__setattr__(domain_event, TRACE_ATTRIBUTE, context)
-        return super().to_stored_event(domain_event)
+        stored = super().to_stored_event(domain_event)
+        if len(stored.state) > MAX_EVENT_BYTES:
+            raise InvalidField("request", f"the change is too large to record "
+                                          f"({len(stored.state)} bytes; at most {MAX_EVENT_BYTES})")
+        return stored
 
 
 def trace_context(domain_event: Any) -> dict[str, str]:

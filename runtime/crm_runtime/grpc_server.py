@@ -12,10 +12,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from crm_runtime import logs, tracing
-from crm_runtime.auth import AuthInterceptor, PermissionDenied, TokenCodec, Unauthenticated
+from crm_runtime.auth import AuthInterceptor, PermissionDenied, TokenCodec, Unauthenticated, current_principal
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound, ServiceError
 
 log = logs.get(__name__)
+
+MAX_REQUEST_BYTES = 512 * 1024  # no command needs more; larger requests are refused
 
 _STATUS = {
     InvalidField: grpc.StatusCode.INVALID_ARGUMENT,
@@ -36,6 +38,8 @@ def rpc(method: Callable):
                     if isinstance(value, str)}
         with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
             context.set_trailing_metadata((("x-correlation-id", ctx[tracing.CORRELATION_ID]),))
+            if (principal := current_principal()) is not None:
+                log.info("audit.access", method=method.__name__, principal=principal.subject)
             try:
                 return await method(self, request, context)
             except ServiceError as exc:
@@ -80,8 +84,9 @@ def build_server(address: str, registrations: Sequence[Registration], tokens: To
     permissions: dict[str, tuple[str, str]] = {}
     for registration in registrations:
         permissions.update(registration.full_permissions())
-    server = grpc.aio.server(interceptors=[
-        AuthInterceptor(tokens, permissions, [r.name for r in registrations])])
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(tokens, permissions, [r.name for r in registrations])],
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)])
     health_servicer = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME]

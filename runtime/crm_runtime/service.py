@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 from collections.abc import Callable, Sequence
 
 import uvicorn
@@ -18,6 +21,23 @@ log = logs.get(__name__)
 
 def configure_logging(settings: ServiceSettings, process: str | None = None) -> None:
     logs.configure(process or settings.name, settings.platform.log_level, settings.platform.log_json)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising the stop signal after shutdown: that would end the process
+    before the gRPC server has drained its in-flight calls."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def token_codec(settings: ServiceSettings) -> TokenCodec:
@@ -59,8 +79,8 @@ async def serve(settings: ServiceSettings, store_check: Callable[[], None],
     log.info("service.listening", http=f"http://{settings.http_host}:{settings.http_port}",
              grpc=f"{settings.grpc_host}:{settings.grpc_port}")
     try:
-        # uvicorn handles SIGINT/SIGTERM and returns from serve(); gRPC stops after it.
-        await uvicorn.Server(config).serve()
+        # SIGINT/SIGTERM end uvicorn's serve(); gRPC then stops with a grace period.
+        await _Server(config).serve()
     finally:
         await server.stop(grace=5)
         log.info("service.stopped")

@@ -146,6 +146,7 @@ def test_workflow_retries_while_the_leads_service_is_down(platform):
     owner = wait_for(lambda: httpx.get(f"{leads}/v1/leads/{lead['id']}", headers=auth).json()["owner_id"],
                      what="assignment after the leads service came back")
     assert owner in REPS
+    assert store.get_lead(lead["id"]).version == 2  # assigned once, though retried many times
     report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=auth).json())
                       ["assigned"] == 1 and r, what="assignment counted")
     assert report["captured"] == 1

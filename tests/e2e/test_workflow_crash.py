@@ -25,9 +25,12 @@ def test_each_lead_is_assigned_once_across_a_worker_crash(tmp_path, kafka_bootst
                                   company=None, channel="web")[0].id) for i in range(LEADS)]
     platform = start_platform(tmp_path, kafka_bootstrap, topic_prefix,
                               ["leads", "leads-relay", "workflow-worker"],
-                              extra_env={"CRM_WORKFLOW_SALES_REPS": ",".join(REPS)})
+                              extra_env={"CRM_WORKFLOW_SALES_REPS": ",".join(REPS)},
+                              deferred=("workflow-worker",))
     on_topic = OffsetWatcher(kafka_bootstrap, topic)
     try:
+        wait_for(lambda: on_topic.total() == LEADS, what="the captured leads on the topic")
+        platform.start("workflow-worker")
         progress = wait_for(lambda: (n := on_topic.total()) >= LEADS + 40 and n, interval=0.005,
                             what="the workflow assigning")
         assert progress < 2 * LEADS, "the worker finished before it could be killed mid-way"

@@ -103,3 +103,17 @@ def test_with_a_cipher_key_stored_state_is_ciphertext_and_the_relay_still_reads_
     assert envelope.message.email == "secret.person@example.com"
     with pytest.raises(Exception):  # without the key the state cannot be read
         LeadsApplication(any_platform).get_lead(lead.id)
+
+
+def test_an_oversized_change_is_refused_before_it_is_stored(any_platform):
+    app = LeadsApplication(any_platform)
+    lead, _ = capture(app)
+    with pytest.raises(InvalidField) as caught:
+        app.assign_lead(lead.id, "rep-1", "k" * 200 + "x")
+    assert caught.value.field == "idempotency_key"
+    from crm_runtime.eventstore import MAX_EVENT_BYTES
+    from crm_workflow.application import WorkflowApplication
+    huge = WorkflowApplication(any_platform, ["rep"])
+    with pytest.raises(InvalidField, match="too large"):
+        huge.decide_lead_owner("lead-x", "e" * (MAX_EVENT_BYTES + 1))
+    assert app.get_lead(lead.id).version == 1

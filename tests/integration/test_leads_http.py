@@ -99,10 +99,24 @@ def test_calls_need_a_valid_token_and_a_role_that_allows_them(client, leads):
     assert anonymous.headers["content-type"] == "application/problem+json"
     forged = TokenCodec("another-secret-that-is-long-enough-000").issue("mallory", ["admin"])
     assert client.post("/v1/leads", json=GOOD, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
-    expired = TOKENS.issue("old", ["sales_rep"], ttl_seconds=-10)
+    expired = TOKENS.issue("old", ["sales_rep"], ttl_seconds=-60)
     assert client.get("/v1/leads/00000000-0000-0000-0000-000000000000",
                       headers={"Authorization": f"Bearer {expired}"}).status_code == 401
     denied = client.post("/v1/leads", json=GOOD, headers=bearer("analyst"))
     assert denied.status_code == 403 and "may not create leads" in denied.json()["detail"]
     assert leads.recorder.max_notification_id() in (None, 0)
     assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
+
+
+def test_idempotency_keys_belong_to_their_caller(client):
+    first = client.post("/v1/leads", json=GOOD, headers={**bearer("sales_rep", subject="ann"), "Idempotency-Key": "1"})
+    other = client.post("/v1/leads", json={**GOOD, "name": "Bob's lead"},
+                        headers={**bearer("sales_rep", subject="bob"), "Idempotency-Key": "1"})
+    assert first.status_code == 201 and other.status_code == 201
+    assert first.json()["id"] != other.json()["id"]
+
+
+def test_the_principal_is_in_the_handlers_log_context(client, capsys):
+    client.post("/v1/leads", json=GOOD, headers=bearer("sales_rep", subject="carol"))
+    captured = [line for line in capsys.readouterr().out.splitlines() if "lead.captured" in line]
+    assert captured and "carol" in captured[-1]

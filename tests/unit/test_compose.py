@@ -45,6 +45,8 @@ def test_topics_created_are_every_topic_the_platform_uses():
 def test_kafka_is_kraft_and_stores_are_postgres():
     kafka = SERVICES["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    # Topics live in the volume, not in the image's /tmp default.
+    assert f"kafka-data:{kafka['KAFKA_LOG_DIRS']}" in SERVICES["kafka"]["volumes"]
     assert SERVICES["postgres"]["image"].startswith("postgres:")
     leads_env = SERVICES["leads"]["environment"]
     assert leads_env["CRM_STORE"] == "postgres" and leads_env["CRM_KAFKA_BOOTSTRAP"] == "kafka:9092"

@@ -68,3 +68,17 @@ def test_an_undecodable_record_never_reaches_the_handler():
     c = RecordingConsumer(handler)
     assert asyncio.run(c.process(b"k", b"garbage", [], None)) == "dead-lettered"
     assert "missing CloudEvents header" in c.dead[0]
+
+
+def test_store_and_race_failures_count_as_transient_bugs_do_not():
+    from eventsourcing.persistence import OperationalError
+    from sqlalchemy.exc import OperationalError as SQLOperationalError
+
+    from crm_runtime.errors import Conflict, InvalidField
+
+    assert consumer.is_transient(OperationalError("server closed the connection"))
+    assert consumer.is_transient(SQLOperationalError("stmt", {}, Exception("database is locked")))
+    assert consumer.is_transient(Conflict("rotation moved"))
+    assert consumer.is_transient(ConnectionRefusedError())
+    assert not consumer.is_transient(InvalidField("owner_id", "too long"))
+    assert not consumer.is_transient(RuntimeError("bug"))

@@ -57,7 +57,9 @@ def test_assignment_with_the_same_key_is_applied_once():
     assert lead.owner_id == "rep-2" and lead.version == 3
 
 
-@pytest.mark.parametrize("owner,key,field", [("", "k", "owner_id"), ("rep", "", "idempotency_key")])
+@pytest.mark.parametrize("owner,key,field", [
+    ("", "k", "owner_id"), ("rep", "", "idempotency_key"), ("r" * 201, "k", "owner_id"),
+    ("rep", "k" * 201, "idempotency_key"), ("rep\x00", "k", "owner_id"), ("rep", "a\nb", "idempotency_key")])
 def test_assignment_needs_owner_and_key(owner, key, field):
     lead = Lead.capture(capture(), lead_id_for("k"))
     with pytest.raises(InvalidField) as caught:

@@ -28,17 +28,19 @@ def run(args) -> int:
 
     data = Path(os.environ.get("CRM_DATA_DIR", REPO / "data")).resolve()
     broker = broker_from_env(CACHE, data / "kafka")
-    broker.start()
     stop = threading.Event()
     _stop_on_signals(stop)
     platform = None
     try:
+        broker.start()
         env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores")}
         settings = PlatformSettings(kafka_bootstrap=broker.bootstrap)
         created = create_platform_topics(broker.bootstrap, settings.topic_prefix, settings.topic_partitions)
         print(f"kafka: topics ready ({len(created)} created)", flush=True)
-        platform = Platform(env={**port_env(), **env, **{k: v for k, v in os.environ.items()
-                                                           if k.startswith("CRM_")}})
+        # The caller's CRM_* settings apply, except where the broker and stores are: those
+        # are the ones this command just started.
+        user = {k: v for k, v in os.environ.items() if k.startswith("CRM_")}
+        platform = Platform(env={**port_env(), **user, **env})
         platform.start_all()
         platform.wait_ready()
         print("\nThe platform is up (Ctrl-C stops everything):", flush=True)
@@ -74,8 +76,8 @@ def _with_private_broker(port: str, folder: str, data_env: str, cmd: list[str]) 
     data = REPO / "build" / folder
     shutil.rmtree(data, ignore_errors=True)
     broker = broker_from_env(CACHE, data / "kafka")
-    broker.start()
     try:
+        broker.start()
         env = {**os.environ, "CRM_KAFKA_BOOTSTRAP": broker.bootstrap, data_env: str(data)}
         return subprocess.run(cmd, env=env, cwd=REPO).returncode
     finally:

@@ -104,14 +104,18 @@ class Broker:
         self.process = self._java(libs, "kafka.Kafka", str(config),
                                   stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not port_open(self.host, self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"kafka exited with {self.process.returncode}; "
-                                   f"see {self.data_dir / 'broker.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"kafka did not listen on {self.bootstrap} in {timeout}s")
-            time.sleep(0.3)
+        try:
+            deadline = time.monotonic() + timeout
+            while not port_open(self.host, self.port):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"kafka exited with {self.process.returncode}; "
+                                       f"see {self.data_dir / 'broker.log'}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"kafka did not listen on {self.bootstrap} in {timeout}s")
+                time.sleep(0.3)
+        except BaseException:  # includes Ctrl-C while waiting: leave no broker behind
+            self.stop()
+            raise
         print(f"kafka: broker {kafka_version()} listening on {self.bootstrap}", flush=True)
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -99,7 +99,7 @@ class Platform:
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         for spec in self.specs:
-            if not spec.serves_http:
+            if not spec.serves_http or spec.name not in self.procs:
                 continue
             url = http_url(spec, self.env) + "/readyz"
             while True:

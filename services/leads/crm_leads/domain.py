@@ -18,6 +18,7 @@ from crm_runtime.errors import InvalidField
 
 NAME_MAX = 200
 COMPANY_MAX = 200
+ID_MAX = 200  # owner ids and idempotency keys
 _CAPTURE_NAMESPACE = uuid5(NAMESPACE_URL, "crm:leads:capture")
 
 
@@ -96,6 +97,18 @@ def validate_capture(name: str | None, email: str | None, phone: str | None,
     )
 
 
+def plain_identifier(field: str, raw: str | None) -> str:
+    """A short printable identifier: what ids and keys from other systems must be."""
+    value = (raw or "").strip()
+    if not value:
+        raise InvalidField(field, "is required")
+    if len(value) > ID_MAX:
+        raise InvalidField(field, f"must be at most {ID_MAX} characters")
+    if not value.isprintable():
+        raise InvalidField(field, "must not contain control characters")
+    return value
+
+
 def lead_id_for(request_key: str | None) -> UUID:
     """The same idempotency key always names the same lead; no key, a new lead."""
     return uuid5(_CAPTURE_NAMESPACE, request_key) if request_key else uuid4()
@@ -125,11 +138,8 @@ class Lead(Aggregate):
 
     def assign(self, owner_id: str, idempotency_key: str) -> bool:
         """Assigns the lead; returns False when this key was already applied."""
-        owner_id = (owner_id or "").strip()
-        if not owner_id:
-            raise InvalidField("owner_id", "is required")
-        if not idempotency_key:
-            raise InvalidField("idempotency_key", "is required")
+        owner_id = plain_identifier("owner_id", owner_id)
+        idempotency_key = plain_identifier("idempotency_key", idempotency_key)
         if idempotency_key in self.assignment_keys:
             return False
         self._assigned(owner_id=owner_id, idempotency_key=idempotency_key)

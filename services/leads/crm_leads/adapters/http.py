@@ -52,6 +52,11 @@ class LeadOut(BaseModel):
                    owner_id=lead.owner_id, version=lead.version, captured_at=lead.created_on)
 
 
+def caller_scoped(caller: Principal | None, key: str | None) -> str | None:
+    """Idempotency keys are the caller's own: two callers' "1" are different requests."""
+    return f"{caller.subject}\n{key}" if key and caller is not None else key
+
+
 def router(app: LeadsApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/leads", tags=["leads"])
 
@@ -59,11 +64,12 @@ def router(app: LeadsApplication) -> APIRouter:
               responses={200: {"description": "Repeated Idempotency-Key: the first lead", "model": LeadOut},
                          **error_responses(409, 422)})
     async def capture_lead(body: CaptureLeadBody, response: Response,
-                           _caller: Principal = require("leads", Action.CREATE),
+                           caller: Principal = require("leads", Action.CREATE),
                            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
         lead, created = await asyncio.to_thread(
             app.capture_lead, name=body.name, email=body.email, phone=body.phone,
-            company=body.company, channel=body.channel, request_key=idempotency_key)
+            company=body.company, channel=body.channel,
+            request_key=caller_scoped(caller, idempotency_key))
         response.status_code = 201 if created else 200
         response.headers["Location"] = f"/v1/leads/{lead.id}"
         return LeadOut.of(lead)

@@ -9,13 +9,16 @@ from crm_runtime import tracing
 from crm_runtime.auth import ServiceAccount
 from crm_runtime.consumer import TransientError
 
+# Retried until they succeed: the peer is down, slow or busy, a concurrent write won, or
+# the platform's configuration (secret, roles) is being fixed. INTERNAL and UNKNOWN are
+# faults of the peer with this request: retried a few times, then dead-lettered.
 RETRYABLE = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
-    grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
 }
 
 
