@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 from google.protobuf import message as pb_message
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm_runtime import tracing
 
@@ -31,6 +32,13 @@ class PoisonMessage(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    """A protobuf Timestamp of a timezone-aware datetime."""
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
 
 
 def stable_event_id(aggregate_id: UUID | str, version: int) -> str:

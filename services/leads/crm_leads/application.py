@@ -28,6 +28,11 @@ def parse_lead_id(raw: str) -> UUID:
         raise InvalidField("lead_id", f"{raw!r} is not a UUID") from None
 
 
+def caller_scoped(subject: str | None, key: str | None) -> str | None:
+    """Idempotency keys are the caller's own: two callers' "1" are different requests."""
+    return f"{subject}\n{key}" if key and subject else key
+
+
 class LeadsApplication(ServiceApplication):
     name = "Leads"
 

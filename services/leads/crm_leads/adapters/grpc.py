@@ -6,11 +6,9 @@ import asyncio
 
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.messages import PROTO_TO_CHANNEL, lead_to_message
-from crm_leads.application import LeadsApplication
-from crm_leads.adapters.http import caller_scoped
+from crm_leads.application import LeadsApplication, caller_scoped
 from crm_runtime.auth import Action, current_principal
 from crm_runtime.grpc_server import Registration, rpc
-
 
 
 class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
@@ -23,7 +21,8 @@ class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
         lead, _ = await asyncio.to_thread(
             self.app.capture_lead, name=request.name, email=request.email, phone=request.phone,
             company=request.company, channel=channel,
-            request_key=caller_scoped(current_principal(), request.request_id or None))
+            request_key=caller_scoped(getattr(current_principal(), "subject", None),
+                                      request.request_id or None))
         return lead_to_message(lead)
 
     @rpc

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_leads.application import LeadsApplication
+from crm_leads.application import LeadsApplication, caller_scoped
 from crm_leads.domain import COMPANY_MAX, NAME_MAX, Channel, Lead
 from crm_runtime.auth import Action, Principal, require
 from crm_runtime.http import error_responses
@@ -52,11 +52,6 @@ class LeadOut(BaseModel):
                    owner_id=lead.owner_id, version=lead.version, captured_at=lead.created_on)
 
 
-def caller_scoped(caller: Principal | None, key: str | None) -> str | None:
-    """Idempotency keys are the caller's own: two callers' "1" are different requests."""
-    return f"{caller.subject}\n{key}" if key and caller is not None else key
-
-
 def router(app: LeadsApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/leads", tags=["leads"])
 
@@ -69,7 +64,7 @@ def router(app: LeadsApplication) -> APIRouter:
         lead, created = await asyncio.to_thread(
             app.capture_lead, name=body.name, email=body.email, phone=body.phone,
             company=body.company, channel=body.channel,
-            request_key=caller_scoped(caller, idempotency_key))
+            request_key=caller_scoped(caller.subject, idempotency_key))
         response.status_code = 201 if created else 200
         response.headers["Location"] = f"/v1/leads/{lead.id}"
         return LeadOut.of(lead)

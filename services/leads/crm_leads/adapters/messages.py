@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from crm.leads.v1 import leads_pb2
 from crm_leads.domain import Channel, Lead
+from crm_runtime.cloudevents import timestamp
 
 CHANNEL_TO_PROTO = {channel: leads_pb2.Channel.Value(f"CHANNEL_{channel.name}") for channel in Channel}
 PROTO_TO_CHANNEL = {value: channel.value for channel, value in CHANNEL_TO_PROTO.items()}
-
-
-def timestamp(dt) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def event_to_message(domain_event):

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from crm.workflow.v1 import workflow_pb2
+from crm_runtime.cloudevents import timestamp
 from crm_workflow.assignment import Assignment
 
 STRATEGY = {"round_robin": workflow_pb2.ASSIGNMENT_STRATEGY_ROUND_ROBIN}
-
-
-def _timestamp(dt) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def decided_message(assignment_id, state, decided_at) -> workflow_pb2.AssignmentDecided:
@@ -21,7 +14,7 @@ def decided_message(assignment_id, state, decided_at) -> workflow_pb2.Assignment
         assignment_id=str(assignment_id), subject_type=state.subject_type,
         subject_id=state.subject_id, owner_id=state.owner_id,
         strategy=STRATEGY[str(state.strategy)], cause_event_id=state.cause_event_id,
-        decided_at=_timestamp(decided_at))
+        decided_at=timestamp(decided_at))
 
 
 def event_to_message(domain_event):
@@ -32,6 +25,3 @@ def event_to_message(domain_event):
 
 def assignment_to_message(assignment: Assignment) -> workflow_pb2.AssignmentDecided:
     return decided_message(assignment.id, assignment, assignment.created_on)
-
-
-
