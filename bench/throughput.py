@@ -3,15 +3,17 @@
     make bench                      # starts a private broker, SQLite stores
     CRM_BENCH_STORE=postgres make bench
 
-Prints events/s for: raw eventsourcing saves (baseline), the lead capture path
-(validation + aggregate + save), a raw kafka-python producer (baseline), and the outbox
-relay (read log, decode, encode CloudEvents, produce acks=all, record position).
+Prints events/s for: raw eventsourcing saves (baseline), the lead capture path in process
+(validation + aggregate + save) and over HTTP (the leads service as its own process), a
+raw kafka-python producer (baseline), and the outbox relay (read log, decode, encode
+CloudEvents, produce acks=all, record position).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -103,6 +105,42 @@ def bench_raw_producer(bootstrap: str, topic: str, records: list) -> float:
     return rate(len(records), seconds)
 
 
+def bench_http_capture(platform: PlatformSettings, count: int, clients: int = 4) -> float:
+    """POST /v1/leads against the leads service running as its own process (uvicorn, auth,
+    validation, store), from `clients` keep-alive connections."""
+    import httpx
+
+    from crm_devstack.processes import SPECS, Platform
+    from crm_runtime.auth import TokenCodec
+
+    secret = "bench-secret-0123456789-0123456789-abcdef"
+    env = {"CRM_LEADS_HTTP_PORT": "38001", "CRM_LEADS_GRPC_PORT": "38051", "CRM_LOG_LEVEL": "WARNING",
+           "CRM_AUTH_SECRET": secret, "CRM_STORE": platform.store,
+           "CRM_DATA_DIR": str(platform.data_dir.parent / "http-stores"),
+           "CRM_POSTGRES_DBNAME": platform.postgres_dbname,
+           "CRM_KAFKA_BOOTSTRAP": platform.kafka_bootstrap}
+    service = Platform(env=env, specs=[spec for spec in SPECS if spec.name == "leads"],
+                       log_dir=platform.data_dir.parent / "logs")
+    service.start_all()
+    try:
+        service.wait_ready()
+        headers = {"Authorization": f"Bearer {TokenCodec(secret).issue('bench', ['sales_rep'])}"}
+
+        def post_range(start: int) -> None:
+            with httpx.Client(base_url="http://127.0.0.1:38001", headers=headers, timeout=30) as http:
+                for i in range(start, count, clients):
+                    http.post("/v1/leads", json={
+                        "name": f"HTTP Lead {i}", "email": f"http{i}@example.com",
+                        "phone": "+44 20 7183 8750", "company": "Bench", "channel": "web",
+                    }).raise_for_status()
+
+        threads = [threading.Thread(target=post_range, args=(n,)) for n in range(clients)]
+        seconds = timed(lambda: ([t.start() for t in threads], [t.join() for t in threads]))
+        return rate(count, seconds)
+    finally:
+        service.stop()
+
+
 def main() -> None:
     logs.configure("bench", "WARNING")  # per-event log lines would be measured too
     bootstrap = os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -121,11 +159,13 @@ def main() -> None:
     capture = bench_capture(platform)
     relay_rate, records = bench_relay(platform)
     raw_producer = bench_raw_producer(bootstrap, f"{prefix}crm.sales.events.v1", records)
+    http_capture = bench_http_capture(platform, min(N, 2000))
 
     print(f"\nthroughput, {N} events each, store={store}, broker {bootstrap}")
     print(f"{'path':<34}{'events/s':>12}{'ratio':>10}  baseline")
     print(f"{'raw eventsourcing save':<34}{raw_saves:>12,.0f}{1:>10.2f}  (baseline)")
     print(f"{'lead capture (validate+save)':<34}{capture:>12,.0f}{capture / raw_saves:>10.2f}  raw eventsourcing save")
+    print(f"{'lead capture over HTTP (4 conns)':<34}{http_capture:>12,.0f}{http_capture / raw_saves:>10.2f}  raw eventsourcing save")
     print(f"{'raw kafka-python producer':<34}{raw_producer:>12,.0f}{1:>10.2f}  (baseline)")
     print(f"{'outbox relay (store -> Kafka)':<34}{relay_rate:>12,.0f}{relay_rate / raw_producer:>10.2f}  raw kafka-python producer")
 
