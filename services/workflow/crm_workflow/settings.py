@@ -1,3 +1,4 @@
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from crm_runtime.settings import ServiceSettings
@@ -16,6 +17,13 @@ class WorkflowSettings(ServiceSettings):
     leads_grpc_target: str = "127.0.0.1:50051"
     # Per-call deadline for commands to other services; a slow call is retried.
     command_timeout_seconds: float = 5.0
+
+    @field_validator("sales_reps")
+    @classmethod
+    def _at_least_one_rep(cls, value: str) -> str:
+        if not [rep for rep in value.split(",") if rep.strip()]:
+            raise ValueError("name at least one sales rep (comma-separated ids)")
+        return value
 
     @property
     def sales_rep_ids(self) -> list[str]:
