@@ -34,6 +34,21 @@ def create_platform_topics(bootstrap: str, prefix: str, partitions: int) -> list
     return create_topics(bootstrap, all_topics(prefix), partitions)
 
 
+def forget_consumer_group(bootstrap: str, group_id: str) -> None:
+    """Deletes a consumer group's committed offsets, so it next reads its topics from the
+    start. The group must have no running members (stop its consumers first)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="crm-replay",
+                             request_timeout_ms=30_000)
+    try:
+        outcome = admin.delete_groups([group_id]).get(group_id, "OK")
+    finally:
+        admin.close()
+    if outcome == "NonEmptyGroupError":
+        raise RuntimeError(f"consumer group {group_id} still has running members: stop them first")
+    if outcome not in ("OK", "GroupIdNotFoundError"):
+        raise RuntimeError(f"could not delete consumer group {group_id}: {outcome}")
+
+
 class KafkaProbe:
     """Answers 'is the broker reachable' for /readyz, reusing one admin connection."""
 

@@ -59,6 +59,10 @@ class ReadStore:
                     raise
                 time.sleep(0.1 * (attempt + 1))
 
+    def drop_tables(self) -> None:
+        """Drops the read model and its processed-event ids (before a rebuild by replay)."""
+        self.metadata.drop_all(self.engine)
+
     def apply_once(self, event_id: str, effect: Callable[[Connection], T]) -> tuple[bool, T | None]:
         """Runs `effect` and records `event_id` atomically, unless it was recorded before.
 

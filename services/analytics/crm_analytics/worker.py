@@ -13,6 +13,7 @@ from crm_runtime.readstore import ReadStore
 from crm_runtime.topics import events_topic
 
 log = logs.get(__name__)
+APP_ID = "crm-analytics"  # the faust app id, which is also its consumer group
 
 
 def handler_for(store: ReadStore):
@@ -26,7 +27,7 @@ def handler_for(store: ReadStore):
 
 def build(settings: AnalyticsSettings):
     platform = settings.platform
-    faust_app = consumer.make_app("crm-analytics", platform)
+    faust_app = consumer.make_app(APP_ID, platform)
     consumer.EventConsumer(faust_app, events_topic("leads", platform.topic_prefix),
                            EventRegistry.from_modules(leads_pb2),
                            handler_for(lead_projection.open_store(platform)), name="analytics")
