@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 
 from crm_runtime import logs, tracing
@@ -94,6 +95,40 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
     return openapi
 
 
+class ContextAndMetrics:
+    """Per request: a child span of the caller's trace and a correlation id (echoed in the
+    response), and the Prometheus request metrics. Plain ASGI, so it adds no task per call."""
+
+    def __init__(self, app, service: str):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        status = 500
+        with tracing.bound(headers.get("traceparent"), headers.get(CORRELATION_HEADER)) as context:
+            started = time.perf_counter()
+
+            async def send_with_context(message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    response_headers = MutableHeaders(scope=message)
+                    response_headers[CORRELATION_HEADER] = context[tracing.CORRELATION_ID]
+                    response_headers["traceparent"] = context[tracing.TRACEPARENT]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_with_context)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")
+                REQUESTS.labels(self.service, scope["method"], route, status).inc()
+                LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
+
+
 def _field_name(loc: tuple) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -109,18 +144,7 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
     app = FastAPI(title=f"CRM {service}", version=version, **fastapi_kwargs)
     app.state.tokens = tokens  # read by crm_runtime.auth.require
 
-    @app.middleware("http")
-    async def context_and_metrics(request: Request, call_next):
-        with tracing.bound(request.headers.get("traceparent"),
-                           request.headers.get(CORRELATION_HEADER)) as context:
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(service, request.method, route, response.status_code).inc()
-            LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
-            response.headers[CORRELATION_HEADER] = context[tracing.CORRELATION_ID]
-            response.headers["traceparent"] = context[tracing.TRACEPARENT]
-            return response
+    app.add_middleware(ContextAndMetrics, service=service)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_request: Request, exc: RequestValidationError):
