@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from crm_devstack.processes import SPECS, Platform, port_env
+from crm_devstack.processes import DEFAULT_PORTS, SPECS, Platform, port_env
 from tests.conftest import TEST_AUTH_SECRET
 from tests.kafka_helpers import ensure_topics
 
@@ -43,14 +43,16 @@ def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str]
     return platform
 
 
+def _default_ports(service: str) -> tuple[int, int]:
+    return DEFAULT_PORTS[next(spec.env_prefix for spec in SPECS if spec.name == service)]
+
+
 def url(service: str) -> str:
-    ports = {"leads": 8001, "sales": 8002, "service-desk": 8003, "workflow": 8004, "analytics": 8005}
-    return f"http://127.0.0.1:{ports[service] + HTTP_OFFSET}"
+    return f"http://127.0.0.1:{_default_ports(service)[0] + HTTP_OFFSET}"
 
 
 def grpc_target(service: str) -> str:
-    ports = {"leads": 50051, "sales": 50052, "service-desk": 50053, "workflow": 50054, "analytics": 50055}
-    return f"127.0.0.1:{ports[service] + GRPC_OFFSET}"
+    return f"127.0.0.1:{_default_ports(service)[1] + GRPC_OFFSET}"
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 90.0, interval: float = 0.3,

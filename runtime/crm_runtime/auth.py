@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crm_runtime import logs
-from crm_runtime.errors import ServiceError
+from crm_runtime.errors import PermissionDenied, Unauthenticated
 
 log = logs.get(__name__)
 ISSUER = "crm-platform"
@@ -47,16 +47,6 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "analyst": frozenset({"reports:view", "reports:export"}),
     "service": frozenset({"leads:view", "leads:assign", "assignments:view"}),
 }
-
-
-class Unauthenticated(ServiceError):
-    http_status = 401
-    title = "Unauthenticated"
-
-
-class PermissionDenied(ServiceError):
-    http_status = 403
-    title = "Forbidden"
 
 
 @dataclass(frozen=True)
@@ -186,10 +176,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if method not in self.permissions:
                 raise PermissionDenied(f"{method} is not open to any role")
             principal.check(*self.permissions[method])
-        except Unauthenticated as exc:
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        except PermissionDenied as exc:
-            return _deny(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except (Unauthenticated, PermissionDenied) as exc:
+            return _deny(grpc.StatusCode[exc.grpc_status], str(exc))
         handler = await continuation(handler_call_details)
         return _with_principal(handler, principal, method)
 

@@ -86,6 +86,20 @@ def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
     return min(cap, base * 2 ** min(attempt, 16))
 
 
+async def _until_it_succeeds(action: Callable[[], Awaitable[Any]], event: str) -> None:
+    """Runs `action` again, with back-off, until it completes without raising."""
+    attempt = 0
+    while True:
+        try:
+            await action()
+            return
+        except Exception as exc:  # noqa: BLE001 - logged, then retried
+            delay = backoff(attempt)
+            attempt += 1
+            log.warning(event, error=repr(exc), attempt=attempt, retry_in=delay, exc_info=True)
+            await asyncio.sleep(delay)
+
+
 class EventConsumer:
     """Binds one handler to one topic of a faust app."""
 
@@ -107,16 +121,9 @@ class EventConsumer:
         # Nothing may escape: faust acknowledges the in-flight record when an agent raises,
         # which would skip it with no dead letter. So an unexpected failure is retried.
         async for event in stream.events():
-            attempt = 0
-            while True:
-                try:
-                    await self.process(event.key, event.value, event.headers, event.message)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    delay = backoff(attempt)
-                    attempt += 1
-                    log.exception("consumer.process_failed", retry_in=delay, error=repr(exc))
-                    await asyncio.sleep(delay)
+            await _until_it_succeeds(
+                lambda: self.process(event.key, event.value, event.headers, event.message),
+                "consumer.process_failed")
 
     async def process(self, key: bytes | None, value: bytes | None, headers: Any, message: Any) -> str:
         try:
@@ -132,20 +139,15 @@ class EventConsumer:
                     CONSUMED.labels(self.name, self.topic_name, "handled").inc()
                     return "handled"
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    if is_transient(exc):
-                        delay = backoff(attempt)
-                        log.warning("consumer.retrying", event_id=envelope.id, type=envelope.type,
-                                    attempt=attempt + 1, retry_in=delay, error=repr(exc))
-                        attempt += 1
-                        await asyncio.sleep(delay)
-                        continue
-                    if attempt + 1 >= self.max_attempts:
+                    transient = is_transient(exc)
+                    if not transient and attempt + 1 >= self.max_attempts:
                         log.exception("consumer.failed", event_id=envelope.id, type=envelope.type)
                         await self.dead_letter(key, value, headers, message,
                                                f"handler failed {attempt + 1} times: {exc!r}")
                         return "dead-lettered"
                     delay = backoff(attempt)
-                    log.warning("consumer.error", event_id=envelope.id, attempt=attempt + 1,
+                    log.warning("consumer.retrying" if transient else "consumer.error",
+                                event_id=envelope.id, type=envelope.type, attempt=attempt + 1,
                                 retry_in=delay, error=repr(exc))
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -160,17 +162,12 @@ class EventConsumer:
             ("dlq_partition", str(getattr(message, "partition", "")).encode()),
             ("dlq_offset", str(getattr(message, "offset", "")).encode()),
         ]
-        attempt = 0
-        while True:  # the dead letter must be acknowledged before the source offset moves on
-            try:
-                fut = await self.dead_letters.send(key=key, value=value, headers=dlq_headers)
-                await fut
-                break
-            except Exception as exc:  # noqa: BLE001 - Kafka unreachable: wait and resend
-                delay = backoff(attempt)
-                attempt += 1
-                log.warning("consumer.dead_letter_retry", error=repr(exc), retry_in=delay)
-                await asyncio.sleep(delay)
+
+        async def send() -> None:
+            await (await self.dead_letters.send(key=key, value=value, headers=dlq_headers))
+
+        # Acknowledged before the source offset may move on; Kafka unreachable: wait, resend.
+        await _until_it_succeeds(send, "consumer.dead_letter_retry")
         CONSUMED.labels(self.name, self.topic_name, "dead-lettered").inc()
         log.warning("consumer.dead_lettered", reason=reason, topic=self.topic_name,
                     partition=getattr(message, "partition", None),

@@ -1,10 +1,12 @@
-"""Errors the application layer raises; the HTTP and gRPC adapters map them in one place."""
+"""Errors the application layer raises. Each names its HTTP status and its gRPC status code,
+so the HTTP and gRPC adapters map every error the same way, in one place: here."""
 
 from __future__ import annotations
 
 
 class ServiceError(Exception):
     http_status = 400
+    grpc_status = "INVALID_ARGUMENT"  # a grpc.StatusCode name
     title = "Bad request"
 
 
@@ -21,19 +23,28 @@ class InvalidField(ServiceError):
 
 
 class NotFound(ServiceError):
-    http_status = 404
-    title = "Not found"
+    http_status, grpc_status, title = 404, "NOT_FOUND", "Not found"
 
 
 class Conflict(ServiceError):
     """A stale expected version or a concurrent write; the caller should reload and retry."""
 
-    http_status = 409
-    title = "Conflict"
+    http_status, grpc_status, title = 409, "ABORTED", "Conflict"
 
 
 class FailedPrecondition(ServiceError):
     """The command is well-formed but the record's state does not allow it."""
 
-    http_status = 409
-    title = "Failed precondition"
+    http_status, grpc_status, title = 409, "FAILED_PRECONDITION", "Failed precondition"
+
+
+class Unauthenticated(ServiceError):
+    """No valid bearer token."""
+
+    http_status, grpc_status, title = 401, "UNAUTHENTICATED", "Unauthenticated"
+
+
+class PermissionDenied(ServiceError):
+    """A valid caller whose roles do not allow the action."""
+
+    http_status, grpc_status, title = 403, "PERMISSION_DENIED", "Forbidden"

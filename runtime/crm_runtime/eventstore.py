@@ -62,16 +62,18 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     }
 
 
-def retry_schema_race(create: Callable[[], T], attempts: int = 8) -> T:
+def retry_schema_race(create: Callable[[], T], errors: type[Exception] | tuple = PersistenceError,
+                      attempts: int = 8) -> T:
     """Runs `create`, retrying when another process creates the same tables concurrently.
 
-    PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (the
-    service's API and its relay start together); the loser finds the tables next time.
+    PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (a
+    service's API and its relay or consumer start together); the loser finds the tables
+    next time. `errors` are the store library's exceptions for that race.
     """
     for attempt in range(attempts):
         try:
             return create()
-        except PersistenceError:
+        except errors:
             if attempt == attempts - 1:
                 raise
             time.sleep(0.1 * (attempt + 1))

@@ -12,21 +12,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from crm_runtime import logs, tracing
-from crm_runtime.auth import AuthInterceptor, PermissionDenied, TokenCodec, Unauthenticated, current_principal
-from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound, ServiceError
+from crm_runtime.auth import AuthInterceptor, TokenCodec, current_principal
+from crm_runtime.errors import ServiceError
 
 log = logs.get(__name__)
 
 MAX_REQUEST_BYTES = 512 * 1024  # no command needs more; larger requests are refused
-
-_STATUS = {
-    InvalidField: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
-    Conflict: grpc.StatusCode.ABORTED,
-    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-}
 
 
 def rpc(method: Callable):
@@ -43,9 +34,7 @@ def rpc(method: Callable):
             try:
                 return await method(self, request, context)
             except ServiceError as exc:
-                code = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)),
-                            grpc.StatusCode.INVALID_ARGUMENT)
-                await context.abort(code, str(exc))
+                await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

@@ -22,8 +22,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
 
 from crm_runtime import logs, tracing
-from crm_runtime.auth import TokenCodec, Unauthenticated
-from crm_runtime.errors import InvalidField, ServiceError
+from crm_runtime.auth import TokenCodec
+from crm_runtime.errors import InvalidField, ServiceError, Unauthenticated
 
 log = logs.get(__name__)
 PROBLEM = "application/problem+json"
@@ -72,9 +72,9 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-                       .pop("$defs", {}))
-        schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem_schema.pop("$defs", {}))
+        schemas["Problem"] = problem_schema
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
         ref = {"$ref": "#/components/schemas/Problem"}

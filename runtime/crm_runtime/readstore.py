@@ -7,7 +7,6 @@ is skipped. A relay re-send carries the same ce_id, so it is skipped too.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -15,6 +14,7 @@ from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, cr
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from crm_runtime.eventstore import retry_schema_race
 from crm_runtime.settings import PlatformSettings
 
 T = TypeVar("T")
@@ -48,16 +48,8 @@ class ReadStore:
         self.metadata = metadata
         self.processed = processed
 
-    def create_tables(self, attempts: int = 8) -> None:
-        # The API and the consumer of one service may create the tables at the same time.
-        for attempt in range(attempts):
-            try:
-                self.metadata.create_all(self.engine)
-                return
-            except DBAPIError:
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.1 * (attempt + 1))
+    def create_tables(self) -> None:
+        retry_schema_race(lambda: self.metadata.create_all(self.engine), errors=DBAPIError)
 
     def drop_tables(self) -> None:
         """Drops the read model and its processed-event ids (before a rebuild by replay)."""

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from crm_devstack.processes import DEFAULT_PORTS, METRICS_PORTS
+from crm_devstack.processes import port_env
 from tests.conftest import TEST_AUTH_SECRET, bearer
 
 pytestmark = pytest.mark.e2e
@@ -25,13 +25,7 @@ def listening(port: int) -> bool:
 
 
 def test_run_starts_everything_and_sigterm_stops_everything(tmp_path):
-    ports = {"CRM_KAFKA_PORT": str(9092 + OFFSET + 20_000)}
-    for prefix, (http, grpc) in DEFAULT_PORTS.items():
-        ports[f"{prefix}HTTP_PORT"] = str(http + OFFSET)
-        ports[f"{prefix}GRPC_PORT"] = str(grpc + OFFSET - 10_000)
-    for name, port in METRICS_PORTS.items():
-        ports[name] = str(port + OFFSET)
-    ports["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{ports['CRM_LEADS_GRPC_PORT']}"
+    ports = {**port_env(OFFSET, OFFSET - 10_000), "CRM_KAFKA_PORT": str(9092 + OFFSET + 20_000)}
     env = {**os.environ, **ports, "CRM_DATA_DIR": str(tmp_path), "CRM_AUTH_SECRET": TEST_AUTH_SECRET,
            "DEMO_LEADS": "3", "PYTHONUNBUFFERED": "1"}
     env.pop("CRM_KAFKA_BOOTSTRAP", None)

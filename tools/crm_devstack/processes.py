@@ -13,6 +13,12 @@ from pathlib import Path
 
 import httpx
 
+from crm_analytics.settings import AnalyticsSettings
+from crm_leads.settings import LeadsSettings
+from crm_sales.settings import SalesSettings
+from crm_servicedesk.settings import ServiceDeskSettings
+from crm_workflow.settings import WorkflowSettings
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -34,18 +40,23 @@ SPECS = [
     Spec("analytics", "crm_analytics", "CRM_ANALYTICS_", serves_http=True),
     Spec("analytics-worker", "crm_analytics.worker", "CRM_ANALYTICS_"),
 ]
-METRICS_PORTS = {  # Prometheus ports of the relay and worker processes
-    "CRM_LEADS_RELAY_METRICS_PORT": 9101,
-    "CRM_WORKFLOW_RELAY_METRICS_PORT": 9104,
-    "CRM_WORKFLOW_WORKER_METRICS_PORT": 9204,
-    "CRM_ANALYTICS_WORKER_METRICS_PORT": 9205,
-}
+# Default ports come from each service's settings class, so there is one source of truth.
+SERVICE_SETTINGS = [LeadsSettings, SalesSettings, ServiceDeskSettings, WorkflowSettings, AnalyticsSettings]
+
+
+def _default(settings_class, field_name: str):
+    return settings_class.model_fields[field_name].default
+
+
 DEFAULT_PORTS = {  # service prefix: (http, grpc), as in DESIGN.md
-    "CRM_LEADS_": (8001, 50051),
-    "CRM_SALES_": (8002, 50052),
-    "CRM_SERVICEDESK_": (8003, 50053),
-    "CRM_WORKFLOW_": (8004, 50054),
-    "CRM_ANALYTICS_": (8005, 50055),
+    cls.model_config["env_prefix"]: (_default(cls, "http_port"), _default(cls, "grpc_port"))
+    for cls in SERVICE_SETTINGS
+}
+METRICS_PORTS = {  # Prometheus ports of the relay and worker processes
+    f"{cls.model_config['env_prefix']}{field_name.upper()}": port
+    for cls in SERVICE_SETTINGS
+    for field_name in ("relay_metrics_port", "worker_metrics_port")
+    if (port := _default(cls, field_name))
 }
 
 
@@ -57,7 +68,7 @@ def port_env(http_offset: int = 0, grpc_offset: int = 0) -> dict[str, str]:
         env[f"{prefix}GRPC_PORT"] = str(grpc + grpc_offset)
     for name, port in METRICS_PORTS.items():
         env[name] = str(port + http_offset)
-    env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{50051 + grpc_offset}"
+    env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{DEFAULT_PORTS['CRM_LEADS_'][1] + grpc_offset}"
     return env
 
 
