@@ -114,7 +114,7 @@ def bench_http_capture(platform: PlatformSettings, count: int, clients: int = 4)
     from crm_runtime.auth import TokenCodec
 
     secret = "bench-secret-0123456789-0123456789-abcdef"
-    env = {"CRM_LEADS_HTTP_PORT": "38001", "CRM_LEADS_GRPC_PORT": "38051", "CRM_LOG_LEVEL": "WARNING",
+    env = {"CRM_LEADS_HTTP_PORT": "27001", "CRM_LEADS_GRPC_PORT": "27051", "CRM_LOG_LEVEL": "WARNING",
            "CRM_AUTH_SECRET": secret, "CRM_STORE": platform.store,
            "CRM_DATA_DIR": str(platform.data_dir.parent / "http-stores"),
            "CRM_POSTGRES_DBNAME": platform.postgres_dbname,
@@ -127,7 +127,7 @@ def bench_http_capture(platform: PlatformSettings, count: int, clients: int = 4)
         headers = {"Authorization": f"Bearer {TokenCodec(secret).issue('bench', ['sales_rep'])}"}
 
         def post_range(start: int) -> None:
-            with httpx.Client(base_url="http://127.0.0.1:38001", headers=headers, timeout=30) as http:
+            with httpx.Client(base_url="http://127.0.0.1:27001", headers=headers, timeout=30) as http:
                 for i in range(start, count, clients):
                     http.post("/v1/leads", json={
                         "name": f"HTTP Lead {i}", "email": f"http{i}@example.com",

@@ -10,8 +10,10 @@ from crm_devstack.processes import DEFAULT_PORTS, SPECS, Platform, port_env
 from tests.conftest import TEST_AUTH_SECRET
 from tests.kafka_helpers import ensure_topics
 
-HTTP_OFFSET = 10_000  # leads on 18001, ... analytics on 18005
-GRPC_OFFSET = 10_000  # leads on 60051, ... analytics on 60055
+# Test ports sit below 32768, outside the kernel's ephemeral range, so an outgoing
+# connection can never hold one when a test process binds it.
+HTTP_OFFSET = 10_000  # leads on 18001, ... analytics on 18005; metrics 19101...
+GRPC_OFFSET = -30_000  # leads on 20051, ... analytics on 20055
 
 
 def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str] | None = None,

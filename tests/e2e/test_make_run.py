@@ -25,7 +25,9 @@ def listening(port: int) -> bool:
 
 
 def test_run_starts_everything_and_sigterm_stops_everything(tmp_path):
-    ports = {**port_env(OFFSET, OFFSET - 10_000), "CRM_KAFKA_PORT": str(9092 + OFFSET + 20_000)}
+    # All below 32768 (outside the ephemeral range): HTTP 28001..., metrics 29101...,
+    # gRPC 30051..., Kafka 31092 (controller 31093).
+    ports = {**port_env(OFFSET, OFFSET - 40_000), "CRM_KAFKA_PORT": "31092"}
     env = {**os.environ, **ports, "CRM_DATA_DIR": str(tmp_path), "CRM_AUTH_SECRET": TEST_AUTH_SECRET,
            "DEMO_LEADS": "3", "PYTHONUNBUFFERED": "1"}
     env.pop("CRM_KAFKA_BOOTSTRAP", None)
