@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,8 +13,9 @@ from tests.kafka_helpers import ensure_topics
 
 # Test ports sit below 32768, outside the kernel's ephemeral range, so an outgoing
 # connection can never hold one when a test process binds it.
-HTTP_OFFSET = 10_000  # leads on 18001, ... analytics on 18005; metrics 19101...
-GRPC_OFFSET = -30_000  # leads on 20051, ... analytics on 20055
+# Overridable so that two suites (two work trees) can run side by side on one machine.
+HTTP_OFFSET = int(os.environ.get("CRM_TEST_HTTP_OFFSET", "10000"))  # leads on 18001, ...; metrics 19101...
+GRPC_OFFSET = int(os.environ.get("CRM_TEST_GRPC_OFFSET", "-30000"))  # leads on 20051, ... analytics on 20055
 
 
 def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str] | None = None,

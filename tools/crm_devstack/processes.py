@@ -28,6 +28,10 @@ class Spec:
     env_prefix: str
     serves_http: bool = False
 
+    def command(self) -> list[str]:
+        """The process's command line (the same one the compose file and image use)."""
+        return [sys.executable, "-m", self.module]
+
 
 SPECS = [
     Spec("leads", "crm_leads", "CRM_LEADS_", serves_http=True),
@@ -92,11 +96,11 @@ class Platform:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")
-            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env, stdout=out,
+            proc = subprocess.Popen(spec.command(), env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
             out.close()
         else:
-            proc = subprocess.Popen([sys.executable, "-m", spec.module], env=env,
+            proc = subprocess.Popen(spec.command(), env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     start_new_session=True)
             threading.Thread(target=_prefix_lines, args=(name, proc), daemon=True).start()
