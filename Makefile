@@ -6,8 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 GEN := build/gen/python
 PROTOS := $(shell find proto -name '*.proto')
-# Folders that hold the platform's Python packages (one per service, plus the runtime).
-PKG_DIRS := runtime services/leads services/sales services/service-desk services/workflow services/analytics tools $(GEN) .
+# Folders that hold the platform's Python packages: the runtime, every service folder (each
+# declares its context in crm_<name>/context.py, found by crm_runtime.context), the tools.
+PKG_DIRS := runtime $(sort $(wildcard services/*)) tools $(GEN) .
 
 .PHONY: run test setup venv proto kafka-jars postgres lock bench lint clean
 BUF_VERSION := v1.75.0
@@ -25,7 +26,7 @@ bench: setup
 
 setup: venv proto kafka-jars
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed $(VENV)/.paths
 
 $(VENV)/.installed: requirements.txt
 	# A venv without pip (python3-venv missing when it was made) is made again.
@@ -34,6 +35,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	# The platform's packages are found through a .pth file: no copy to keep in sync.
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
+	  printf '%s\n' $(addprefix $(CURDIR)/,$(PKG_DIRS)) > "$$site/crm-platform.pth"
+	touch $@
+
+# A service folder added since the venv was made joins the import path.
+$(VENV)/.paths: $(VENV)/.installed $(wildcard services/*)
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') && \
 	  printf '%s\n' $(addprefix $(CURDIR)/,$(PKG_DIRS)) > "$$site/crm-platform.pth"
 	touch $@

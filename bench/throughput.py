@@ -21,8 +21,8 @@ from pathlib import Path
 from eventsourcing.domain import Aggregate, event
 from kafka import KafkaProducer
 
-from crm_leads.adapters.messages import event_to_message
-from crm_leads.application import LeadsApplication
+from crm_leads.adapters.messages import EVENTS
+from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime import logs
 from crm_runtime import relay as relay_module
 from crm_runtime.eventstore import ServiceApplication
@@ -63,8 +63,8 @@ def bench_capture(platform: PlatformSettings) -> float:
 
     def capture_all():
         for i in range(N):
-            app.capture_lead(name=f"Bench Lead {i}", email=f"bench{i}@example.com",
-                             phone="+44 20 7183 8750", company="Bench", channel="web")
+            app.capture_lead(CaptureLead(name=f"Bench Lead {i}", email=f"bench{i}@example.com",
+                             phone="+44 20 7183 8750", company="Bench", channel="web"))
 
     return rate(N, timed(capture_all))
 
@@ -72,7 +72,7 @@ def bench_capture(platform: PlatformSettings) -> float:
 def bench_relay(platform: PlatformSettings) -> tuple[float, list]:
     """Publishes the N captured leads; returns the rate and the records it sent (for the baseline)."""
     app = LeadsApplication(platform)
-    relay = relay_module.for_context(app, "leads", event_to_message, platform)
+    relay = relay_module.for_context(app, "leads", EVENTS.to_message, platform)
     last = app.recorder.max_notification_id()
     relay.connect()  # connected before the clock starts, like the raw producer's warm-up
 

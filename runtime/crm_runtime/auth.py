@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crm_runtime import logs
-from crm_runtime.errors import PermissionDenied, Unauthenticated
+from crm_runtime.errors import PermissionDenied, Unauthenticated, status_of
 
 log = logs.get(__name__)
 ISSUER = "crm-platform"
@@ -39,14 +39,68 @@ class Action(StrEnum):
     EXPORT = "export"
 
 
-# Role -> permissions ("resource:action"; "*" wildcards). One table for every service.
-ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"*:*"}),
-    "sales_manager": frozenset({"leads:*", "assignments:view", "reports:view", "reports:export"}),
-    "sales_rep": frozenset({"leads:view", "leads:create", "leads:edit"}),
-    "analyst": frozenset({"reports:view", "reports:export"}),
-    "service": frozenset({"leads:view", "leads:assign", "assignments:view"}),
+ALL_ACTIONS = frozenset(Action)
+
+
+@dataclass(frozen=True)
+class Role:
+    description: str
+    # Record visibility: a role that does not see all records sees the ones it owns.
+    sees_all_records: bool = True
+
+
+# The role model: the platform's roles. What each role may do with a resource is declared
+# by the service that owns the resource (`Resource` below), never here.
+ROLES: dict[str, Role] = {
+    "admin": Role("everything, on every service"),
+    "sales_manager": Role("runs a sales team: every record of the team"),
+    "sales_rep": Role("works their own records", sees_all_records=False),
+    "analyst": Role("reads reports"),
+    "service": Role("service accounts calling other services (e.g. service:workflow)"),
 }
+
+
+@dataclass(frozen=True)
+class Permission:
+    """What an operation needs: an action on a resource. Declared once per operation and
+    used by both its HTTP route (`require`) and its gRPC method (`grpc_server.rpc`)."""
+
+    resource: str
+    action: Action
+
+    def __str__(self) -> str:
+        return f"{self.resource}:{self.action}"
+
+
+# resource -> role -> actions, filled by the `Resource` declarations a process imports.
+_GRANTS: dict[str, dict[str, frozenset[Action]]] = {}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind of record a service owns, and which role may do what with it (admin: all)."""
+
+    name: str
+    grants: Mapping[str, Iterable[Action]]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.grants) - set(ROLES)
+        if unknown:
+            raise ValueError(f"resource {self.name!r} grants unknown role(s) {sorted(unknown)}")
+        _GRANTS[self.name] = {role: frozenset(actions) for role, actions in self.grants.items()}
+
+    def __getattr__(self, action: str) -> Permission:
+        # `LEADS.create` is Permission("leads", Action.CREATE)
+        try:
+            return Permission(self.name, Action(action))
+        except ValueError:
+            raise AttributeError(action) from None
+
+
+def granted(role: str, resource: str) -> frozenset[Action]:
+    if role == "admin":
+        return ALL_ACTIONS
+    return _GRANTS.get(resource, {}).get(role, frozenset())
 
 
 @dataclass(frozen=True)
@@ -55,13 +109,16 @@ class Principal:
     roles: frozenset[str]
 
     def can(self, resource: str, action: str) -> bool:
-        wanted = {f"{resource}:{action}", f"{resource}:*", f"*:{action}", "*:*"}
-        return any(wanted & ROLE_PERMISSIONS.get(role, frozenset()) for role in self.roles)
+        return any(action in granted(role, resource) for role in self.roles)
 
     def check(self, resource: str, action: str) -> "Principal":
         if not self.can(resource, action):
             raise PermissionDenied(f"{self.subject} may not {action} {resource}")
         return self
+
+    @property
+    def sees_all_records(self) -> bool:
+        return any(ROLES[role].sees_all_records for role in self.roles if role in ROLES)
 
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
@@ -83,7 +140,7 @@ class TokenCodec:
         self._secret = secret
 
     def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
-        unknown = set(roles) - set(ROLE_PERMISSIONS)
+        unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
         now = int(time.time())
@@ -130,8 +187,9 @@ class ServiceAccount:
 _bearer = HTTPBearer(auto_error=False, description="JWT from `python -m crm_runtime.auth`")
 
 
-def require(resource: str, action: Action | str):
-    """Route dependency: the caller's principal, if it may `action` the `resource`."""
+def require(permission: Permission):
+    """Route dependency: the caller's principal, if it has the operation's permission."""
+    resource, action = permission.resource, str(permission.action)
 
     # async: it runs in the request's own task, so the principal bound here is seen by the
     # handler, the application code it calls and every log line of the request.
@@ -140,8 +198,8 @@ def require(resource: str, action: Action | str):
         codec: TokenCodec = request.app.state.tokens
         principal = codec.verify(credentials.credentials if credentials else None)
         _bind(principal)
-        principal.check(resource, str(action))
-        log.info("audit.access", resource=resource, action=str(action))
+        principal.check(resource, action)
+        log.info("audit.access", resource=resource, action=action)
         return principal
 
     return Depends(dependency)
@@ -149,7 +207,7 @@ def require(resource: str, action: Action | str):
 
 # --- gRPC: one interceptor --------------------------------------------------------------
 
-Permissions = Mapping[str, tuple[str, str]]  # full method name -> (resource, action)
+Permissions = Mapping[str, Permission]  # full method name -> permission
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -175,9 +233,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             principal = self.codec.verify(token)
             if method not in self.permissions:
                 raise PermissionDenied(f"{method} is not open to any role")
-            principal.check(*self.permissions[method])
+            needed = self.permissions[method]
+            principal.check(needed.resource, str(needed.action))
         except (Unauthenticated, PermissionDenied) as exc:
-            return _deny(grpc.StatusCode[exc.grpc_status], str(exc))
+            return _deny(grpc.StatusCode[status_of(exc).grpc], str(exc))
         handler = await continuation(handler_call_details)
         return _with_principal(handler, principal, method)
 
@@ -209,7 +268,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
     parser.add_argument("--subject", required=True)
-    parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLE_PERMISSIONS)}")
+    parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLES)}")
     parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
     args = parser.parse_args()
     codec = TokenCodec(PlatformSettings().auth_secret.get_secret_value())

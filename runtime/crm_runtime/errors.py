@@ -1,20 +1,21 @@
-"""Errors the application layer raises. Each names its HTTP status and its gRPC status code,
-so the HTTP and gRPC adapters map every error the same way, in one place: here."""
+"""Errors the application layer raises, and the one table that maps them to protocols.
+
+The errors know nothing of HTTP or gRPC; `STATUS` below is the only place that says what
+each one answers on the wire, and both adapters (crm_runtime.http, crm_runtime.grpc_server,
+crm_runtime.auth) read it through `status_of`.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 
 class ServiceError(Exception):
-    http_status = 400
-    grpc_status = "INVALID_ARGUMENT"  # a grpc.StatusCode name
-    title = "Bad request"
+    """A request the service refuses; nothing was changed."""
 
 
 class InvalidField(ServiceError):
-    """A command's field is missing or malformed; nothing was changed."""
-
-    http_status = 422
-    title = "Invalid field"
+    """A command's field is missing or malformed."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
@@ -23,28 +24,45 @@ class InvalidField(ServiceError):
 
 
 class NotFound(ServiceError):
-    http_status, grpc_status, title = 404, "NOT_FOUND", "Not found"
+    pass
 
 
 class Conflict(ServiceError):
     """A stale expected version or a concurrent write; the caller should reload and retry."""
 
-    http_status, grpc_status, title = 409, "ABORTED", "Conflict"
-
 
 class FailedPrecondition(ServiceError):
     """The command is well-formed but the record's state does not allow it."""
-
-    http_status, grpc_status, title = 409, "FAILED_PRECONDITION", "Failed precondition"
 
 
 class Unauthenticated(ServiceError):
     """No valid bearer token."""
 
-    http_status, grpc_status, title = 401, "UNAUTHENTICATED", "Unauthenticated"
-
 
 class PermissionDenied(ServiceError):
     """A valid caller whose roles do not allow the action."""
 
-    http_status, grpc_status, title = 403, "PERMISSION_DENIED", "Forbidden"
+
+class Status(NamedTuple):
+    http: int
+    grpc: str  # a grpc.StatusCode name
+    title: str
+
+
+STATUS: dict[type[ServiceError], Status] = {
+    ServiceError: Status(400, "INVALID_ARGUMENT", "Bad request"),
+    InvalidField: Status(422, "INVALID_ARGUMENT", "Invalid field"),
+    NotFound: Status(404, "NOT_FOUND", "Not found"),
+    Conflict: Status(409, "ABORTED", "Conflict"),
+    FailedPrecondition: Status(409, "FAILED_PRECONDITION", "Failed precondition"),
+    Unauthenticated: Status(401, "UNAUTHENTICATED", "Unauthenticated"),
+    PermissionDenied: Status(403, "PERMISSION_DENIED", "Forbidden"),
+}
+
+
+def status_of(error: ServiceError) -> Status:
+    """The status of the error's nearest class in the table (a subclass inherits its base's)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return STATUS[ServiceError]

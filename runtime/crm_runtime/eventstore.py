@@ -9,15 +9,15 @@ the relay can put it in the record's headers.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from uuid import UUID
 
-from eventsourcing.application import Application
-from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent, TrackingRecorder
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent, TrackingRecorder
 
-from crm_runtime import tracing
-from crm_runtime.errors import InvalidField
+from crm_runtime import retries, tracing
+from crm_runtime.errors import Conflict, InvalidField, NotFound
 from crm_runtime.settings import PlatformSettings
 
 TRACE_ATTRIBUTE = "_trace"
@@ -25,6 +25,7 @@ TRACE_ATTRIBUTE = "_trace"
 # relay never skips an event, so an oversized one would stall the topic behind it.
 MAX_EVENT_BYTES = 256 * 1024
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
@@ -40,6 +41,8 @@ def _cipher_env(platform: PlatformSettings) -> dict[str, str]:
 
 
 def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
+    if platform.store == "memory":
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     if platform.store == "postgres":
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -64,20 +67,9 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
 
 def retry_schema_race(create: Callable[[], T], errors: type[Exception] | tuple = PersistenceError,
                       attempts: int = 8) -> T:
-    """Runs `create`, retrying when another process creates the same tables concurrently.
-
-    PostgreSQL's CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (a
-    service's API and its relay or consumer start together); the loser finds the tables
-    next time. `errors` are the store library's exceptions for that race.
-    """
-    for attempt in range(attempts):
-        try:
-            return create()
-        except errors:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+    """Runs `create`, retrying while a twin process creates the same tables (see
+    crm_runtime.retries.schema_race); `errors` are the store library's exceptions for it."""
+    return retries.schema_race(errors, attempts)(create)
 
 
 class TracingMapper(Mapper):
@@ -118,3 +110,65 @@ class ServiceApplication(Application):
     def check_store(self) -> None:
         """Raises if the store cannot be queried (used by /readyz)."""
         self.recorder.max_notification_id()
+
+    # -- the application kit: what every command and query of every context needs ----------
+
+    def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        """The aggregate, or None when there is none (or it is of another type)."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def get(self, cls: type[A], raw_id: str | UUID, what: str | None = None) -> A:
+        """The aggregate named by a caller's id, or NotFound (a malformed id: InvalidField)."""
+        what = what or cls.__name__.lower()
+        aggregate = self.find(cls, parse_id(f"{what}_id", raw_id))
+        if aggregate is None:
+            raise NotFound(f"{what} {raw_id} does not exist")
+        return aggregate
+
+    def save_changes(self, *aggregates: Any) -> None:
+        """Saves, turning a lost optimistic-concurrency race into Conflict (409 / ABORTED)."""
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            names = ", ".join(f"{type(a).__name__.lower()} {a.id}" for a in aggregates if a is not None)
+            raise Conflict(f"{names} changed concurrently; reload and retry") from None
+
+    def create_once(self, aggregate: A, same: Callable[[A], bool]) -> tuple[A, bool]:
+        """Saves a new aggregate whose id derives from an idempotency key; returns
+        (aggregate, created). A repeat (or a racing twin) returns the first one, provided
+        `same(first)` holds: the same key with a different request is a Conflict."""
+        existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
+        if existing is None:
+            try:
+                self.save(aggregate)
+                return aggregate, True
+            except IntegrityError:  # a concurrent request with the same key won the race
+                existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
+                if existing is None:
+                    raise
+        if not same(existing):
+            raise Conflict("Idempotency-Key was already used for a different request")
+        return existing, False
+
+
+def check_version(aggregate: Any, expected: int | None) -> None:
+    """Optimistic concurrency on a caller's `If-Match` / expected_version (None: no check)."""
+    if expected is not None and aggregate.version != expected:
+        raise Conflict(f"{type(aggregate).__name__.lower()} {aggregate.id} is at version "
+                       f"{aggregate.version}, not {expected}")
+
+
+def parse_id(field: str, raw: str | UUID) -> UUID:
+    try:
+        return raw if isinstance(raw, UUID) else UUID(str(raw))
+    except ValueError:
+        raise InvalidField(field, f"{str(raw)[:80]!r} is not a UUID") from None
+
+
+def caller_scoped(subject: str | None, key: str | None) -> str | None:
+    """Idempotency keys are the caller's own: two callers' "1" are different requests."""
+    return f"{subject}\n{key}" if key and subject else key

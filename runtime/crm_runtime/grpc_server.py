@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -12,56 +12,65 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from crm_runtime import logs, tracing
-from crm_runtime.auth import AuthInterceptor, TokenCodec, current_principal
-from crm_runtime.errors import ServiceError
+from crm_runtime.auth import AuthInterceptor, Permission, TokenCodec, current_principal
+from crm_runtime.errors import ServiceError, status_of
 
 log = logs.get(__name__)
 
 MAX_REQUEST_BYTES = 512 * 1024  # no command needs more; larger requests are refused
 
 
-def rpc(method: Callable):
-    """Wraps a servicer method: binds the caller's trace context and maps errors to status codes."""
+def rpc(permission: Permission):
+    """Declares a servicer method: the permission it needs (read by `Registration`, checked
+    by the auth interceptor), the caller's trace context bound, errors mapped to codes."""
 
-    @functools.wraps(method)
-    async def wrapper(self, request, context: grpc.aio.ServicerContext):
-        metadata = {key: value for key, value in (context.invocation_metadata() or ())
-                    if isinstance(value, str)}
-        with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
-            context.set_trailing_metadata((("x-correlation-id", ctx[tracing.CORRELATION_ID]),))
-            if (principal := current_principal()) is not None:
-                log.info("audit.access", method=method.__name__, principal=principal.subject)
-            try:
-                return await method(self, request, context)
-            except ServiceError as exc:
-                await context.abort(grpc.StatusCode[exc.grpc_status], str(exc))
-            except grpc.aio.AbortError:
-                raise
-            except Exception as exc:
-                log.exception("grpc.unhandled_error", method=method.__name__, error=repr(exc))
-                await context.abort(grpc.StatusCode.INTERNAL, "the service failed to handle the request")
+    def decorate(method: Callable):
+        @functools.wraps(method)
+        async def wrapper(self, request, context: grpc.aio.ServicerContext):
+            metadata = {key: value for key, value in (context.invocation_metadata() or ())
+                        if isinstance(value, str)}
+            with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
+                context.set_trailing_metadata((("x-correlation-id", ctx[tracing.CORRELATION_ID]),))
+                if (principal := current_principal()) is not None:
+                    log.info("audit.access", method=method.__name__, principal=principal.subject,
+                             resource=permission.resource, action=str(permission.action))
+                try:
+                    return await method(self, request, context)
+                except ServiceError as exc:
+                    await context.abort(grpc.StatusCode[status_of(exc).grpc], str(exc))
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    log.exception("grpc.unhandled_error", method=method.__name__, error=repr(exc))
+                    await context.abort(grpc.StatusCode.INTERNAL, "the service failed to handle the request")
 
-    return wrapper
+        wrapper.permission = permission  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 @dataclass(frozen=True)
 class Registration:
-    """One gRPC service of a process, and the permission each of its methods needs."""
+    """One gRPC service of a process; each method's permission comes from its `@rpc`."""
 
     add_to_server: Callable
     servicer: object
     descriptor: ServiceDescriptor
-    permissions: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # method -> (resource, action)
 
     @property
     def name(self) -> str:
         return self.descriptor.full_name
 
-    def full_permissions(self) -> dict[str, tuple[str, str]]:
-        unknown = set(self.permissions) - set(self.descriptor.methods_by_name)
-        if unknown:
-            raise ValueError(f"{self.name} has no method(s) {sorted(unknown)}")
-        return {f"/{self.name}/{method}": perm for method, perm in self.permissions.items()}
+    def full_permissions(self) -> dict[str, Permission]:
+        """Full method name -> permission, for every method the servicer implements with
+        `@rpc`. A method without one is open to no role (the interceptor fails closed)."""
+        permissions = {}
+        for method in self.descriptor.methods_by_name:
+            permission = getattr(getattr(self.servicer, method, None), "permission", None)
+            if permission is not None:
+                permissions[f"/{self.name}/{method}"] = permission
+        return permissions
 
 
 def build_server(address: str, registrations: Sequence[Registration], tokens: TokenCodec) -> grpc.aio.Server:
@@ -70,7 +79,7 @@ def build_server(address: str, registrations: Sequence[Registration], tokens: To
     Every method of a registered service needs a bearer token whose roles grant the
     method's permission (see crm_runtime.auth); health and reflection are open.
     """
-    permissions: dict[str, tuple[str, str]] = {}
+    permissions: dict[str, Permission] = {}
     for registration in registrations:
         permissions.update(registration.full_permissions())
     server = grpc.aio.server(

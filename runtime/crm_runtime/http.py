@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from crm_runtime import logs, tracing
 from crm_runtime.auth import TokenCodec
-from crm_runtime.errors import InvalidField, ServiceError, Unauthenticated
+from crm_runtime.errors import InvalidField, ServiceError, Unauthenticated, status_of
 
 log = logs.get(__name__)
 PROBLEM = "application/problem+json"
@@ -159,7 +159,8 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
         if isinstance(exc, InvalidField):
             extra["errors"] = [{"field": exc.field, "message": exc.message}]
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthenticated) else None
-        return problem(exc.http_status, exc.title, str(exc), headers=headers, **extra)
+        status = status_of(exc)
+        return problem(status.http, status.title, str(exc), headers=headers, **extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import queue
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -20,9 +19,12 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from google.protobuf.message import Message
 from kafka import KafkaProducer
+from kafka.errors import KafkaTimeoutError
 from prometheus_client import Counter, Gauge
 
-from crm_runtime import logs
+from tenacity import RetryCallState, RetryError
+
+from crm_runtime import logs, retries
 from crm_runtime.cloudevents import EventEnvelope, encode, stable_event_id
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import PlatformSettings
@@ -191,9 +193,21 @@ class OutboxRelay:
             self.producer = None
 
     def close(self) -> None:
+        # Bounded: with the broker gone a flush would wait out the delivery timeout, and a
+        # stopping process must end within seconds. Unacknowledged events are sent again.
         if self.producer is not None:
-            self.producer.flush()
-            self.producer.close()
+            self.producer.close(timeout=5)
+
+    def _flush(self, producer: KafkaProducer) -> None:
+        """Waits for every acknowledgement, a second at a time, so a stop is not held up by a
+        broker that is gone (the batch is simply sent again after the restart)."""
+        while True:
+            try:
+                producer.flush(timeout=1.0)
+                return
+            except KafkaTimeoutError:
+                if self.stop_event.is_set():
+                    raise
 
     def publish(self, batch: Sequence[Notification]) -> None:
         producer = self.connect()
@@ -204,7 +218,7 @@ class OutboxRelay:
                 continue
             key, value, headers = encode(envelope)
             futures.append(producer.send(self.topic, key=key, value=value, headers=headers))
-        producer.flush()
+        self._flush(producer)
         for future in futures:
             future.get(timeout=0)  # raises if the broker did not acknowledge
         last = batch[-1].id
@@ -245,18 +259,20 @@ def run_forever(relay: OutboxRelay, max_delay: float = 30.0) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    failures = 0
-    while not relay.stop_event.is_set():
+
+    def before_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.error("relay.error", topic=relay.topic, error=repr(error), attempt=state.attempt_number,
+                  retry_in=state.upcoming_sleep, exc_info=error)
         try:
-            relay.run()
-            failures = 0
-        except Exception:
-            delay = min(max_delay, 0.5 * 2 ** min(failures, 10))
-            failures += 1
-            log.exception("relay.error", topic=relay.topic, position=relay.position(), retry_in=delay)
-            try:
-                relay.reset_producer()
-            except Exception:  # noqa: BLE001 - a broken producer may fail to close too
-                relay.producer = None
-            relay.stop_event.wait(delay)
+            relay.reset_producer()
+        except Exception:  # noqa: BLE001 - a broken producer may fail to close too
+            relay.producer = None
+
+    try:
+        for attempt in retries.broker_reconnect(relay.stop_event, before_retry, max_delay):
+            with attempt:
+                relay.run()  # returns only when stopped
+    except RetryError:
+        pass  # stopped while waiting to retry
     relay.close()

@@ -30,7 +30,8 @@ class PlatformSettings(BaseSettings):
     # Prepended to every topic name; lets several platforms share one broker (tests do).
     topic_prefix: str = ""
     topic_partitions: int = 3
-    store: Literal["sqlite", "postgres"] = "sqlite"
+    # "memory" (eventsourcing's in-process store) is for fast application tests only.
+    store: Literal["sqlite", "postgres", "memory"] = "sqlite"
     data_dir: Path = Path("data")
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
@@ -68,6 +69,9 @@ class ServiceSettings(BaseSettings):
     # Prometheus /metrics of the service's relay and consumer processes (0: not served).
     relay_metrics_port: int = 0
     worker_metrics_port: int = 0
+    dispatcher_metrics_port: int = 0
+    # Per-call deadline of the commands this service's dispatcher sends; a slow call is retried.
+    command_timeout_seconds: float = 5.0
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
 
     def __init__(self, **values):

@@ -7,7 +7,7 @@ import pytest
 
 from crm_analytics.rebuild import rebuild
 from crm_analytics.settings import AnalyticsSettings
-from crm_leads.application import LeadsApplication
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
 from tests.conftest import bearer
 from tests.platform_harness import start_platform, url, wait_for
@@ -22,10 +22,10 @@ def report():
 def test_rebuilding_the_report_by_replay_gives_the_same_answer(tmp_path, kafka_bootstrap, topic_prefix):
     store = LeadsApplication(PlatformSettings(data_dir=tmp_path / "stores"))
     for i in range(40):
-        lead, _ = store.capture_lead(name=f"R{i}", email=f"r{i}@example.com", phone=None,
-                                     company=None, channel=["web", "email", "partner", "event"][i % 4])
+        lead, _ = store.capture_lead(CaptureLead(name=f"R{i}", email=f"r{i}@example.com", phone=None,
+                                     company=None, channel=["web", "email", "partner", "event"][i % 4]))
         if i % 3 == 0:
-            store.assign_lead(lead.id, f"rep-{i % 2}", f"k{i}")
+            store.assign_lead(AssignLead(lead.id, f"rep-{i % 2}", f"k{i}"))
     platform = start_platform(tmp_path, kafka_bootstrap, topic_prefix,
                               ["analytics", "analytics-worker", "leads-relay"])
     try:

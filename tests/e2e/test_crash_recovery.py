@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crm.leads.v1 import leads_pb2
-from crm_leads.application import LeadsApplication
+from crm.leads.v1 import events_pb2 as leads_events
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_runtime.cloudevents import EventRegistry, stable_event_id
 from crm_runtime.settings import PlatformSettings
 from tests.conftest import bearer
@@ -19,7 +19,7 @@ from tests.platform_harness import start_platform, url, wait_for
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 LEADS = 1200
 ASSIGNED = 300
-REGISTRY = EventRegistry.from_modules(leads_pb2)
+REGISTRY = EventRegistry.from_modules(leads_events)
 
 
 def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, kafka_bootstrap, topic_prefix):
@@ -28,11 +28,11 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
     store = LeadsApplication(PlatformSettings(data_dir=tmp_path / "stores"))
     ids = []
     for i in range(LEADS):
-        lead, _ = store.capture_lead(name=f"Lead {i}", email=f"lead{i}@example.com", phone=None,
-                                     company=None, channel=["web", "email", "event"][i % 3])
+        lead, _ = store.capture_lead(CaptureLead(name=f"Lead {i}", email=f"lead{i}@example.com", phone=None,
+                                     company=None, channel=["web", "email", "event"][i % 3]))
         ids.append(str(lead.id))
     for lead_id in ids[:ASSIGNED]:
-        store.assign_lead(lead_id, f"rep-{int(lead_id[:2], 16) % 4}", f"crash-{lead_id}")
+        store.assign_lead(AssignLead(lead_id, f"rep-{int(lead_id[:2], 16) % 4}", f"crash-{lead_id}"))
     total = LEADS + ASSIGNED
 
     platform = start_platform(tmp_path, kafka_bootstrap, topic_prefix,

@@ -12,9 +12,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 import httpx
 import pytest
 
+from crm.leads.v1 import events_pb2 as leads_events
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
-from crm.workflow.v1 import workflow_pb2
-from crm_leads.application import LeadsApplication
+from crm.workflow.v1 import events_pb2 as workflow_events
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import at_least, headers, read_topic
@@ -66,12 +67,12 @@ def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, top
         for i in range(2):
             reply = stub.CaptureLead(leads_pb2.CaptureLeadRequest(
                 name=f"gRPC Lead {i}", email=f"g{i}@example.com", phone=f"(202) 555-014{i}",
-                channel=leads_pb2.CHANNEL_PARTNER), timeout=10, metadata=rep)
+                channel=leads_events.CHANNEL_PARTNER), timeout=10, metadata=rep)
             assert reply.status == leads_pb2.LEAD_STATUS_NEW and reply.phone == f"+1202555014{i}"
             ids.append(reply.id)
         with pytest.raises(grpc.RpcError) as bad:
             stub.CaptureLead(leads_pb2.CaptureLeadRequest(name="X", email="nope",
-                                                          channel=leads_pb2.CHANNEL_WEB),
+                                                          channel=leads_events.CHANNEL_WEB),
                              timeout=10, metadata=rep)
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "email" in bad.value.details()
         with pytest.raises(grpc.RpcError) as missing:
@@ -117,7 +118,7 @@ def test_leads_are_captured_assigned_and_reported(platform, kafka_bootstrap, top
     assert decision["owner_id"] == assigned[lead["id"]]
     # ...and published on the workflow's own topic for downstream systems.
     decided = read_topic(kafka_bootstrap, f"{topic_prefix}crm.workflow.events.v1", at_least(5))
-    messages = [workflow_pb2.AssignmentDecided.FromString(record.value) for record in decided]
+    messages = [workflow_events.AssignmentDecided.FromString(record.value) for record in decided]
     assert {(m.subject_id, m.owner_id) for m in messages} == set(assigned.items())
     assert all(headers(r)["ce_type"] == "crm.workflow.v1.AssignmentDecided" for r in decided)
     assert correlation_id in log_text(platform, "workflow-worker")
@@ -136,10 +137,10 @@ def test_workflow_retries_while_the_leads_service_is_down(platform):
     store = LeadsApplication(PlatformSettings(
         store=platform.env.get("CRM_STORE", "sqlite"), data_dir=Path(platform.env["CRM_DATA_DIR"]),
         postgres_dbname=platform.env.get("CRM_POSTGRES_DBNAME", "crm")))
-    lead, _ = store.capture_lead(name="Patient Lead", email="p@example.com", phone=None,
-                                 company=None, channel="web")
+    lead, _ = store.capture_lead(CaptureLead(name="Patient Lead", email="p@example.com", phone=None,
+                                 company=None, channel="web"))
     lead = {"id": str(lead.id)}
-    wait_for(lambda: "consumer.retrying" in log_text(platform, "workflow-worker"),
+    wait_for(lambda: "dispatcher.retrying" in log_text(platform, "workflow-dispatcher"),
              what="workflow retrying the assignment")
     platform.start("leads")
     auth = bearer("sales_manager")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from crm_leads.application import LeadsApplication
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_runtime import tracing
 from crm_runtime.errors import Conflict, InvalidField, NotFound
 from crm_runtime.eventstore import trace_context
@@ -13,7 +13,7 @@ def capture(app, key=None, **overrides):
     values = dict(name="Grace Hopper", email="grace@navy.example", phone="+1 202 555 0143",
                   company="Navy", channel="referral")
     values.update(overrides)
-    return app.capture_lead(**values, request_key=key)
+    return app.capture_lead(CaptureLead(**values, request_key=key))
 
 
 def test_capture_and_get(any_platform):
@@ -44,10 +44,10 @@ def test_idempotency_key_captures_once_and_refuses_a_different_body(any_platform
 def test_assign_is_idempotent_and_checks_expected_version(any_platform):
     app = LeadsApplication(any_platform)
     lead, _ = capture(app)
-    assert app.assign_lead(lead.id, "rep-1", "k1").version == 2
-    assert app.assign_lead(lead.id, "rep-9", "k1").owner_id == "rep-1"
+    assert app.assign_lead(AssignLead(lead.id, "rep-1", "k1")).version == 2
+    assert app.assign_lead(AssignLead(lead.id, "rep-9", "k1")).owner_id == "rep-1"
     with pytest.raises(Conflict):
-        app.assign_lead(lead.id, "rep-2", "k2", expected_version=1)
+        app.assign_lead(AssignLead(lead.id, "rep-2", "k2", expected_version=1))
     with pytest.raises(NotFound):
         app.get_lead("00000000-0000-0000-0000-000000000000")
     with pytest.raises(InvalidField):
@@ -58,7 +58,7 @@ def test_stale_writer_gets_a_conflict_not_an_overwrite(any_platform):
     app = LeadsApplication(any_platform)
     lead, _ = capture(app)
     stale = app.repository.get(lead.id)
-    app.assign_lead(lead.id, "rep-1", "k1")
+    app.assign_lead(AssignLead(lead.id, "rep-1", "k1"))
     stale.assign("rep-2", "k2")
     from eventsourcing.persistence import IntegrityError
     with pytest.raises(IntegrityError):
@@ -90,7 +90,7 @@ def test_with_a_cipher_key_stored_state_is_ciphertext_and_the_relay_still_reads_
     from eventsourcing.cryptography import AESCipher
     from pydantic import SecretStr
 
-    from crm_leads.adapters.messages import event_to_message
+    from crm_leads.adapters.messages import EVENTS
     from crm_runtime import relay
 
     platform = any_platform.model_copy(update={"cipher_key": SecretStr(AESCipher.create_key(32))})
@@ -98,7 +98,7 @@ def test_with_a_cipher_key_stored_state_is_ciphertext_and_the_relay_still_reads_
     lead, _ = capture(app, email="secret.person@example.com")
     stored = app.recorder.select_notifications(start=1, limit=1)[0]
     assert b"secret.person" not in stored.state
-    outbox = relay.OutboxRelay(app, "leads-topic", event_to_message, producer=None, source="crm/leads")
+    outbox = relay.OutboxRelay(app, "leads-topic", EVENTS.to_message, producer=None, source="crm/leads")
     envelope = outbox.envelope(stored)
     assert envelope.message.email == "secret.person@example.com"
     with pytest.raises(Exception):  # without the key the state cannot be read
@@ -109,7 +109,7 @@ def test_an_oversized_change_is_refused_before_it_is_stored(any_platform):
     app = LeadsApplication(any_platform)
     lead, _ = capture(app)
     with pytest.raises(InvalidField) as caught:
-        app.assign_lead(lead.id, "rep-1", "k" * 200 + "x")
+        app.assign_lead(AssignLead(lead.id, "rep-1", "k" * 200 + "x"))
     assert caught.value.field == "idempotency_key"
     from crm_runtime.eventstore import MAX_EVENT_BYTES
     from crm_workflow.application import WorkflowApplication

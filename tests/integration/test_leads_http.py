@@ -3,7 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from crm_leads.adapters.http import router
+from crm_leads.adapters.http import routers
 from crm_leads.application import LeadsApplication
 from crm_runtime import http
 from crm_runtime.auth import TokenCodec
@@ -25,7 +25,8 @@ def client(leads):
     api = http.create_app("leads", "1", checks={"store": leads.check_store,
                                                   "kafka": KafkaProbe("127.0.0.1:1").check},
                           tokens=TOKENS)
-    api.include_router(router(leads))
+    for router in routers(leads):
+        api.include_router(router)
     return TestClient(api, headers=bearer("sales_rep"))
 
 

@@ -12,30 +12,20 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from crm_analytics.__main__ import router as analytics_router
-from crm_analytics.lead_projection import open_store
-from crm_leads.adapters.http import router as leads_router
-from crm_leads.application import LeadsApplication
+from crm_runtime import context as contexts
 from crm_runtime import http
-from crm_workflow.__main__ import router as workflow_router
-from crm_workflow.application import WorkflowApplication
 from tests.conftest import TOKENS, bearer
-
-
-def _app(name, router):
-    api = http.create_app(name, "1", checks={"store": lambda: None}, tokens=TOKENS)
-    api.include_router(router)
-    return api
 
 
 @pytest.fixture
 def api(service, sqlite_platform):
-    routers = {
-        "leads": lambda: leads_router(LeadsApplication(sqlite_platform)),
-        "workflow": lambda: workflow_router(WorkflowApplication(sqlite_platform, ["rep-1"])),
-        "analytics": lambda: analytics_router(open_store(sqlite_platform)),
-    }
-    return _app(service, routers[service]())
+    """The service's HTTP API as its context declares it, on a fresh SQLite store."""
+    context = contexts.get(service)
+    settings = context.settings(platform=sqlite_platform)
+    api = http.create_app(service, "1", checks={"store": lambda: None}, tokens=TOKENS)
+    for router in context.http(context.application(settings)):
+        api.include_router(router)
+    return api
 
 
 @pytest.mark.parametrize("service,mode", [

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from crm.leads.v1 import leads_pb2
+from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime.cloudevents import EventEnvelope, encode, stable_event_id
 from tests.conftest import bearer
 from tests.kafka_helpers import at_least, headers, read_topic
@@ -19,8 +19,8 @@ def captured(lead_id: str) -> tuple[bytes, bytes, list]:
     return encode(EventEnvelope(
         id=stable_event_id(lead_id, 1), source="crm/leads", subject=lead_id,
         time=datetime.now(timezone.utc),
-        message=leads_pb2.LeadCaptured(lead_id=lead_id, name="Valid", email="v@example.com",
-                                       channel=leads_pb2.CHANNEL_EVENT)))
+        message=leads_events.LeadCaptured(lead_id=lead_id, name="Valid", email="v@example.com",
+                                       channel=leads_events.CHANNEL_EVENT)))
 
 
 def test_poison_messages_are_dead_lettered_and_consumption_continues(tmp_path, kafka_bootstrap, topic_prefix):

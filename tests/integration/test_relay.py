@@ -6,20 +6,20 @@ from collections import defaultdict
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from crm.leads.v1 import leads_pb2
-from crm_leads.adapters.messages import event_to_message
-from crm_leads.application import LeadsApplication
+from crm.leads.v1 import events_pb2 as leads_events
+from crm_leads.adapters.messages import EVENTS
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_runtime import relay as relay_module
 from crm_runtime import tracing
 from crm_runtime.cloudevents import EventRegistry, stable_event_id
 from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic
 
 pytestmark = pytest.mark.kafka
-REGISTRY = EventRegistry.from_modules(leads_pb2)
+REGISTRY = EventRegistry.from_modules(leads_events)
 
 
 def run_relay(app, platform, stop_when):
-    relay = relay_module.for_context(app, "leads", event_to_message, platform)
+    relay = relay_module.for_context(app, "leads", EVENTS.to_message, platform)
     thread = threading.Thread(target=relay.run, daemon=True)
     thread.start()
     try:
@@ -37,19 +37,19 @@ def test_relay_publishes_every_event_in_order_with_cloudevents_headers(any_platf
     leads = []
     with tracing.bound(None, "corr-relay"):
         for i in range(60):
-            lead, _ = app.capture_lead(name=f"Lead {i}", email=f"l{i}@example.com", phone=None,
-                                       company=None, channel="web")
+            lead, _ = app.capture_lead(CaptureLead(name=f"Lead {i}", email=f"l{i}@example.com", phone=None,
+                                       company=None, channel="web"))
             leads.append(lead)
         for lead in leads[::2]:
-            app.assign_lead(lead.id, "rep-1", f"k-{lead.id}")
+            app.assign_lead(AssignLead(lead.id, "rep-1", f"k-{lead.id}"))
     total = 90
     topic = f"{any_platform.topic_prefix}crm.leads.events.v1"
 
     def until_published(relay):
         read_topic(kafka_bootstrap, topic, at_least(total))
         # Later events (written while it runs) are published too.
-        extra, _ = app.capture_lead(name="Late", email="late@example.com", phone=None,
-                                    company=None, channel="email")
+        extra, _ = app.capture_lead(CaptureLead(name="Late", email="late@example.com", phone=None,
+                                    company=None, channel="email"))
         leads.append(extra)
         read_topic(kafka_bootstrap, topic, at_least(total + 1))
 
@@ -67,7 +67,7 @@ def test_relay_publishes_every_event_in_order_with_cloudevents_headers(any_platf
     for lead in leads:
         events = by_key[str(lead.id)]
         assert [e.id for e in events] == [stable_event_id(lead.id, v) for v in range(1, len(events) + 1)]
-        assert isinstance(events[0].message, leads_pb2.LeadCaptured)
+        assert isinstance(events[0].message, leads_events.LeadCaptured)
         assert events[0].message.email == lead.email
     assert by_key[str(leads[0].id)][0].correlation_id == "corr-relay"
     assert by_key[str(leads[0].id)][1].message.owner_id == "rep-1"
@@ -78,10 +78,10 @@ def test_relay_resumes_from_its_position_without_skipping(any_platform, kafka_bo
     topic = f"{any_platform.topic_prefix}crm.leads.events.v1"
     app = LeadsApplication(any_platform)
     for i in range(10):
-        app.capture_lead(name=f"A{i}", email=f"a{i}@example.com", phone=None, company=None, channel="web")
+        app.capture_lead(CaptureLead(name=f"A{i}", email=f"a{i}@example.com", phone=None, company=None, channel="web"))
     run_relay(app, any_platform, lambda _: read_topic(kafka_bootstrap, topic, at_least(10)))
     for i in range(5):
-        app.capture_lead(name=f"B{i}", email=f"b{i}@example.com", phone=None, company=None, channel="web")
+        app.capture_lead(CaptureLead(name=f"B{i}", email=f"b{i}@example.com", phone=None, company=None, channel="web"))
     second = run_relay(LeadsApplication(any_platform), any_platform,
                        lambda _: read_topic(kafka_bootstrap, topic, at_least(15)))
     records = read_all(kafka_bootstrap, topic)
@@ -93,7 +93,7 @@ def test_relay_started_before_the_broker_is_reachable_publishes_once_it_is(sqlit
     ensure_topics(kafka_bootstrap, sqlite_platform.topic_prefix)
     topic = f"{sqlite_platform.topic_prefix}crm.leads.events.v1"
     app = LeadsApplication(sqlite_platform)
-    app.capture_lead(name="Early", email="early@example.com", phone=None, company=None, channel="web")
+    app.capture_lead(CaptureLead(name="Early", email="early@example.com", phone=None, company=None, channel="web"))
     attempts = []
 
     def producer():
@@ -102,7 +102,7 @@ def test_relay_started_before_the_broker_is_reachable_publishes_once_it_is(sqlit
             return relay_module.make_producer("127.0.0.1:1", bootstrap_timeout_ms=1000)
         return relay_module.make_producer(kafka_bootstrap)
 
-    outbox = relay_module.OutboxRelay(app, topic, event_to_message, producer, source="crm/leads")
+    outbox = relay_module.OutboxRelay(app, topic, EVENTS.to_message, producer, source="crm/leads")
     batch = app.recorder.select_notifications(start=1, limit=10)
     with pytest.raises(KafkaTimeoutError):
         outbox.publish(batch)

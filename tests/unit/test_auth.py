@@ -1,6 +1,8 @@
 import pytest
 
-from crm_runtime.auth import ROLE_PERMISSIONS, PermissionDenied, Principal, TokenCodec, Unauthenticated
+import crm_leads.permissions  # noqa: F401 - declares the leads resource the roles act on
+import crm_analytics.permissions  # noqa: F401
+from crm_runtime.auth import ROLES, PermissionDenied, Principal, TokenCodec, Unauthenticated
 
 CODEC = TokenCodec("unit-test-secret-long-enough-0123456789")
 
@@ -35,4 +37,21 @@ def test_issuing_refuses_unknown_roles_and_short_secrets():
         CODEC.issue("x", ["root"])
     with pytest.raises(ValueError):
         TokenCodec("short")
-    assert set(ROLE_PERMISSIONS) >= {"admin", "sales_rep", "service"}
+    assert set(ROLES) >= {"admin", "sales_rep", "service"}
+
+
+def test_one_visibility_rule_reps_see_their_own_records_managers_see_all():
+    from types import SimpleNamespace
+
+    from crm_runtime.errors import NotFound
+    from crm_runtime.ownership import can_see, check_visible, owner_filter
+
+    rep = Principal("rep-1", frozenset({"sales_rep"}))
+    manager = Principal("boss", frozenset({"sales_manager"}))
+    record = SimpleNamespace(id="acc-1", owner_id="rep-2")
+    assert owner_filter(rep) == "rep-1" and owner_filter(manager) is None
+    assert not can_see("rep-2", rep) and can_see("rep-1", rep) and can_see("rep-2", manager)
+    assert check_visible(record, "account", manager) is record
+    with pytest.raises(NotFound, match="account acc-1"):
+        check_visible(record, "account", rep)
+    assert owner_filter(None) is None  # internal calls (consumers, tools) see everything

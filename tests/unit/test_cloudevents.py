@@ -2,18 +2,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm.leads.v1 import leads_pb2
+from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime import tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage, encode, stable_event_id
 
-REGISTRY = EventRegistry.from_modules(leads_pb2)
+REGISTRY = EventRegistry.from_modules(leads_events)
 
 
 def envelope(**context):
     return EventEnvelope(
         id=stable_event_id("lead-1", 1), source="crm/leads", subject="lead-1",
         time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
-        message=leads_pb2.LeadCaptured(lead_id="lead-1", name="Ada", channel=leads_pb2.CHANNEL_WEB),
+        message=leads_events.LeadCaptured(lead_id="lead-1", name="Ada", channel=leads_events.CHANNEL_WEB),
         context=context)
 
 
@@ -27,7 +27,7 @@ def test_binary_mode_headers_and_protobuf_value():
     assert names["content-type"] == b"application/protobuf"
     assert names["ce_time"] == b"2026-01-02T03:04:05Z"
     assert "traceparent" in names
-    assert leads_pb2.LeadCaptured.FromString(value).name == "Ada"
+    assert leads_events.LeadCaptured.FromString(value).name == "Ada"
 
 
 def test_round_trip_keeps_attributes_message_and_context():
@@ -67,6 +67,6 @@ def test_poison_messages_say_why(mutate, reason):
 
 def test_naive_event_time_is_refused():
     bad = EventEnvelope(id="x", source="s", subject="a", time=datetime(2026, 1, 1),
-                        message=leads_pb2.LeadAssigned())
+                        message=leads_events.LeadAssigned())
     with pytest.raises(ValueError):
         encode(bad)

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from crm.leads.v1 import leads_pb2
+from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime import consumer
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, encode
 from crm_runtime.settings import PlatformSettings
@@ -15,7 +15,7 @@ from crm_runtime.settings import PlatformSettings
 class RecordingConsumer(consumer.EventConsumer):
     def __init__(self, handler, **kwargs):
         app = consumer.make_app("policy-test", PlatformSettings(kafka_bootstrap="127.0.0.1:1"))
-        super().__init__(app, "crm.leads.events.v1", EventRegistry.from_modules(leads_pb2),
+        super().__init__(app, "crm.leads.events.v1", EventRegistry.from_modules(leads_events),
                          handler, name="policy", **kwargs)
         self.dead = []
 
@@ -26,7 +26,7 @@ class RecordingConsumer(consumer.EventConsumer):
 def record():
     return encode(EventEnvelope(id="e-1", source="crm/leads", subject="lead-1",
                                 time=datetime.now(timezone.utc),
-                                message=leads_pb2.LeadCaptured(lead_id="lead-1")))
+                                message=leads_events.LeadCaptured(lead_id="lead-1")))
 
 
 @pytest.fixture(autouse=True)

@@ -13,39 +13,34 @@ from pathlib import Path
 
 import httpx
 
-from crm_analytics.settings import AnalyticsSettings
-from crm_leads.settings import LeadsSettings
-from crm_sales.settings import SalesSettings
-from crm_servicedesk.settings import ServiceDeskSettings
-from crm_workflow.settings import WorkflowSettings
+from crm_runtime import context as contexts
 
 
 @dataclass(frozen=True)
 class Spec:
     name: str
-    module: str
+    argv: tuple[str, ...]  # after `python`, e.g. ("-m", "crm_runtime", "leads", "api")
     # The settings prefix of the service this process belongs to, and whether it serves HTTP.
     env_prefix: str
     serves_http: bool = False
+    # The variable naming its Prometheus port (relays, workers, dispatchers), if any.
+    metrics_env: str | None = None
 
     def command(self) -> list[str]:
         """The process's command line (the same one the compose file and image use)."""
-        return [sys.executable, "-m", self.module]
+        return [sys.executable, *self.argv]
 
 
-SPECS = [
-    Spec("leads", "crm_leads", "CRM_LEADS_", serves_http=True),
-    Spec("leads-relay", "crm_leads.relay", "CRM_LEADS_"),
-    Spec("sales", "crm_sales", "CRM_SALES_", serves_http=True),
-    Spec("service-desk", "crm_servicedesk", "CRM_SERVICEDESK_", serves_http=True),
-    Spec("workflow", "crm_workflow", "CRM_WORKFLOW_", serves_http=True),
-    Spec("workflow-worker", "crm_workflow.worker", "CRM_WORKFLOW_"),
-    Spec("workflow-relay", "crm_workflow.relay", "CRM_WORKFLOW_"),
-    Spec("analytics", "crm_analytics", "CRM_ANALYTICS_", serves_http=True),
-    Spec("analytics-worker", "crm_analytics.worker", "CRM_ANALYTICS_"),
-]
-# Default ports come from each service's settings class, so there is one source of truth.
-SERVICE_SETTINGS = [LeadsSettings, SalesSettings, ServiceDeskSettings, WorkflowSettings, AnalyticsSettings]
+def _spec(process: contexts.Process) -> Spec:
+    setting = process.metrics_setting
+    return Spec(process.name, tuple(process.argv()), process.env_prefix, process.serves_http,
+                process.env_prefix + setting.upper() if setting else None)
+
+
+# Every process of every declared context (crm_runtime.context): nothing to edit here when
+# a context is added.
+SPECS = [_spec(process) for process in contexts.processes()]
+SERVICE_SETTINGS = [context.settings for context in contexts.discover()]
 
 
 def _default(settings_class, field_name: str):
@@ -56,23 +51,28 @@ DEFAULT_PORTS = {  # service prefix: (http, grpc), as in DESIGN.md
     cls.model_config["env_prefix"]: (_default(cls, "http_port"), _default(cls, "grpc_port"))
     for cls in SERVICE_SETTINGS
 }
-METRICS_PORTS = {  # Prometheus ports of the relay and worker processes
-    f"{cls.model_config['env_prefix']}{field_name.upper()}": port
-    for cls in SERVICE_SETTINGS
-    for field_name in ("relay_metrics_port", "worker_metrics_port")
-    if (port := _default(cls, field_name))
+METRICS_PORTS = {  # Prometheus ports of the relay, worker and dispatcher processes
+    _spec(process).metrics_env: _default(process.context.settings, process.metrics_setting)
+    for process in contexts.processes() if process.metrics_setting
 }
+GRPC_PORT_OF = {context.name: _default(context.settings, "grpc_port") for context in contexts.discover()}
 
 
 def port_env(http_offset: int = 0, grpc_offset: int = 0) -> dict[str, str]:
-    """Port variables for every service, shifted by the offsets (tests run beside `make run`)."""
+    """Port variables for every service, shifted by the offsets (tests run beside `make run`),
+    and the address of every service another one sends commands to."""
     env = {}
     for prefix, (http, grpc) in DEFAULT_PORTS.items():
         env[f"{prefix}HTTP_PORT"] = str(http + http_offset)
         env[f"{prefix}GRPC_PORT"] = str(grpc + grpc_offset)
     for name, port in METRICS_PORTS.items():
         env[name] = str(port + http_offset)
-    env["CRM_WORKFLOW_LEADS_GRPC_TARGET"] = f"127.0.0.1:{DEFAULT_PORTS['CRM_LEADS_'][1] + grpc_offset}"
+    for cls in SERVICE_SETTINGS:
+        for field_name in cls.model_fields:
+            target = field_name.removesuffix("_grpc_target").replace("_", "-")
+            if field_name.endswith("_grpc_target") and target in GRPC_PORT_OF:
+                env[f"{cls.model_config['env_prefix']}{field_name.upper()}"] = \
+                    f"127.0.0.1:{GRPC_PORT_OF[target] + grpc_offset}"
     return env
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, func, insert, select, update
 
-from crm.leads.v1 import leads_pb2
+from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime.cloudevents import EventEnvelope
 from crm_runtime.readstore import ReadStore, make_engine, processed_events_table
 from crm_runtime.settings import PlatformSettings
@@ -28,7 +28,7 @@ processed = processed_events_table(metadata, "analytics")
 
 
 def channel_name(value: int) -> str:
-    return leads_pb2.Channel.Name(value).removeprefix("CHANNEL_").lower()
+    return leads_events.Channel.Name(value).removeprefix("CHANNEL_").lower()
 
 
 @dataclass
@@ -49,10 +49,10 @@ def _upsert(conn: Connection, lead_id: str, **values) -> None:
 
 def apply(conn: Connection, envelope: EventEnvelope) -> None:
     message = envelope.message
-    if isinstance(message, leads_pb2.LeadCaptured):
+    if isinstance(message, leads_events.LeadCaptured):
         _upsert(conn, message.lead_id, channel=channel_name(message.channel),
                 captured_at=message.captured_at.ToDatetime(tzinfo=envelope.time.tzinfo))
-    elif isinstance(message, leads_pb2.LeadAssigned):
+    elif isinstance(message, leads_events.LeadAssigned):
         _upsert(conn, message.lead_id, owner_id=message.owner_id,
                 assigned_at=message.assigned_at.ToDatetime(tzinfo=envelope.time.tzinfo))
 

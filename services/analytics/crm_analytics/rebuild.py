@@ -9,9 +9,10 @@ answers.
 from __future__ import annotations
 
 from crm_analytics import lead_projection
+from crm_analytics.context import CONTEXT
 from crm_analytics.settings import AnalyticsSettings
-from crm_analytics.worker import APP_ID
 from crm_runtime import logs, service
+from crm_runtime.worker import app_id
 from crm_runtime.kafka_admin import forget_consumer_group
 
 log = logs.get(__name__)
@@ -19,7 +20,7 @@ log = logs.get(__name__)
 
 def rebuild(settings: AnalyticsSettings) -> None:
     platform = settings.platform
-    group = f"{platform.topic_prefix}{APP_ID}"
+    group = f"{platform.topic_prefix}{app_id(CONTEXT)}"
     # Offsets first: if the worker is still running this refuses, and nothing is dropped.
     forget_consumer_group(platform.kafka_bootstrap, group)
     store = lead_projection.open_store(platform)

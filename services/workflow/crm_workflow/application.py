@@ -1,10 +1,14 @@
-"""Workflow application: decisions are saved atomically with the rotation they advance."""
+"""Workflow application: decisions are saved atomically with the rotation they advance.
+
+A decision is also the command that carries it out (the command outbox): the dispatcher
+delivers every stored `Assignment.Decided` to the owning service, so the consumer that
+decides does only local work.
+"""
 
 from __future__ import annotations
 
-from uuid import UUID
+import threading
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from crm_runtime import logs
@@ -27,38 +31,45 @@ class WorkflowApplication(ServiceApplication):
     def __init__(self, platform: PlatformSettings, sales_reps: list[str]):
         super().__init__(platform)
         self.sales_reps = sales_reps
+        # Partitions are decided concurrently; they all advance the one rotation.
+        self._rotation_lock = threading.Lock()
 
-    def decide_lead_owner(self, lead_id: str, cause_event_id: str, max_attempts: int = 20) -> Assignment:
-        """The lead's assignment: the one already decided, or a new round-robin decision."""
-        assignment_id = Assignment.id_for(LEAD, lead_id)
+    def decide_lead_owners(self, leads: list[tuple[str, str]], max_attempts: int = 20) -> list[Assignment]:
+        """Assignments for (lead id, cause event id) pairs, saved in one transaction with the
+        rotation they advance: the ones already decided are returned as they were."""
         for _ in range(max_attempts):
-            existing = self._find(Assignment, assignment_id)
-            if existing is not None:
-                return existing
-            rotation = self._find(Rotation, Rotation.id_for(SALES_REPS_POOL)) or Rotation(
-                id=Rotation.id_for(SALES_REPS_POOL), pool=SALES_REPS_POOL)
-            owner = rotation.next_member(self.sales_reps)
-            assignment = Assignment(id=assignment_id, subject_type=LEAD, subject_id=lead_id,
-                                    owner_id=owner, strategy=Strategy.ROUND_ROBIN.value,
-                                    cause_event_id=cause_event_id)
-            try:
-                self.save(rotation, assignment)
-            except IntegrityError:
-                continue  # another worker advanced the rotation or decided this lead: reload
-            log.info("assignment.decided", lead_id=lead_id, owner_id=owner)
-            return assignment
-        raise Conflict(f"could not decide an owner for lead {lead_id}: too much contention")
+            with self._rotation_lock:
+                decided: dict[str, Assignment] = {}
+                new: list[Assignment] = []
+                rotation = self.find(Rotation, Rotation.id_for(SALES_REPS_POOL)) or Rotation(
+                    id=Rotation.id_for(SALES_REPS_POOL), pool=SALES_REPS_POOL)
+                for lead_id, cause_event_id in leads:
+                    if lead_id in decided:
+                        continue
+                    existing = self.find(Assignment, Assignment.id_for(LEAD, lead_id))
+                    if existing is None:
+                        existing = Assignment(
+                            id=Assignment.id_for(LEAD, lead_id), subject_type=LEAD, subject_id=lead_id,
+                            owner_id=rotation.next_member(self.sales_reps),
+                            strategy=Strategy.ROUND_ROBIN.value, cause_event_id=cause_event_id)
+                        new.append(existing)
+                    decided[lead_id] = existing
+                if not new:
+                    return list(decided.values())
+                try:
+                    self.save(rotation, *new)
+                except IntegrityError:
+                    continue  # another worker advanced the rotation or decided a lead: reload
+            for assignment in new:
+                log.info("assignment.decided", lead_id=assignment.subject_id, owner_id=assignment.owner_id)
+            return list(decided.values())
+        raise Conflict(f"could not decide owners for {len(leads)} lead(s): too much contention")
+
+    def decide_lead_owner(self, lead_id: str, cause_event_id: str) -> Assignment:
+        return self.decide_lead_owners([(lead_id, cause_event_id)])[0]
 
     def get_assignment(self, subject_id: str) -> Assignment:
-        assignment = self._find(Assignment, Assignment.id_for(LEAD, subject_id))
+        assignment = self.find(Assignment, Assignment.id_for(LEAD, subject_id))
         if assignment is None:
             raise NotFound(f"no assignment for {subject_id}")
         return assignment
-
-    def _find(self, cls, aggregate_id: UUID):
-        try:
-            aggregate = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
-        assert isinstance(aggregate, cls)
-        return aggregate

@@ -60,7 +60,11 @@ class Assignment(Aggregate):
         self.strategy = Strategy(strategy)
         self.cause_event_id = cause_event_id
 
+    @staticmethod
+    def idempotency_key_for(cause_event_id: str) -> str:
+        """The key of the command that carries out a decision; derived from its cause."""
+        return f"workflow/assignment/{cause_event_id}"
+
     @property
     def idempotency_key(self) -> str:
-        """The key of the command that carries out this decision; derived from its cause."""
-        return f"workflow/assignment/{self.cause_event_id}"
+        return self.idempotency_key_for(self.cause_event_id)

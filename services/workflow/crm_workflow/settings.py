@@ -12,11 +12,11 @@ class WorkflowSettings(ServiceSettings):
     grpc_port: int = 50054
     relay_metrics_port: int = 9104
     worker_metrics_port: int = 9204
+    dispatcher_metrics_port: int = 9304
     # Comma-separated ids of the sales reps that new leads rotate through.
     sales_reps: str = "rep-ada,rep-grace,rep-linus"
+    # Where the dispatcher sends commands for the leads service (`<service>_grpc_target`).
     leads_grpc_target: str = "127.0.0.1:50051"
-    # Per-call deadline for commands to other services; a slow call is retried.
-    command_timeout_seconds: float = 5.0
 
     @field_validator("sales_reps")
     @classmethod

@@ -10,9 +10,10 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm_leads.application import LeadsApplication, caller_scoped
+from crm_leads.application import CaptureLead, LeadsApplication
 from crm_leads.domain import COMPANY_MAX, NAME_MAX, Channel, Lead
-from crm_runtime.auth import Action, Principal, require
+from crm_leads.permissions import LEADS
+from crm_runtime.auth import Principal, require
 from crm_runtime.http import error_responses
 
 
@@ -52,25 +53,28 @@ class LeadOut(BaseModel):
                    owner_id=lead.owner_id, version=lead.version, captured_at=lead.created_on)
 
 
-def router(app: LeadsApplication) -> APIRouter:
+def routers(app: LeadsApplication) -> list[APIRouter]:
+    return [leads_router(app)]
+
+
+def leads_router(app: LeadsApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/leads", tags=["leads"])
 
     @api.post("", status_code=201, response_model=LeadOut,
               responses={200: {"description": "Repeated Idempotency-Key: the first lead", "model": LeadOut},
                          **error_responses(409, 422)})
     async def capture_lead(body: CaptureLeadBody, response: Response,
-                           caller: Principal = require("leads", Action.CREATE),
+                           caller: Principal = require(LEADS.create),
                            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
-        lead, created = await asyncio.to_thread(
-            app.capture_lead, name=body.name, email=body.email, phone=body.phone,
-            company=body.company, channel=body.channel,
-            request_key=caller_scoped(caller.subject, idempotency_key))
+        lead, created = await asyncio.to_thread(app.capture_lead, CaptureLead(
+            name=body.name, email=body.email, phone=body.phone, company=body.company,
+            channel=body.channel, request_key=idempotency_key, caller=caller.subject))
         response.status_code = 201 if created else 200
         response.headers["Location"] = f"/v1/leads/{lead.id}"
         return LeadOut.of(lead)
 
     @api.get("/{lead_id}", response_model=LeadOut, responses=error_responses(404, 422))
-    async def get_lead(lead_id: UUID, _caller: Principal = require("leads", Action.VIEW)):
+    async def get_lead(lead_id: UUID, _caller: Principal = require(LEADS.view)):
         return LeadOut.of(await asyncio.to_thread(app.get_lead, lead_id))
 
     return api

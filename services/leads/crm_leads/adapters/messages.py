@@ -1,28 +1,32 @@
-"""Lead domain events to their protobuf messages (crm.leads.v1), for the relay and the APIs."""
+"""Lead domain events to their protobuf messages (crm.leads.v1): the events the leads
+context publishes, and the Lead resource the APIs answer with."""
 
 from __future__ import annotations
 
-from crm.leads.v1 import leads_pb2
+from crm.leads.v1 import events_pb2, leads_pb2
 from crm_leads.domain import Channel, Lead
 from crm_runtime.cloudevents import timestamp
+from crm_runtime.events import EventMap
 
-CHANNEL_TO_PROTO = {channel: leads_pb2.Channel.Value(f"CHANNEL_{channel.name}") for channel in Channel}
+CHANNEL_TO_PROTO = {channel: events_pb2.Channel.Value(f"CHANNEL_{channel.name}") for channel in Channel}
 PROTO_TO_CHANNEL = {value: channel.value for channel, value in CHANNEL_TO_PROTO.items()}
 
+EVENTS = EventMap(events_pb2)
 
-def event_to_message(domain_event):
-    if isinstance(domain_event, Lead.Captured):
-        return leads_pb2.LeadCaptured(
-            lead_id=str(domain_event.originator_id), name=domain_event.name,
-            email=domain_event.email, phone=domain_event.phone, company=domain_event.company,
-            channel=CHANNEL_TO_PROTO[Channel(domain_event.channel)],
-            captured_at=timestamp(domain_event.timestamp))
-    if isinstance(domain_event, Lead.Assigned):
-        return leads_pb2.LeadAssigned(
-            lead_id=str(domain_event.originator_id), owner_id=domain_event.owner_id,
-            idempotency_key=domain_event.idempotency_key,
-            assigned_at=timestamp(domain_event.timestamp))
-    raise TypeError(f"no message for {type(domain_event).__qualname__}")
+
+@EVENTS.publishes(Lead.Captured)
+def captured(event: Lead.Captured) -> events_pb2.LeadCaptured:
+    return events_pb2.LeadCaptured(
+        lead_id=str(event.originator_id), name=event.name, email=event.email, phone=event.phone,
+        company=event.company, channel=CHANNEL_TO_PROTO[Channel(event.channel)],
+        captured_at=timestamp(event.timestamp))
+
+
+@EVENTS.publishes(Lead.Assigned)
+def assigned(event: Lead.Assigned) -> events_pb2.LeadAssigned:
+    return events_pb2.LeadAssigned(
+        lead_id=str(event.originator_id), owner_id=event.owner_id,
+        idempotency_key=event.idempotency_key, assigned_at=timestamp(event.timestamp))
 
 
 def lead_to_message(lead: Lead) -> leads_pb2.Lead:

@@ -1,0 +1,263 @@
+"""The command outbox: a decision and the command that carries it out are one stored event.
+
+A consumer that decides something another service must do (assign a lead, escalate a
+ticket) only saves its decision, in its own store, in the transaction of the decision. The
+context's `CommandMap` says which stored events are commands and builds each one; the
+dispatcher process follows the store's notification log, delivers each command over gRPC
+with its idempotency key, and advances its position only after the target acknowledged.
+So decided means delivered, whatever process dies when, and a re-delivered command
+changes nothing at the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+from eventsourcing.persistence import Notification, Tracking
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
+from prometheus_client import Counter, Gauge
+
+from crm_runtime import logs, retries, tracing
+from crm_runtime.auth import ServiceAccount
+from crm_runtime.eventstore import ServiceApplication, trace_context
+
+log = logs.get(__name__)
+E = TypeVar("E")
+
+DISPATCHED = Counter("crm_dispatcher_commands_total", "Commands delivered by outcome",
+                     ["dispatcher", "method", "outcome"])
+POSITION = Gauge("crm_dispatcher_position", "Last notification id whose commands were delivered",
+                 ["dispatcher"])
+
+# The target may accept the command later: it is down, slow, busy, lost a write race, or
+# the platform's credentials are being fixed. Retried until it succeeds, never skipped.
+RETRYABLE = frozenset({
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+})
+
+
+@dataclass(frozen=True)
+class Command:
+    """One call to another service's gRPC API, on behalf of a stored decision."""
+
+    target: str  # the owning service, e.g. "leads"
+    method: str  # full method name, "/crm.leads.v1.LeadsService/AssignLead"
+    request: Message
+    response_type: type[Message]
+    idempotency_key: str  # stable per decision: a repeat changes nothing at the target
+    ordering_key: str  # commands with the same key are delivered in decision order
+    context: Mapping[str, str] = field(default_factory=dict)  # trace context of the decision
+
+    @classmethod
+    def to(cls, target: str, service: ServiceDescriptor, method: str, request: Message, *,
+           idempotency_key: str, ordering_key: str) -> "Command":
+        descriptor = service.methods_by_name[method]
+        if request.DESCRIPTOR is not descriptor.input_type:
+            raise TypeError(f"{method} takes {descriptor.input_type.full_name}, "
+                            f"not {request.DESCRIPTOR.full_name}")
+        return cls(target, f"/{service.full_name}/{method}", request,
+                   GetMessageClass(descriptor.output_type), idempotency_key, ordering_key)
+
+
+class CommandMap:
+    """Stored event class -> the command it carries; events not listed carry none."""
+
+    def __init__(self) -> None:
+        self._builders: dict[type, Callable[[Any], Command | None]] = {}
+
+    def sends(self, *event_classes: type) -> Callable[[Callable[[E], Command | None]], Callable[[E], Command | None]]:
+        def register(fn: Callable[[E], Command | None]) -> Callable[[E], Command | None]:
+            for cls in event_classes:
+                if cls in self._builders:
+                    raise ValueError(f"{cls.__qualname__} already sends a command")
+                self._builders[cls] = fn
+            return fn
+
+        return register
+
+    def command_for(self, domain_event: Any) -> Command | None:
+        builder = self._builders.get(type(domain_event))
+        return None if builder is None else builder(domain_event)
+
+
+class Rejected(Exception):
+    """The target refused the command for a reason retrying will not change."""
+
+
+class CommandClient:
+    """gRPC calls to the platform's services: one channel per target, a deadline per call,
+    the trace context and the service account's token as metadata."""
+
+    def __init__(self, targets: Mapping[str, str], account: ServiceAccount, timeout: float):
+        self.targets = dict(targets)
+        self.account = account
+        self.timeout = timeout
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, target: str) -> grpc.aio.Channel:
+        if target not in self._channels:
+            if target not in self.targets:
+                raise LookupError(f"no address for service {target!r}: set its *_GRPC_TARGET setting")
+            self._channels[target] = grpc.aio.insecure_channel(self.targets[target])
+        return self._channels[target]
+
+    async def send(self, command: Command) -> Message:
+        """Delivers once; raises `retries.TransientError` when retrying may help, else `Rejected`."""
+        call = self._channel(command.target).unary_unary(
+            command.method, request_serializer=command.request.__class__.SerializeToString,
+            response_deserializer=command.response_type.FromString)
+        with tracing.bound_from_headers(command.context):
+            metadata = (tracing.grpc_metadata() + self.account.grpc_metadata()
+                        + [("idempotency-key", command.idempotency_key)])
+            try:
+                return await call(command.request, timeout=self.timeout, metadata=metadata)
+            except grpc.aio.AioRpcError as exc:
+                detail = f"{command.method} {exc.code().name}: {exc.details()}"
+                if exc.code() in RETRYABLE:
+                    raise retries.TransientError(detail) from exc
+                raise Rejected(detail) from exc
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+
+
+class CommandDispatcher:
+    """Follows an application's notification log and delivers the commands it holds."""
+
+    def __init__(self, app: ServiceApplication, commands: CommandMap, client: CommandClient, *,
+                 name: str, batch_size: int = 500, poll_interval: float = 0.05,
+                 concurrency: int = 64, max_rejections: int = 5):
+        self.app = app
+        self.commands = commands
+        self.client = client
+        self.name = name
+        self.tracking_name = f"dispatcher:{name}"
+        self.tracking = app.tracking_recorder()
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_rejections = max_rejections
+        self._slots = asyncio.Semaphore(concurrency)
+        self.stopping = asyncio.Event()
+
+    def position(self) -> int:
+        return self.tracking.max_tracking_id(self.tracking_name) or 0
+
+    def commands_in(self, batch: Sequence[Notification]) -> list[Command]:
+        found = []
+        for notification in batch:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            command = self.commands.command_for(domain_event)
+            if command is not None:
+                found.append(Command(**{**command.__dict__, "context": trace_context(domain_event)}))
+        return found
+
+    async def run(self) -> None:
+        position = await asyncio.to_thread(self.position)
+        log.info("dispatcher.started", dispatcher=self.name, position=position)
+        while not self.stopping.is_set():
+            batch = await asyncio.to_thread(
+                self.app.recorder.select_notifications, start=position, limit=self.batch_size,
+                inclusive_of_start=False)
+            if not batch:
+                await self._pause(self.poll_interval)
+                continue
+            commands = await asyncio.to_thread(self.commands_in, batch)
+            if not await self.deliver_all(commands):
+                break  # stopping: the batch is delivered again after the restart
+            position = batch[-1].id
+            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, position))
+            POSITION.labels(self.name).set(position)
+        log.info("dispatcher.stopped", dispatcher=self.name, position=position)
+
+    async def deliver_all(self, commands: Iterable[Command]) -> bool:
+        """Delivers every command: in order per ordering key, keys concurrently. False when
+        stopped before all were delivered."""
+        by_key: dict[str, list[Command]] = defaultdict(list)
+        for command in commands:
+            by_key[command.ordering_key].append(command)
+        if not by_key:
+            return True
+        tasks = [asyncio.ensure_future(self._deliver_in_order(queue)) for queue in by_key.values()]
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait([asyncio.gather(*tasks), stop], return_when=asyncio.FIRST_COMPLETED)
+            if stop in done:
+                return False
+            for task in tasks:
+                task.result()
+            return True
+        finally:
+            stop.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def _deliver_in_order(self, queue: list[Command]) -> None:
+        for command in queue:
+            async with self._slots:
+                await self.deliver(command)
+
+    async def deliver(self, command: Command) -> None:
+        """Sends until the target acknowledges (transient failures: for as long as it takes);
+        a command the target keeps rejecting is logged and counted, and passed."""
+        rejections = 0
+
+        def log_retry(state) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("dispatcher.retrying", dispatcher=self.name, method=command.method,
+                        idempotency_key=command.idempotency_key, attempt=state.attempt_number,
+                        retry_in=round(state.upcoming_sleep, 2), error=str(error))
+
+        async for attempt in retries.peer_command(log_retry):
+            with attempt:
+                try:
+                    await self.client.send(command)
+                except Rejected as exc:
+                    rejections += 1
+                    if rejections < self.max_rejections:
+                        raise retries.TransientError(str(exc)) from exc
+                    log.error("dispatcher.command_rejected", dispatcher=self.name, method=command.method,
+                              idempotency_key=command.idempotency_key, error=str(exc))
+                    DISPATCHED.labels(self.name, command.method, "rejected").inc()
+                    return
+        DISPATCHED.labels(self.name, command.method, "delivered").inc()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+
+def grpc_targets(settings: Any) -> dict[str, str]:
+    """Service name -> address, from the settings' `<service>_grpc_target` fields."""
+    return {name.removesuffix("_grpc_target").replace("_", "-"): value
+            for name, value in settings.model_dump().items()
+            if name.endswith("_grpc_target") and isinstance(value, str)}
+
+
+async def run_until_signalled(dispatcher: CommandDispatcher) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stop)
+    try:
+        await dispatcher.run()
+    finally:
+        await dispatcher.client.close()

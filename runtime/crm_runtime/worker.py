@@ -1,0 +1,27 @@
+"""A context's worker process: one faust app running every consumer the context declares."""
+
+from __future__ import annotations
+
+import faust
+
+from crm_runtime import consumer
+from crm_runtime.context import Context
+from crm_runtime.events import registry_for
+from crm_runtime.topics import events_topic
+
+
+def app_id(ctx: Context) -> str:
+    """The faust app id of the context's worker, which is also its consumer group."""
+    return f"crm-{ctx.name}"
+
+
+def build(ctx: Context, settings) -> faust.App:
+    platform = settings.platform
+    app = ctx.application(settings)
+    faust_app = consumer.make_app(app_id(ctx), platform)
+    for declared in ctx.consumers:
+        handler = declared.handler(settings, app)
+        for topic_context in declared.topics:
+            consumer.EventConsumer(faust_app, events_topic(topic_context, platform.topic_prefix),
+                                   registry_for(topic_context), handler, name=ctx.name)
+    return faust_app
