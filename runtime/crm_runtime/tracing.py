@@ -15,10 +15,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import structlog
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
 CORRELATION_ID = "correlation_id"
-_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+# W3C Trace Context, parsed and written by OpenTelemetry's own propagator.
+_PROPAGATOR = TraceContextTextMapPropagator()
 # A caller's correlation id is kept only if it is short and plain; otherwise a new one is made.
 _CORRELATION_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
@@ -26,19 +30,34 @@ _traceparent: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace
 _correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
 
 
-def new_traceparent(trace_id: str | None = None) -> str:
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+def _parent_span(traceparent: str | None) -> SpanContext | None:
+    if not traceparent:
+        return None
+    context = _PROPAGATOR.extract({TRACEPARENT: traceparent})
+    span = trace.get_current_span(context).get_span_context()
+    return span if span.is_valid else None
+
+
+def new_traceparent(trace_id: str | None = None, sampled: bool = True) -> str:
+    span = SpanContext(trace_id=int(trace_id or secrets.token_hex(16), 16),
+                       span_id=int(secrets.token_hex(8), 16), is_remote=False,
+                       trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT))
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span)))
+    return carrier[TRACEPARENT]
 
 
 def child_traceparent(parent: str | None) -> str:
     """A new span in the parent's trace, or a new trace when the parent is absent or bad."""
-    match = _TRACEPARENT_RE.match(parent or "")
-    return new_traceparent(match.group(1) if match else None)
+    span = _parent_span(parent)
+    if span is None:
+        return new_traceparent()
+    return new_traceparent(format(span.trace_id, "032x"), span.trace_flags.sampled)
 
 
 def trace_id(traceparent: str | None) -> str | None:
-    match = _TRACEPARENT_RE.match(traceparent or "")
-    return match.group(1) if match else None
+    span = _parent_span(traceparent)
+    return format(span.trace_id, "032x") if span else None
 
 
 def current() -> dict[str, str]:

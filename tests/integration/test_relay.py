@@ -71,6 +71,32 @@ def test_relay_publishes_every_event_in_order_with_cloudevents_headers(any_platf
         assert events[0].message.email == lead.email
     assert by_key[str(leads[0].id)][0].correlation_id == "corr-relay"
     assert by_key[str(leads[0].id)][1].message.owner_id == "rep-1"
+    # The CloudEvents SDK's own Kafka binding reads every record the same way.
+    for record in records:
+        sdk_event = sdk_decode(record)
+        ours = REGISTRY.decode(record.headers, record.value)
+        assert (sdk_event.get_id(), sdk_event.get_source(), sdk_event.get_type(),
+                sdk_event.get_subject(), sdk_event.get_time()) == (
+            ours.id, ours.source, ours.type, ours.subject, ours.time)
+        assert sdk_event.get_specversion() == "1.0"
+        assert sdk_event.get_datacontenttype() == "application/protobuf"
+        assert sdk_event.get_extension("partitionkey") == ours.subject
+        assert sdk_event.get_data() == ours.message.SerializeToString()
+
+
+class _ProtobufData:
+    """The SDK reads the value as opaque bytes; the message type is named by ce_type."""
+
+    def read_data(self, body: bytes, content_type: str | None) -> bytes:
+        assert content_type == "application/protobuf"
+        return body
+
+
+def sdk_decode(record):
+    from cloudevents.core.bindings import kafka as ce_kafka
+
+    message = ce_kafka.KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    return ce_kafka.from_binary(message, _ProtobufData())
 
 
 def test_relay_resumes_from_its_position_without_skipping(any_platform, kafka_bootstrap):

@@ -1,0 +1,214 @@
+"""Steady load on the running platform: leads captured over HTTP at a fixed rate, each timed
+from its 201 to its `LeadAssigned` on the topic and to being counted by the analytics report.
+
+    make bench                        # runs this after throughput.py, private broker, SQLite
+    CRM_BENCH_STORE=postgres make bench
+    CRM_BENCH_RATES=50,200 CRM_BENCH_SECONDS=10 make bench
+
+It starts the processes the flow needs (leads, its relay, the workflow worker and
+dispatcher, the analytics worker and API) as `make run` would, then, per rate: captures
+for CRM_BENCH_SECONDS (default 20) with an async HTTP client, reads crm.leads.events.v1
+with a plain kafka-python consumer (a downstream team's view), and polls the report.
+Printed per rate: the rate achieved, p50/p99 to the decision and to the report, whether
+the lag grew (p99 of the last quarter against the first), and the consumers' events/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from kafka import KafkaConsumer, TopicPartition
+
+from crm.leads.v1 import events_pb2 as leads_events
+from crm_devstack.processes import Platform, http_url, port_env
+from crm_runtime.auth import TokenCodec
+from crm_runtime.cloudevents import EventRegistry
+from crm_runtime.kafka_admin import create_topics
+from crm_runtime.topics import all_topics
+
+RATES = [int(r) for r in os.environ.get("CRM_BENCH_RATES", "50,200,500").split(",")]
+SECONDS = float(os.environ.get("CRM_BENCH_SECONDS", "20"))
+SECRET = "bench-secret-0123456789-0123456789-abcdef"
+PROCESSES = ["leads", "leads-relay", "workflow-worker", "workflow-dispatcher", "analytics",
+             "analytics-worker"]
+REGISTRY = EventRegistry.from_modules(leads_events)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class AssignedWatcher:
+    """Arrival time of each lead's LeadAssigned, read from the topic as it is written."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.arrived: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                      enable_auto_commit=False, fetch_max_wait_ms=10)
+        partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            self.consumer.position(partition)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for records in self.consumer.poll(timeout_ms=50).values():
+                now = time.monotonic()
+                for record in records:
+                    headers = dict(record.headers)
+                    if headers.get("ce_type") == b"crm.leads.v1.LeadAssigned":
+                        self.arrived.setdefault(record.key.decode(), now)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.consumer.close()
+
+
+class ReportWatcher:
+    """Times at which the report's `captured` count went up, polled every 20 ms."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.is_set():
+                try:
+                    count = client.get(self.url, headers=self.headers).json()["captured"]
+                    self.samples.append((time.monotonic(), count))
+                except httpx.HTTPError:
+                    pass
+                self.stop.wait(0.02)
+
+    def time_reaching(self, count: int) -> float | None:
+        for at, seen in self.samples:
+            if seen >= count:
+                return at
+        return None
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+async def capture_at(rate: int, seconds: float, leads_url: str, token: str) -> list[tuple[str, float]]:
+    """Captures `rate` leads a second for `seconds`; returns (lead id, time of its 201) in order."""
+    done: list[tuple[str, float]] = []
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=leads_url, timeout=30, limits=limits,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        async def one(i: int) -> None:
+            response = await client.post("/v1/leads", json={
+                "name": f"Load {i}", "email": f"load-{uuid.uuid4().hex[:12]}@example.com",
+                "channel": "web"})
+            if response.status_code == 201:
+                done.append((response.json()["id"], time.monotonic()))
+
+        started = time.monotonic()
+        tasks = []
+        for i in range(total):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return done
+
+
+def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: str) -> dict:
+    leads_url = http_url(platform.spec("leads"), platform.env)
+    report_url = http_url(platform.spec("analytics"), platform.env) + "/v1/reports/leads"
+    with httpx.Client() as client:
+        before = client.get(report_url, headers={"Authorization": f"Bearer {token}"}).json()["captured"]
+    assigned = AssignedWatcher(bootstrap, f"{prefix}crm.leads.events.v1")
+    report = ReportWatcher(report_url, token)
+    try:
+        started = time.monotonic()
+        captured = asyncio.run(capture_at(rate, SECONDS, leads_url, token))
+        sent_for = time.monotonic() - started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                len([1 for lead_id, _ in captured if lead_id in assigned.arrived]) < len(captured)
+                or report.time_reaching(before + len(captured)) is None):
+            time.sleep(0.1)
+        settled = time.monotonic()
+    finally:
+        assigned.close()
+        report.close()
+    to_decision = [assigned.arrived[lead_id] - at for lead_id, at in captured if lead_id in assigned.arrived]
+    captured_in_order = sorted(captured, key=lambda item: item[1])
+    to_report = []
+    for n, (_, at) in enumerate(captured_in_order, start=1):
+        counted = report.time_reaching(before + n)
+        if counted is not None:
+            to_report.append(max(0.0, counted - at))
+    quarter = max(1, len(to_decision) // 4)
+    last_counted = report.time_reaching(before + len(captured)) or settled
+    return {
+        "rate": rate, "achieved": len(captured) / sent_for, "captured": len(captured),
+        "assigned": len(to_decision), "decision_p50": percentile(to_decision, 50),
+        "decision_p99": percentile(to_decision, 99), "report_p50": percentile(to_report, 50),
+        "report_p99": percentile(to_report, 99),
+        "lag_grew": percentile(to_decision[-quarter:], 99) > 2 * percentile(to_decision[:quarter], 99) + 0.05,
+        # Each lead is two events on the topic (captured, assigned) for the analytics worker.
+        "analytics_events_per_s": 2 * len(captured) / max(1e-9, last_counted - started),
+    }
+
+
+def main() -> None:
+    bootstrap = os.environ["CRM_KAFKA_BOOTSTRAP"]
+    store = os.environ.get("CRM_BENCH_STORE", "sqlite")
+    prefix = f"load{uuid.uuid4().hex[:6]}."
+    create_topics(bootstrap, all_topics(prefix), 3)
+    data = Path(os.environ.get("CRM_BENCH_DATA") or tempfile.mkdtemp()) / f"steady-{prefix}"
+    env = {**port_env(25_000, -25_000), "CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_TOPIC_PREFIX": prefix,
+           "CRM_DATA_DIR": str(data / "stores"), "CRM_STORE": store, "CRM_AUTH_SECRET": SECRET,
+           "CRM_LOG_LEVEL": "WARNING"}
+    if store == "postgres":
+        env["CRM_POSTGRES_DBNAME"] = os.environ.get("CRM_POSTGRES_DBNAME", "crm")
+    platform = Platform(env=env, log_dir=data / "logs", specs=[
+        spec for spec in Platform(env={}).specs if spec.name in PROCESSES])
+    token = TokenCodec(SECRET).issue("bench", ["admin"], ttl_seconds=3600)
+    print(f"\nsteady load on the platform ({store}; {SECONDS:.0f} s per rate; "
+          f"processes: {', '.join(PROCESSES)})", flush=True)
+    try:
+        platform.start_all()
+        platform.wait_ready()
+        run_rate(20, platform, bootstrap, prefix, token)  # warm-up, not reported
+        print(f"{'leads/s':>8} {'achieved':>9} {'to decision p50/p99 ms':>24} "
+              f"{'to report p50/p99 ms':>22} {'lag grew':>9} {'analytics ev/s':>15}")
+        for rate in RATES:
+            r = run_rate(rate, platform, bootstrap, prefix, token)
+            print(f"{rate:>8} {r['achieved']:>9.0f} "
+                  f"{r['decision_p50'] * 1000:>11.0f} / {r['decision_p99'] * 1000:<10.0f} "
+                  f"{r['report_p50'] * 1000:>9.0f} / {r['report_p99'] * 1000:<10.0f} "
+                  f"{'yes' if r['lag_grew'] else 'no':>9} {r['analytics_events_per_s']:>15.0f}"
+                  + ("" if r["assigned"] == r["captured"] else
+                     f"   ({r['captured'] - r['assigned']} not assigned within 60 s)"), flush=True)
+    finally:
+        platform.stop()
+
+
+if __name__ == "__main__":
+    main()
