@@ -6,20 +6,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from crm_runtime import context as contexts
 from crm_runtime import service
 from crm_runtime.context import Context
 
 
-def run_api(ctx: Context, settings) -> None:
+def run_api(ctx: Context, settings: Any) -> None:
     app = ctx.application(settings)
     service.launch(settings, ctx.store_check(app),
                    routers=ctx.http(app) if ctx.http else (),
                    registrations=ctx.grpc(app) if ctx.grpc else ())
 
 
-def run_relay(ctx: Context, settings) -> None:
+def run_relay(ctx: Context, settings: Any) -> None:
     from crm_runtime import relay
 
     assert ctx.topic is not None and ctx.events is not None
@@ -28,13 +29,13 @@ def run_relay(ctx: Context, settings) -> None:
     relay.run_forever(relay.for_context(app, ctx.topic, ctx.events.to_message, settings.platform))
 
 
-def run_worker(ctx: Context, settings) -> None:
+def run_worker(ctx: Context, settings: Any) -> None:
     from crm_runtime import consumer, worker
 
     consumer.main(settings, f"{ctx.name}-worker", lambda settings: worker.build(ctx, settings))
 
 
-def run_dispatcher(ctx: Context, settings) -> None:
+def run_dispatcher(ctx: Context, settings: Any) -> None:
     from crm_runtime import commands
     from crm_runtime.auth import ServiceAccount
 

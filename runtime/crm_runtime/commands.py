@@ -24,10 +24,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 from prometheus_client import Counter, Gauge
+from tenacity import RetryCallState
 
 from crm_runtime import logs, retries, tracing
 from crm_runtime.auth import ServiceAccount
 from crm_runtime.eventstore import ServiceApplication, trace_context
+from crm_runtime.settings import ServiceSettings
 
 log = logs.get(__name__)
 E = TypeVar("E")
@@ -193,13 +195,13 @@ class CommandDispatcher:
         if not by_key:
             return True
         tasks = [asyncio.ensure_future(self._deliver_in_order(queue)) for queue in by_key.values()]
-        stop = asyncio.ensure_future(self.stopping.wait())
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
+        everything: asyncio.Future[Any] = asyncio.gather(*tasks)
         try:
-            done, _ = await asyncio.wait([asyncio.gather(*tasks), stop], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([everything, stop], return_when=asyncio.FIRST_COMPLETED)
             if stop in done:
                 return False
-            for task in tasks:
-                task.result()
+            everything.result()  # raises what a delivery raised
             return True
         finally:
             stop.cancel()
@@ -216,7 +218,7 @@ class CommandDispatcher:
         a command the target keeps rejecting is logged and counted, and passed."""
         rejections = 0
 
-        def log_retry(state) -> None:
+        def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             log.warning("dispatcher.retrying", dispatcher=self.name, method=command.method,
                         idempotency_key=command.idempotency_key, attempt=state.attempt_number,
@@ -246,7 +248,7 @@ class CommandDispatcher:
             pass
 
 
-def grpc_targets(settings: Any) -> dict[str, str]:
+def grpc_targets(settings: ServiceSettings) -> dict[str, str]:
     """Service name -> address, from the settings' `<service>_grpc_target` fields."""
     return {name.removesuffix("_grpc_target").replace("_", "-"): value
             for name, value in settings.model_dump().items()

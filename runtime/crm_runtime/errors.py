@@ -64,5 +64,5 @@ def status_of(error: ServiceError) -> Status:
     """The status of the error's nearest class in the table (a subclass inherits its base's)."""
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return STATUS[ServiceError]

@@ -8,8 +8,12 @@ existence does not leak.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from crm_runtime.auth import Principal, current_principal
 from crm_runtime.errors import NotFound
+
+R = TypeVar("R")
 
 
 def owner_filter(principal: Principal | None = None) -> str | None:
@@ -28,7 +32,7 @@ def can_see(owner_id: str | None, principal: Principal | None = None) -> bool:
     return only is None or owner_id == only
 
 
-def check_visible(record, what: str, principal: Principal | None = None):
+def check_visible(record: R, what: str, principal: Principal | None = None) -> R:
     """The record itself, or NotFound when the caller may not see it."""
     if not can_see(getattr(record, "owner_id", None), principal):
         raise NotFound(f"{what} {getattr(record, 'id', '')} does not exist")

@@ -28,8 +28,11 @@ def broker_reconnect(stop: threading.Event, before_sleep: Callable[[RetryCallSta
                      max_delay: float = 30.0) -> Retrying:
     """A relay after a failed batch (broker down, batch not acknowledged): reconnect and
     send the same batch again, with growing delays, until it goes through or we stop."""
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)  # a stop cuts the wait short
+
     return Retrying(retry=retry_if_exception_type(Exception), stop=lambda _state: stop.is_set(),
-                    sleep=stop.wait, wait=wait_exponential_jitter(initial=0.5, max=max_delay),
+                    sleep=sleep, wait=wait_exponential_jitter(initial=0.5, max=max_delay),
                     before_sleep=before_sleep)
 
 

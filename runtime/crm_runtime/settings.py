@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,7 +52,7 @@ class PlatformSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    def __init__(self, **values):
+    def __init__(self, **values: Any) -> None:
         super().__init__(_env_file=_env_file(), **values)
 
 
@@ -74,5 +74,5 @@ class ServiceSettings(BaseSettings):
     command_timeout_seconds: float = 5.0
     platform: PlatformSettings = Field(default_factory=PlatformSettings)
 
-    def __init__(self, **values):
+    def __init__(self, **values: Any) -> None:
         super().__init__(_env_file=_env_file(), **values)

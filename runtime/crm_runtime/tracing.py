@@ -12,7 +12,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import structlog
 from opentelemetry import trace
@@ -90,5 +90,5 @@ def grpc_metadata() -> list[tuple[str, str]]:
     return [(names[key], value) for key, value in current().items()]
 
 
-def bound_from_headers(headers: Mapping[str, str]):
+def bound_from_headers(headers: Mapping[str, str]) -> AbstractContextManager[dict[str, str]]:
     return bound(headers.get(TRACEPARENT), headers.get(CORRELATION_ID))

@@ -7,6 +7,7 @@ import faust
 from crm_runtime import consumer
 from crm_runtime.context import Context
 from crm_runtime.events import registry_for
+from crm_runtime.settings import ServiceSettings
 from crm_runtime.topics import events_topic
 
 
@@ -15,7 +16,7 @@ def app_id(ctx: Context) -> str:
     return f"crm-{ctx.name}"
 
 
-def build(ctx: Context, settings) -> faust.App:
+def build(ctx: Context, settings: ServiceSettings) -> faust.App:
     platform = settings.platform
     app = ctx.application(settings)
     faust_app = consumer.make_app(app_id(ctx), platform)
