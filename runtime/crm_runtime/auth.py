@@ -1,6 +1,7 @@
 """Principals and role permissions: who is calling, and whether they may do this.
 
-Every API call carries a bearer token: an HS256 JWT signed with CRM_AUTH_SECRET whose
+Every API call carries a bearer token: an HS256 JWT signed with the platform's secret
+(CRM_AUTH_SECRET, or the secret file: see crm_runtime.secret_file) whose
 `sub` is the subject and `roles` its roles (service accounts are subjects too, e.g.
 "service:workflow" with the "service" role). Checking it happens in one place per
 protocol: the FastAPI dependency `require(resource, action)` and the gRPC
@@ -27,7 +28,6 @@ from crm_runtime.errors import PermissionDenied, Unauthenticated
 
 log = logs.get(__name__)
 ISSUER = "crm-platform"
-DEV_SECRET = "dev-only-secret-change-me-in-production"
 
 
 class Action(StrEnum):
@@ -205,6 +205,7 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal, method
 
 def main() -> None:
     """`python -m crm_runtime.auth --subject alice --roles sales_rep`: prints a token."""
+    from crm_runtime.secret_file import auth_secret, secret_file_path
     from crm_runtime.settings import PlatformSettings
 
     parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
@@ -212,7 +213,13 @@ def main() -> None:
     parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLE_PERMISSIONS)}")
     parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
     args = parser.parse_args()
-    codec = TokenCodec(PlatformSettings().auth_secret.get_secret_value())
+    settings = PlatformSettings()
+    # The same secret the services use: CRM_AUTH_SECRET, else the platform's secret file.
+    secret = auth_secret(settings)
+    if secret is None:
+        parser.exit(2, f"no token secret: set CRM_AUTH_SECRET, or start the platform once "
+                       f"(`make run` creates {secret_file_path(settings)})\n")
+    codec = TokenCodec(secret)
     print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], args.ttl))
 
 

@@ -7,12 +7,13 @@ import contextlib
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import uvicorn
 from fastapi import APIRouter
 
-from crm_runtime import grpc_server, http, logs
-from crm_runtime.auth import DEV_SECRET, TokenCodec
+from crm_runtime import grpc_server, http, logs, secret_file
+from crm_runtime.auth import TokenCodec
 from crm_runtime.kafka_admin import KafkaProbe
 from crm_runtime.settings import ServiceSettings
 
@@ -41,10 +42,32 @@ class _Server(uvicorn.Server):
 
 
 def token_codec(settings: ServiceSettings) -> TokenCodec:
-    secret = settings.platform.auth_secret.get_secret_value()
-    if secret == DEV_SECRET:
-        log.warning("auth.dev_secret", hint="set CRM_AUTH_SECRET outside local development")
-    return TokenCodec(secret)
+    """The codec for the configured secret. Bound only to loopback, a service with none
+    configured uses (and on first use creates) the data folder's secret file; bound to any
+    other address it refuses to start: a secret made up by one process is no deployment's."""
+    platform = settings.platform
+    exposed = [host for host in (settings.http_host, settings.grpc_host) if not secret_file.is_loopback(host)]
+    if exposed and platform.auth_secret is None and platform.auth_secret_file is None:
+        _refuse_to_start(f"refusing to listen on {', '.join(sorted(set(exposed)))} without a token secret: "
+                         "set CRM_AUTH_SECRET or CRM_AUTH_SECRET_FILE")
+    path = secret_file.secret_file_path(platform)
+    try:
+        # Only a loopback-only service may make the file; an exposed one must find it.
+        secret = secret_file.auth_secret(platform, create=not exposed)
+    except OSError as exc:
+        _refuse_to_start(f"cannot read or create the token secret file {path}: {exc.strerror or exc}")
+    if secret is None:
+        _refuse_to_start(f"the token secret file {path} does not exist")
+    try:
+        return TokenCodec(secret)
+    except ValueError as exc:
+        _refuse_to_start(str(exc))
+
+
+def _refuse_to_start(reason: str) -> NoReturn:
+    """One error line naming the reason, then exit status 2 (a configuration error)."""
+    log.error("service.refused_to_start", reason=reason)
+    raise SystemExit(2)
 
 
 def serve_metrics(host: str, port: int) -> None:
