@@ -76,16 +76,25 @@ def _bind(principal: Principal) -> None:
     structlog.contextvars.bind_contextvars(principal=principal.subject)
 
 
+DEFAULT_MAX_TTL_SECONDS = 24 * 3600
+
+
 class TokenCodec:
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, max_ttl_seconds: int = DEFAULT_MAX_TTL_SECONDS):
         if len(secret) < 32:
             raise ValueError("CRM_AUTH_SECRET must be at least 32 characters")
         self._secret = secret
+        # A stolen token is good until it expires: no token may live longer than this.
+        self.max_ttl_seconds = max_ttl_seconds
 
     def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
         unknown = set(roles) - set(ROLE_PERMISSIONS)
         if unknown:
             raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        if not subject or not subject.strip():
+            raise ValueError("a token needs a subject")
+        if ttl_seconds > self.max_ttl_seconds:
+            raise ValueError(f"a token may live at most {self.max_ttl_seconds} seconds")
         now = int(time.time())
         claims = {"sub": subject, "roles": sorted(roles), "iss": ISSUER, "iat": now, "exp": now + ttl_seconds}
         return jwt.encode(claims, self._secret, algorithm="HS256")
@@ -95,14 +104,20 @@ class TokenCodec:
             raise Unauthenticated("a bearer token is required")
         try:
             # Leeway: the clocks of the issuing and the checking machine may differ a little.
+            # PyJWT also refuses an `iat` in the future and non-integer times.
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=ISSUER,
-                                leeway=30, options={"require": ["sub", "exp", "iss"]})
+                                leeway=30, options={"require": ["sub", "exp", "iat", "iss"]})
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise Unauthenticated("invalid token: the subject is empty")
+        if int(claims["exp"]) - int(claims["iat"]) > self.max_ttl_seconds:  # both checked by PyJWT
+            raise Unauthenticated(f"invalid token: it lives longer than {self.max_ttl_seconds} seconds")
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("invalid token: roles must be a list of names")
-        return Principal(subject=str(claims["sub"]), roles=frozenset(roles))
+        return Principal(subject=subject, roles=frozenset(roles))
 
 
 class ServiceAccount:
@@ -111,7 +126,7 @@ class ServiceAccount:
     def __init__(self, codec: TokenCodec, name: str, ttl_seconds: int = 3600):
         self.codec = codec
         self.subject = f"service:{name}"
-        self.ttl = ttl_seconds
+        self.ttl = min(ttl_seconds, codec.max_ttl_seconds)
         self._token = ""
         self._renew_at = 0.0
 
@@ -211,16 +226,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
     parser.add_argument("--subject", required=True)
     parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLE_PERMISSIONS)}")
-    parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
+    parser.add_argument("--ttl", type=int, default=None,
+                        help="seconds (default 8 hours, at most CRM_AUTH_MAX_TOKEN_TTL_SECONDS)")
     args = parser.parse_args()
     settings = PlatformSettings()
+    max_ttl = settings.auth_max_token_ttl_seconds
+    ttl = min(8 * 3600, max_ttl) if args.ttl is None else args.ttl
+    if not 0 < ttl <= max_ttl:
+        parser.error(f"--ttl must be between 1 and {max_ttl} seconds (CRM_AUTH_MAX_TOKEN_TTL_SECONDS)")
     # The same secret the services use: CRM_AUTH_SECRET, else the platform's secret file.
     secret = auth_secret(settings)
     if secret is None:
         parser.exit(2, f"no token secret: set CRM_AUTH_SECRET, or start the platform once "
                        f"(`make run` creates {secret_file_path(settings)})\n")
-    codec = TokenCodec(secret)
-    print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], args.ttl))
+    codec = TokenCodec(secret, max_ttl_seconds=max_ttl)
+    try:
+        print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], ttl))
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def token_codec(settings: ServiceSettings) -> TokenCodec:
     if secret is None:
         _refuse_to_start(f"the token secret file {path} does not exist")
     try:
-        return TokenCodec(secret)
+        return TokenCodec(secret, max_ttl_seconds=platform.auth_max_token_ttl_seconds)
     except ValueError as exc:
         _refuse_to_start(str(exc))
 
