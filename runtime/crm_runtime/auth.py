@@ -23,7 +23,7 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from crm_runtime import logs
+from crm_runtime import logs, tracing
 from crm_runtime.errors import PermissionDenied, Unauthenticated
 
 log = logs.get(__name__)
@@ -140,6 +140,13 @@ class ServiceAccount:
         return [("authorization", f"Bearer {self.token()}")]
 
 
+def _audit_denied(exc: Unauthenticated | PermissionDenied, principal: Principal | None,
+                  **where: object) -> None:
+    """The refused call's audit line: why, what it asked for, and who when the token was good."""
+    who = {"principal": principal.subject} if principal is not None else {}
+    log.warning("audit.denied", reason=str(exc), **who, **where)
+
+
 # --- HTTP: one dependency -------------------------------------------------------------
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `python -m crm_runtime.auth`")
@@ -153,9 +160,15 @@ def require(resource: str, action: Action | str):
     async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         codec: TokenCodec = request.app.state.tokens
-        principal = codec.verify(credentials.credentials if credentials else None)
-        _bind(principal)
-        principal.check(resource, str(action))
+        principal = None
+        try:
+            principal = codec.verify(credentials.credentials if credentials else None)
+            _bind(principal)
+            principal.check(resource, str(action))
+        except (Unauthenticated, PermissionDenied) as exc:
+            _audit_denied(exc, principal, resource=resource, action=str(action), status=exc.http_status,
+                          request=f"{request.method} {request.url.path}")
+            raise
         log.info("audit.access", resource=resource, action=str(action))
         return principal
 
@@ -186,15 +199,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization", "")
         token = header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else None
+        principal = None
         try:
             principal = self.codec.verify(token)
             if method not in self.permissions:
                 raise PermissionDenied(f"{method} is not open to any role")
             principal.check(*self.permissions[method])
         except (Unauthenticated, PermissionDenied) as exc:
+            # The servicer never runs, so its trace context is bound here for this one line.
+            with tracing.bound(_text(metadata.get("traceparent")), _text(metadata.get("x-correlation-id"))):
+                _audit_denied(exc, principal, method=method, code=exc.grpc_status)
             return _deny(grpc.StatusCode[exc.grpc_status], str(exc))
         handler = await continuation(handler_call_details)
         return _with_principal(handler, principal, method)
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None  # binary (-bin) metadata is bytes
 
 
 def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
