@@ -194,8 +194,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if not method.startswith(self.protected):
-            return await continuation(handler_call_details)
+        if not method.startswith(self.protected):  # health, reflection: open, decoded safely too
+            return _with_principal(await continuation(handler_call_details), None, method)
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization", "")
         token = header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else None
@@ -225,17 +225,32 @@ def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal, method: str):
+def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal | None, method: str):
+    """The handler, binding `principal` (when given) and decoding the request itself.
+
+    grpc would decode with the handler's deserializer before any of our code runs, and a
+    malformed request (bad wire data, bad UTF-8 in a string field) would end as UNKNOWN with
+    a logged traceback; here it is INVALID_ARGUMENT and one warning line.
+    """
     if handler is None or handler.unary_unary is None:
         return handler
     inner = handler.unary_unary
+    deserialize = handler.request_deserializer
 
-    async def call(request, context):
-        _bind(principal)  # crm_runtime.grpc_server.rpc writes the audit line in the call's context
+    async def call(request: bytes, context):
+        if principal is not None:
+            _bind(principal)  # crm_runtime.grpc_server.rpc writes the audit line in the call's context
+        if deserialize is not None:
+            try:
+                request = deserialize(request)
+            except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever a decoder raises on bad bytes
+                log.warning("grpc.malformed_request", method=method, size=len(request),
+                            error=str(exc) or type(exc).__name__)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message")
         return await inner(request, context)
 
     return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=handler.request_deserializer,
+        call, request_deserializer=None,  # bytes in: decoded above
         response_serializer=handler.response_serializer)
 
 
