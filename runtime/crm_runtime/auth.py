@@ -1,6 +1,7 @@
 """Principals and role permissions: who is calling, and whether they may do this.
 
-Every API call carries a bearer token: an HS256 JWT signed with CRM_AUTH_SECRET whose
+Every API call carries a bearer token: an HS256 JWT signed with the platform's secret
+(CRM_AUTH_SECRET, or the secret file: see crm_runtime.secret_file) whose
 `sub` is the subject and `roles` its roles (service accounts are subjects too, e.g.
 "service:workflow" with the "service" role). Checking it happens in one place per
 protocol: the FastAPI dependency `require(resource, action)` and the gRPC
@@ -22,12 +23,11 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from crm_runtime import logs
+from crm_runtime import logs, tracing
 from crm_runtime.errors import PermissionDenied, Unauthenticated, status_of
 
 log = logs.get(__name__)
 ISSUER = "crm-platform"
-DEV_SECRET = "dev-only-secret-change-me-in-production"
 
 
 class Action(StrEnum):
@@ -133,16 +133,25 @@ def _bind(principal: Principal) -> None:
     structlog.contextvars.bind_contextvars(principal=principal.subject)
 
 
+DEFAULT_MAX_TTL_SECONDS = 24 * 3600
+
+
 class TokenCodec:
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, max_ttl_seconds: int = DEFAULT_MAX_TTL_SECONDS):
         if len(secret) < 32:
             raise ValueError("CRM_AUTH_SECRET must be at least 32 characters")
         self._secret = secret
+        # A stolen token is good until it expires: no token may live longer than this.
+        self.max_ttl_seconds = max_ttl_seconds
 
     def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
+        if not subject or not subject.strip():
+            raise ValueError("a token needs a subject")
+        if ttl_seconds > self.max_ttl_seconds:
+            raise ValueError(f"a token may live at most {self.max_ttl_seconds} seconds")
         now = int(time.time())
         claims = {"sub": subject, "roles": sorted(roles), "iss": ISSUER, "iat": now, "exp": now + ttl_seconds}
         return jwt.encode(claims, self._secret, algorithm="HS256")
@@ -152,14 +161,20 @@ class TokenCodec:
             raise Unauthenticated("a bearer token is required")
         try:
             # Leeway: the clocks of the issuing and the checking machine may differ a little.
+            # PyJWT also refuses an `iat` in the future and non-integer times.
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], issuer=ISSUER,
-                                leeway=30, options={"require": ["sub", "exp", "iss"]})
+                                leeway=30, options={"require": ["sub", "exp", "iat", "iss"]})
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.strip():
+            raise Unauthenticated("invalid token: the subject is empty")
+        if int(claims["exp"]) - int(claims["iat"]) > self.max_ttl_seconds:  # both checked by PyJWT
+            raise Unauthenticated(f"invalid token: it lives longer than {self.max_ttl_seconds} seconds")
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("invalid token: roles must be a list of names")
-        return Principal(subject=str(claims["sub"]), roles=frozenset(roles))
+        return Principal(subject=subject, roles=frozenset(roles))
 
 
 class ServiceAccount:
@@ -168,7 +183,7 @@ class ServiceAccount:
     def __init__(self, codec: TokenCodec, name: str, ttl_seconds: int = 3600):
         self.codec = codec
         self.subject = f"service:{name}"
-        self.ttl = ttl_seconds
+        self.ttl = min(ttl_seconds, codec.max_ttl_seconds)
         self._token = ""
         self._renew_at = 0.0
 
@@ -180,6 +195,13 @@ class ServiceAccount:
 
     def grpc_metadata(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.token()}")]
+
+
+def _audit_denied(exc: Unauthenticated | PermissionDenied, principal: Principal | None,
+                  **where: object) -> None:
+    """The refused call's audit line: why, what it asked for, and who when the token was good."""
+    who = {"principal": principal.subject} if principal is not None else {}
+    log.warning("audit.denied", reason=str(exc), **who, **where)
 
 
 # --- HTTP: one dependency -------------------------------------------------------------
@@ -196,9 +218,15 @@ def require(permission: Permission):
     async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
         codec: TokenCodec = request.app.state.tokens
-        principal = codec.verify(credentials.credentials if credentials else None)
-        _bind(principal)
-        principal.check(resource, action)
+        principal = None
+        try:
+            principal = codec.verify(credentials.credentials if credentials else None)
+            _bind(principal)
+            principal.check(resource, action)
+        except (Unauthenticated, PermissionDenied) as exc:
+            _audit_denied(exc, principal, resource=resource, action=action, status=status_of(exc).http,
+                          request=f"{request.method} {request.url.path}")
+            raise
         log.info("audit.access", resource=resource, action=action)
         return principal
 
@@ -224,11 +252,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        if not method.startswith(self.protected):
-            return await continuation(handler_call_details)
+        if not method.startswith(self.protected):  # health, reflection: open, decoded safely too
+            return _with_principal(await continuation(handler_call_details), None, method)
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization", "")
         token = header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else None
+        principal = None
         try:
             principal = self.codec.verify(token)
             if method not in self.permissions:
@@ -236,9 +265,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             needed = self.permissions[method]
             principal.check(needed.resource, str(needed.action))
         except (Unauthenticated, PermissionDenied) as exc:
-            return _deny(grpc.StatusCode[status_of(exc).grpc], str(exc))
+            # The servicer never runs, so its trace context is bound here for this one line.
+            code = status_of(exc).grpc
+            with tracing.bound(_text(metadata.get("traceparent")), _text(metadata.get("x-correlation-id"))):
+                _audit_denied(exc, principal, method=method, code=code)
+            return _deny(grpc.StatusCode[code], str(exc))
         handler = await continuation(handler_call_details)
         return _with_principal(handler, principal, method)
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None  # binary (-bin) metadata is bytes
 
 
 def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
@@ -248,31 +285,61 @@ def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal, method: str):
+def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal | None, method: str):
+    """The handler, binding `principal` (when given) and decoding the request itself.
+
+    grpc would decode with the handler's deserializer before any of our code runs, and a
+    malformed request (bad wire data, bad UTF-8 in a string field) would end as UNKNOWN with
+    a logged traceback; here it is INVALID_ARGUMENT and one warning line.
+    """
     if handler is None or handler.unary_unary is None:
         return handler
     inner = handler.unary_unary
+    deserialize = handler.request_deserializer
 
-    async def call(request, context):
-        _bind(principal)  # crm_runtime.grpc_server.rpc writes the audit line in the call's context
+    async def call(request: bytes, context):
+        if principal is not None:
+            _bind(principal)  # crm_runtime.grpc_server.rpc writes the audit line in the call's context
+        if deserialize is not None:
+            try:
+                request = deserialize(request)
+            except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever a decoder raises on bad bytes
+                log.warning("grpc.malformed_request", method=method, size=len(request),
+                            error=str(exc) or type(exc).__name__)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is not a valid message")
         return await inner(request, context)
 
     return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=handler.request_deserializer,
+        call, request_deserializer=None,  # bytes in: decoded above
         response_serializer=handler.response_serializer)
 
 
 def main() -> None:
     """`python -m crm_runtime.auth --subject alice --roles sales_rep`: prints a token."""
+    from crm_runtime.secret_file import auth_secret, secret_file_path
     from crm_runtime.settings import PlatformSettings
 
     parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
     parser.add_argument("--subject", required=True)
     parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLES)}")
-    parser.add_argument("--ttl", type=int, default=8 * 3600, help="seconds (default 8 hours)")
+    parser.add_argument("--ttl", type=int, default=None,
+                        help="seconds (default 8 hours, at most CRM_AUTH_MAX_TOKEN_TTL_SECONDS)")
     args = parser.parse_args()
-    codec = TokenCodec(PlatformSettings().auth_secret.get_secret_value())
-    print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], args.ttl))
+    settings = PlatformSettings()
+    max_ttl = settings.auth_max_token_ttl_seconds
+    ttl = min(8 * 3600, max_ttl) if args.ttl is None else args.ttl
+    if not 0 < ttl <= max_ttl:
+        parser.error(f"--ttl must be between 1 and {max_ttl} seconds (CRM_AUTH_MAX_TOKEN_TTL_SECONDS)")
+    # The same secret the services use: CRM_AUTH_SECRET, else the platform's secret file.
+    secret = auth_secret(settings)
+    if secret is None:
+        parser.exit(2, f"no token secret: set CRM_AUTH_SECRET, or start the platform once "
+                       f"(`make run` creates {secret_file_path(settings)})\n")
+    codec = TokenCodec(secret, max_ttl_seconds=max_ttl)
+    try:
+        print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], ttl))
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":

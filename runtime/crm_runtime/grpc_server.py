@@ -92,7 +92,7 @@ def build_server(address: str, registrations: Sequence[Registration], tokens: To
         registration.add_to_server(registration.servicer, server)
         names.append(registration.name)
     reflection.enable_server_reflection(names, server)
-    server.add_insecure_port(address)
+    server.port = server.add_insecure_port(address)  # type: ignore[attr-defined]  # the bound port (":0" picks one)
     server.health = health_servicer  # type: ignore[attr-defined]
     server.service_names = names  # type: ignore[attr-defined]
     return server

@@ -83,6 +83,7 @@ def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 responses = operation.setdefault("responses", {})
                 if "requestBody" in operation:
                     responses.setdefault("400", {"description": "Malformed request body"})
+                    responses.setdefault("413", {"description": "Request body too large"})
                 if "security" in operation:
                     responses.setdefault("401", {"description": "Missing or invalid bearer token"})
                     responses.setdefault("403", {"description": "The caller's roles do not allow this"})
@@ -129,21 +130,97 @@ class ContextAndMetrics:
                 LATENCY.labels(self.service, scope["method"], route).observe(time.perf_counter() - started)
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a streamed body passes the limit. An HTTPException, so that
+    FastAPI's body reader lets it through (anything else it turns into a 400)."""
+
+    title = "Content too large"
+
+    def __init__(self, limit: int):
+        # The rest of the body is never read: the connection cannot serve another request.
+        super().__init__(413, f"the request body exceeds {limit} bytes", headers={"Connection": "close"})
+
+
+class RequestLimits:
+    """Refuses oversized requests before anything parses them: headers over `max_header_bytes`
+    with 431, bodies over `max_body_bytes` with 413, by Content-Length up front and, for a
+    streamed (chunked) body, by counting what arrives. Plain ASGI, like ContextAndMetrics."""
+
+    def __init__(self, app, max_body_bytes: int, max_header_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header_bytes = 0
+        declared = None
+        for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4  # as on the wire: ": " and CRLF
+            if name == b"content-length" and value.isdigit():
+                declared = int(value)
+        if header_bytes > self.max_header_bytes:
+            await _send_problem(send, 431, "Request header fields too large",
+                                f"the request's headers exceed {self.max_header_bytes} bytes")
+            return
+        if declared is not None and declared > self.max_body_bytes:
+            await _send_problem(send, 413, BodyTooLarge.title, BodyTooLarge(self.max_body_bytes).detail)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _send_problem(send, 413, exc.title, exc.detail)
+
+
+async def _send_problem(send, status: int, title: str, detail: str) -> None:
+    """A problem+json answer straight from ASGI middleware (no app, no request parsed);
+    the connection is closed afterwards, since the rest of the request is never read."""
+    response = problem(status, title, detail, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
 def _field_name(loc: tuple) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
 
 def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
-               tokens: TokenCodec, **fastapi_kwargs: Any) -> FastAPI:
+               tokens: TokenCodec, max_body_bytes: int = 1024 * 1024,
+               max_header_bytes: int = 16 * 1024, **fastapi_kwargs: Any) -> FastAPI:
     """A FastAPI app with the platform's shared endpoints and error handling.
 
     `checks` name the dependencies /readyz probes (e.g. "store", "kafka"); each raises
     when its dependency is unreachable. They run in a thread: store and Kafka clients block.
+    Requests with a body over `max_body_bytes` or headers over `max_header_bytes` are refused
+    (413 / 431) before any of it is parsed.
     """
     app = FastAPI(title=f"CRM {service}", version=version, **fastapi_kwargs)
     app.state.tokens = tokens  # read by crm_runtime.auth.require
 
+    # Added first, so it runs inside ContextAndMetrics: refusals get ids and metrics too.
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
     app.add_middleware(ContextAndMetrics, service=service)
 
     @app.exception_handler(RequestValidationError)
@@ -165,7 +242,8 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_request: Request, exc: StarletteHTTPException):
         # Keep the exception's headers: a 405 must say which methods are allowed.
-        return problem(exc.status_code, "HTTP error", str(exc.detail), headers=exc.headers)
+        return problem(exc.status_code, getattr(exc, "title", "HTTP error"), str(exc.detail),
+                       headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception):

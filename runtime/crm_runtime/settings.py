@@ -14,8 +14,6 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from crm_runtime.auth import DEV_SECRET
-
 
 def _env_file() -> str | None:
     return os.environ.get("CRM_ENV_FILE") or None
@@ -46,9 +44,16 @@ class PlatformSettings(BaseSettings):
     relay_poll_interval_seconds: float = 0.05
     # Consumers: how long a silent member keeps its partitions before a rebalance.
     consumer_session_timeout_seconds: float = 10.0
-    # Signs and verifies bearer tokens (HS256, at least 32 characters). The default is for
-    # local runs only; every deployment sets its own.
-    auth_secret: SecretStr = SecretStr(DEV_SECRET)
+    # Signs and verifies bearer tokens (HS256, at least 32 characters). Unset: the secret in
+    # auth_secret_file (default <data_dir>/auth-secret), which a service bound only to
+    # loopback creates on first use (crm_runtime.secret_file); other services refuse to start.
+    auth_secret: SecretStr | None = None
+    auth_secret_file: Path | None = None
+    # Longest token lifetime (exp - iat) any service accepts or the token command issues.
+    auth_max_token_ttl_seconds: int = Field(default=24 * 3600, gt=0)
+    # HTTP requests over these sizes are refused (413 / 431) before anything parses them.
+    http_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    http_max_header_bytes: int = Field(default=16 * 1024, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -1,8 +1,14 @@
+import os
+import subprocess
+import sys
+import time
+
+import jwt
 import pytest
 
+import crm_analytics.permissions  # noqa: F401 - declares the reports resource the roles act on
 import crm_leads.permissions  # noqa: F401 - declares the leads resource the roles act on
-import crm_analytics.permissions  # noqa: F401
-from crm_runtime.auth import ROLES, PermissionDenied, Principal, TokenCodec, Unauthenticated
+from crm_runtime.auth import ROLES, PermissionDenied, Principal, ServiceAccount, TokenCodec, Unauthenticated
 
 CODEC = TokenCodec("unit-test-secret-long-enough-0123456789")
 
@@ -55,3 +61,71 @@ def test_one_visibility_rule_reps_see_their_own_records_managers_see_all():
     with pytest.raises(NotFound, match="account acc-1"):
         check_visible(record, "account", rep)
     assert owner_filter(None) is None  # internal calls (consumers, tools) see everything
+
+
+def _signed(claims: dict, secret: str = "unit-test-secret-long-enough-0123456789") -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+@pytest.mark.parametrize("claims", [
+    {"sub": "", "roles": ["admin"]},                       # empty subject
+    {"sub": "   ", "roles": ["admin"]},                    # blank subject
+    {"sub": 42, "roles": ["admin"]},                       # not a name
+    {"roles": ["admin"]},                                  # no subject at all
+], ids=["empty", "blank", "number", "missing"])
+def test_a_token_needs_a_subject(claims):
+    now = _now()
+    with pytest.raises(Unauthenticated):
+        CODEC.verify(_signed({"iss": "crm-platform", "iat": now, "exp": now + 60, **claims}))
+
+
+def test_a_token_needs_an_issue_time_in_the_past():
+    now = _now()
+    with pytest.raises(Unauthenticated, match="iat"):
+        CODEC.verify(_signed({"sub": "a", "roles": [], "iss": "crm-platform", "exp": now + 60}))
+    with pytest.raises(Unauthenticated):
+        CODEC.verify(_signed({"sub": "a", "roles": [], "iss": "crm-platform", "iat": now + 3600,
+                              "exp": now + 7200}))
+
+
+def test_token_lifetimes_are_capped():
+    now = _now()
+    century = _signed({"sub": "a", "roles": ["admin"], "iss": "crm-platform", "iat": now,
+                       "exp": now + 100 * 365 * 86400})
+    with pytest.raises(Unauthenticated, match="longer than 86400"):
+        CODEC.verify(century)
+    day = _signed({"sub": "a", "roles": ["admin"], "iss": "crm-platform", "iat": now, "exp": now + 86400})
+    assert CODEC.verify(day).subject == "a"
+    short = TokenCodec("unit-test-secret-long-enough-0123456789", max_ttl_seconds=600)
+    with pytest.raises(Unauthenticated):
+        short.verify(day)
+    with pytest.raises(ValueError, match="at most 600"):
+        short.issue("a", ["admin"], ttl_seconds=601)
+    with pytest.raises(ValueError, match="subject"):
+        short.issue(" ", ["admin"])
+
+
+def test_service_accounts_stay_within_the_cap():
+    assert ServiceAccount(CODEC, "workflow").ttl == 3600
+    short = TokenCodec("unit-test-secret-long-enough-0123456789", max_ttl_seconds=600)
+    account = ServiceAccount(short, "workflow")
+    assert short.verify(account.token()).subject == "service:workflow" and account.ttl == 600
+
+
+def test_the_token_command_respects_the_cap():
+    def command(*args, **env):
+        return subprocess.run([sys.executable, "-m", "crm_runtime.auth", "--subject", "alice",
+                               "--roles", "sales_manager", *args],
+                              env={**os.environ, "CRM_AUTH_SECRET": "c" * 40, **env},
+                              capture_output=True, text=True, timeout=60)
+
+    too_long = command("--ttl", str(100 * 365 * 86400))
+    assert too_long.returncode == 2 and "CRM_AUTH_MAX_TOKEN_TTL_SECONDS" in too_long.stderr
+    capped = command(CRM_AUTH_MAX_TOKEN_TTL_SECONDS="600")  # the 8-hour default shrinks to fit
+    assert capped.returncode == 0, capped.stderr
+    codec = TokenCodec("c" * 40, max_ttl_seconds=600)
+    assert codec.verify(capped.stdout.strip()).subject == "alice"

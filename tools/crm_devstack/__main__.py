@@ -24,6 +24,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 def run(args) -> int:
     from crm_runtime.kafka_admin import create_platform_topics
+    from crm_runtime.secret_file import auth_secret
     from crm_runtime.settings import PlatformSettings
 
     data = Path(os.environ.get("CRM_DATA_DIR", REPO / "data")).resolve()
@@ -33,8 +34,12 @@ def run(args) -> int:
     platform = None
     try:
         broker.start()
-        env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores")}
-        settings = PlatformSettings(kafka_bootstrap=broker.bootstrap)
+        # The token secret: CRM_AUTH_SECRET if set, else a random file made on the first run.
+        secret_path = Path(os.environ.get("CRM_AUTH_SECRET_FILE") or data / "auth-secret").resolve()
+        env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores"),
+               "CRM_AUTH_SECRET_FILE": str(secret_path)}
+        settings = PlatformSettings(kafka_bootstrap=broker.bootstrap, auth_secret_file=secret_path)
+        secret = auth_secret(settings, create=True)
         created = create_platform_topics(broker.bootstrap, settings.topic_prefix, settings.topic_partitions)
         print(f"kafka: topics ready ({len(created)} created)", flush=True)
         # The caller's CRM_* settings apply, except where the broker and stores are: those
@@ -55,7 +60,7 @@ def run(args) -> int:
             from crm_devstack.demo import seed_leads
 
             leads = next(spec for spec in SPECS if spec.name == "leads")
-            created = seed_leads(http_url(leads, platform.env), settings.auth_secret.get_secret_value(), demo)
+            created = seed_leads(http_url(leads, platform.env), secret, demo)
             print(f"demo: {created} leads captured ({demo - created} were already there)", flush=True)
         parent = os.getppid()
         while not stop.wait(1):

@@ -15,6 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import Aggregate, event
 
 from crm_runtime.errors import InvalidField
+from crm_runtime.text import check_domain, check_text
 
 NAME_MAX = 200
 COMPANY_MAX = 200
@@ -52,9 +53,11 @@ def normalise_email(raw: str | None) -> str:
         raise InvalidField("email", "is required")
     try:
         # Syntax only: a domain check would be I/O, and capture must not depend on DNS.
-        return validate_email(raw.strip(), check_deliverability=False).normalized
+        address = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidField("email", str(exc)) from exc
+    check_domain("email", address.domain)  # a look-alike domain (mixed scripts) is refused
+    return address.normalized
 
 
 def normalise_phone(raw: str | None, default_region: str) -> str:
@@ -85,9 +88,11 @@ def validate_capture(name: str | None, email: str | None, phone: str | None,
         raise InvalidField("name", "is required")
     if len(clean_name) > NAME_MAX:
         raise InvalidField("name", f"must be at most {NAME_MAX} characters")
+    check_text("name", clean_name)
     clean_company = (company or "").strip()
     if len(clean_company) > COMPANY_MAX:
         raise InvalidField("company", f"must be at most {COMPANY_MAX} characters")
+    check_text("company", clean_company)
     return CaptureDetails(
         name=clean_name,
         email=normalise_email(email),
@@ -104,6 +109,7 @@ def plain_identifier(field: str, raw: str | None) -> str:
         raise InvalidField(field, "is required")
     if len(value) > ID_MAX:
         raise InvalidField(field, f"must be at most {ID_MAX} characters")
+    check_text(field, value)  # names the character; isprintable below also refuses separators
     if not value.isprintable():
         raise InvalidField(field, "must not contain control characters")
     return value
