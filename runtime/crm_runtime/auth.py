@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import contextvars
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from enum import StrEnum
 
 import grpc
@@ -209,7 +210,7 @@ def _audit_denied(exc: Unauthenticated | PermissionDenied, principal: Principal 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `python -m crm_runtime.auth`")
 
 
-def require(permission: Permission):
+def require(permission: Permission) -> Any:
     """Route dependency: the caller's principal, if it has the operation's permission."""
     resource, action = permission.resource, str(permission.action)
 
@@ -250,7 +251,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.permissions = dict(permissions)
         self.protected = tuple(f"/{name}/" for name in protected)
 
-    async def intercept_service(self, continuation, handler_call_details):
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
+                                handler_call_details: Any) -> Any:
         method = handler_call_details.method
         if not method.startswith(self.protected):  # health, reflection: open, decoded safely too
             return _with_principal(await continuation(handler_call_details), None, method)
@@ -274,18 +276,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _with_principal(handler, principal, method)
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None  # binary (-bin) metadata is bytes
 
 
 def _deny(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
-    async def abort(_request, context):
+    async def abort(_request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, details)
 
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal | None, method: str):
+def _with_principal(handler: Any, principal: Principal | None, method: str) -> Any:
     """The handler, binding `principal` (when given) and decoding the request itself.
 
     grpc would decode with the handler's deserializer before any of our code runs, and a
@@ -297,7 +299,7 @@ def _with_principal(handler: grpc.RpcMethodHandler, principal: Principal | None,
     inner = handler.unary_unary
     deserialize = handler.request_deserializer
 
-    async def call(request: bytes, context):
+    async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if principal is not None:
             _bind(principal)  # crm_runtime.grpc_server.rpc writes the audit line in the call's context
         if deserialize is not None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -16,17 +17,19 @@ from crm_runtime.auth import AuthInterceptor, Permission, TokenCodec, current_pr
 from crm_runtime.errors import ServiceError, status_of
 
 log = logs.get(__name__)
+# A servicer method: (self, request, context) -> response.
+Handler = Callable[..., Awaitable[Any]]
 
 MAX_REQUEST_BYTES = 512 * 1024  # no command needs more; larger requests are refused
 
 
-def rpc(permission: Permission):
+def rpc(permission: Permission) -> Callable[[Handler], Handler]:
     """Declares a servicer method: the permission it needs (read by `Registration`, checked
     by the auth interceptor), the caller's trace context bound, errors mapped to codes."""
 
-    def decorate(method: Callable):
+    def decorate(method: Handler) -> Handler:
         @functools.wraps(method)
-        async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
             metadata = {key: value for key, value in (context.invocation_metadata() or ())
                         if isinstance(value, str)}
             with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
@@ -44,7 +47,7 @@ def rpc(permission: Permission):
                     log.exception("grpc.unhandled_error", method=method.__name__, error=repr(exc))
                     await context.abort(grpc.StatusCode.INTERNAL, "the service failed to handle the request")
 
-        wrapper.permission = permission  # type: ignore[attr-defined]
+        wrapper.permission = permission  # type: ignore[attr-defined]  # read by Registration
         return wrapper
 
     return decorate
@@ -54,13 +57,13 @@ def rpc(permission: Permission):
 class Registration:
     """One gRPC service of a process; each method's permission comes from its `@rpc`."""
 
-    add_to_server: Callable
+    add_to_server: Callable[[Any, Any], None]
     servicer: object
     descriptor: ServiceDescriptor
 
     @property
     def name(self) -> str:
-        return self.descriptor.full_name
+        return str(self.descriptor.full_name)
 
     def full_permissions(self) -> dict[str, Permission]:
         """Full method name -> permission, for every method the servicer implements with
@@ -92,15 +95,15 @@ def build_server(address: str, registrations: Sequence[Registration], tokens: To
         registration.add_to_server(registration.servicer, server)
         names.append(registration.name)
     reflection.enable_server_reflection(names, server)
-    server.port = server.add_insecure_port(address)  # type: ignore[attr-defined]  # the bound port (":0" picks one)
-    server.health = health_servicer  # type: ignore[attr-defined]
-    server.service_names = names  # type: ignore[attr-defined]
+    server.port = server.add_insecure_port(address)  # the bound port (":0" picks one)
+    server.health = health_servicer
+    server.service_names = names
     return server
 
 
 async def mark_serving(server: grpc.aio.Server) -> None:
-    health_servicer = server.health  # type: ignore[attr-defined]
-    for name in ("", *server.service_names):  # type: ignore[attr-defined]
+    health_servicer = server.health
+    for name in ("", *server.service_names):
         result = health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         if hasattr(result, "__await__"):
             await result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_runtime import logs, tracing
 from crm_runtime.auth import TokenCodec
@@ -50,7 +51,7 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None,
+def problem(status: int, title: str, detail: str, headers: Mapping[str, str] | None = None,
             **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -100,11 +101,11 @@ class ContextAndMetrics:
     """Per request: a child span of the caller's trace and a correlation id (echoed in the
     response), and the Prometheus request metrics. Plain ASGI, so it adds no task per call."""
 
-    def __init__(self, app, service: str):
+    def __init__(self, app: ASGIApp, service: str):
         self.app = app
         self.service = service
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -113,7 +114,7 @@ class ContextAndMetrics:
         with tracing.bound(headers.get("traceparent"), headers.get(CORRELATION_HEADER)) as context:
             started = time.perf_counter()
 
-            async def send_with_context(message) -> None:
+            async def send_with_context(message: Message) -> None:
                 nonlocal status
                 if message["type"] == "http.response.start":
                     status = message["status"]
@@ -146,12 +147,12 @@ class RequestLimits:
     with 431, bodies over `max_body_bytes` with 413, by Content-Length up front and, for a
     streamed (chunked) body, by counting what arrives. Plain ASGI, like ContextAndMetrics."""
 
-    def __init__(self, app, max_body_bytes: int, max_header_bytes: int):
+    def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -171,7 +172,7 @@ class RequestLimits:
         received = 0
         started = False
 
-        async def limited_receive():
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -180,7 +181,7 @@ class RequestLimits:
                     raise BodyTooLarge(self.max_body_bytes)
             return message
 
-        async def tracking_send(message) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -193,7 +194,7 @@ class RequestLimits:
             await _send_problem(send, 413, exc.title, exc.detail)
 
 
-async def _send_problem(send, status: int, title: str, detail: str) -> None:
+async def _send_problem(send: Send, status: int, title: str, detail: str) -> None:
     """A problem+json answer straight from ASGI middleware (no app, no request parsed);
     the connection is closed afterwards, since the rest of the request is never read."""
     response = problem(status, title, detail, headers={"Connection": "close"})
@@ -201,7 +202,7 @@ async def _send_problem(send, status: int, title: str, detail: str) -> None:
     await send({"type": "http.response.body", "body": response.body})
 
 
-def _field_name(loc: tuple) -> str:
+def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
@@ -224,14 +225,14 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
     app.add_middleware(ContextAndMetrics, service=service)
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(_request: Request, exc: RequestValidationError):
+    async def on_validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"field": _field_name(tuple(err.get("loc", ()))), "message": err.get("msg", "")}
                   for err in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return problem(422, "Invalid request", detail, errors=errors)
 
     @app.exception_handler(ServiceError)
-    async def on_service_error(_request: Request, exc: ServiceError):
+    async def on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
         extra = {}
         if isinstance(exc, InvalidField):
             extra["errors"] = [{"field": exc.field, "message": exc.message}]
@@ -240,13 +241,13 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
         return problem(status.http, status.title, str(exc), headers=headers, **extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_request: Request, exc: StarletteHTTPException):
+    async def on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Keep the exception's headers: a 405 must say which methods are allowed.
         return problem(exc.status_code, getattr(exc, "title", "HTTP error"), str(exc.detail),
                        headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def on_unexpected(_request: Request, exc: Exception):
+    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.unhandled_error", error=repr(exc))
         return problem(500, "Internal error", "the service failed to handle the request")
 
@@ -256,7 +257,7 @@ def create_app(service: str, version: str, checks: dict[str, ReadinessCheck],
 
     @app.get("/readyz", tags=["operations"], responses={
         503: {"description": "A dependency (store or Kafka) is unreachable"}})
-    async def readyz():
+    async def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:

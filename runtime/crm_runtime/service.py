@@ -7,10 +7,11 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 import uvicorn
+from starlette.types import ASGIApp
 from fastapi import APIRouter
 
 from crm_runtime import grpc_server, http, logs, secret_file
@@ -30,7 +31,7 @@ class _Server(uvicorn.Server):
     before the gRPC server has drained its in-flight calls."""
 
     @contextlib.contextmanager
-    def capture_signals(self):
+    def capture_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -75,7 +76,7 @@ def _refuse_to_start(reason: str) -> NoReturn:
 REQUEST_LINE_ALLOWANCE = 8 * 1024
 
 
-def uvicorn_config(api, settings: ServiceSettings) -> uvicorn.Config:
+def uvicorn_config(api: ASGIApp, settings: ServiceSettings) -> uvicorn.Config:
     """uvicorn for `api`, reading at most a bounded request head per request.
 
     The ASGI middleware answers 431 for headers over the limit, but only once the server has
