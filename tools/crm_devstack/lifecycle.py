@@ -155,7 +155,7 @@ def terminate(procs: dict[str, int], grace: float = STOP_GRACE_SECONDS) -> list[
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or not ours: the port check names it
         pass
 
 
