@@ -109,6 +109,7 @@ def test_supervisor_killed_during_a_burst_leaves_nothing_and_loses_no_lead(tmp_p
     finally:
         code = second.stop()
     assert code == 0
+    assert "run | stopped: every process ended on SIGTERM" in second.text(), "\n".join(second.own_lines()[-10:])
     wait_until(lambda: not [p for p in port_numbers(PORTS) if listening(p)], 30, "every port closed")
 
 
