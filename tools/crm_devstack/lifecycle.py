@@ -99,7 +99,8 @@ def _supervisor_of(pid: int) -> int | None:
         import psutil
 
         parent = psutil.Process(pid).parent()
-        if parent is not None and parent.pid != 1 and "crm_devstack" in parent.cmdline():
+        cmd = parent.cmdline() if parent is not None else []
+        if ("crm_devstack", "run") in zip(cmd, cmd[1:]):
             return parent.pid
     except Exception:  # noqa: BLE001
         pass
