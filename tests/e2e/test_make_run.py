@@ -1,61 +1,70 @@
 """`make run`'s command as a user runs it: it starts a broker and every process, says where
-they listen, and SIGTERM stops everything it started, the broker included."""
+they listen, restarts a process (the broker too) that dies, and SIGTERM stops everything it
+started, each process on SIGTERM alone."""
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
-from crm_devstack.processes import port_env
-from tests.conftest import TEST_AUTH_SECRET, bearer
+from crm_devstack.lifecycle import alive
+from tests.conftest import bearer
+from tests.e2e.run_command import RunCommand, listening, port_numbers, stack_ports, wait_until
 
 pytestmark = pytest.mark.e2e
-OFFSET = 20_000  # away from the defaults and from the other e2e tests
+# All below 32768 (outside the ephemeral range): HTTP 28001..., metrics 29101...,
+# gRPC 30051..., Kafka 31092 (controller 31093); away from the other e2e tests.
+PORTS = stack_ports(20_000, -20_000, 31_092)
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def report(ports):
+    url = f"http://127.0.0.1:{ports['CRM_ANALYTICS_HTTP_PORT']}/v1/reports/leads"
+    return httpx.get(url, headers=bearer("analyst"), timeout=5).json()
 
 
-def test_run_starts_everything_and_sigterm_stops_everything(tmp_path):
-    # All below 32768 (outside the ephemeral range): HTTP 28001..., metrics 29101...,
-    # gRPC 30051..., Kafka 31092 (controller 31093).
-    ports = {**port_env(OFFSET, OFFSET - 40_000), "CRM_KAFKA_PORT": "31092"}
-    env = {**os.environ, **ports, "CRM_DATA_DIR": str(tmp_path), "CRM_AUTH_SECRET": TEST_AUTH_SECRET,
-           "DEMO_LEADS": "3", "PYTHONUNBUFFERED": "1"}
-    env.pop("CRM_KAFKA_BOOTSTRAP", None)
-    proc = subprocess.Popen([sys.executable, "-m", "crm_devstack", "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    all_ports = [int(v) for k, v in ports.items() if k.endswith("_PORT")]
+def ready(port: str) -> bool:
     try:
-        lines = []
-        deadline = time.monotonic() + 180
-        while not any(line.startswith("demo:") for line in lines):
-            assert time.monotonic() < deadline, "".join(lines[-30:])
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines[-30:])
-            lines.append(line)
-        banner = "".join(lines)
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_run_starts_everything_restarts_what_dies_and_sigterm_stops_everything(tmp_path):
+    run = RunCommand(tmp_path, PORTS, DEMO_LEADS="3")
+    try:
+        run.wait_line(lambda line: line.startswith("demo:"))
+        banner = run.text()
         assert "The platform is up" in banner and "demo: 3 leads captured" in banner
-        assert f"http://127.0.0.1:{ports['CRM_LEADS_HTTP_PORT']}" in banner
-        report = f"http://127.0.0.1:{ports['CRM_ANALYTICS_HTTP_PORT']}/v1/reports/leads"
-        deadline = time.monotonic() + 90
-        while httpx.get(report, headers=bearer("analyst")).json()["assigned"] < 3:
-            assert time.monotonic() < deadline, "demo leads were not assigned and counted"
-            time.sleep(0.5)
-        assert all(listening(port) for port in all_ports)
+        assert f"http://127.0.0.1:{PORTS['CRM_LEADS_HTTP_PORT']}" in banner
+        wait_until(lambda: report(PORTS)["assigned"] == 3, 90, "demo leads assigned and counted")
+        assert all(listening(port) for port in port_numbers(PORTS))
+
+        # A child killed with -9 is started again, and so is the broker (its data kept).
+        for name in ("leads-relay", "kafka"):
+            before = run.recorded()[name]
+            os.kill(before["pid"], signal.SIGKILL)
+            line = run.wait_line(lambda line, n=name: f"| {n} exited with -9 (SIGKILL)" in line, 30)
+            assert "restart 1 in 1 s" in line
+            wait_until(lambda n=name: (now := run.recorded().get(n)) and now["pid"] != before["pid"]
+                       and alive(now["pid"], now["start"]), 30, f"{name} restarted")
+        # Ready again: every service answers /readyz, and a new lead goes all the way through.
+        for key, port in PORTS.items():
+            if key.endswith("_HTTP_PORT"):
+                wait_until(lambda p=port: ready(p), 120, f"{key} ready after the restarts")
+        leads = f"http://127.0.0.1:{PORTS['CRM_LEADS_HTTP_PORT']}/v1/leads"
+        created = httpx.post(leads, headers=bearer("sales_rep"), timeout=10,
+                             json={"name": "After Restart", "email": "after@example.com", "channel": "web"})
+        assert created.status_code == 201, created.text
+        wait_until(lambda: report(PORTS)["assigned"] == 4, 120, "the new lead assigned and counted")
+        assert report(PORTS)["captured"] == 4
+        assert "Traceback" not in run.text()
+        recorded = run.recorded()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    deadline = time.monotonic() + 30
-    while any(listening(port) for port in all_ports):
-        assert time.monotonic() < deadline, [p for p in all_ports if listening(p)]
-        time.sleep(0.5)
-    assert proc.returncode == 0
+        code = run.stop()
+    wait_until(lambda: not [p for p in port_numbers(PORTS) if listening(p)], 30, "every port closed")
+    assert code == 0
+    assert not [name for name, entry in recorded.items() if alive(entry["pid"], entry["start"])]
+    # Every process stopped on SIGTERM within the grace period: none needed SIGKILL.
+    assert "run | stopped: every process ended on SIGTERM" in run.text(), "\n".join(run.own_lines()[-10:])
+    assert not (tmp_path / "run.json").exists()

@@ -12,14 +12,14 @@ import threading
 from pathlib import Path
 
 from crm_devstack.kafka_broker import REPO, broker_from_env
-from crm_devstack.processes import SPECS, Platform, http_url, port_env
+from crm_devstack.lifecycle import RunFile, StartError, busy_ports, say
+from crm_devstack.processes import BROKER, SPECS, Platform, RestartPolicy, http_url, port_env
 
 CACHE = REPO / ".cache"
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+class _Interrupted(BaseException):
+    """Ctrl-C or SIGTERM while the stack is still starting: stop waiting, stop everything."""
 
 
 def run(args) -> int:
@@ -28,33 +28,56 @@ def run(args) -> int:
     from crm_runtime.settings import PlatformSettings
 
     data = Path(os.environ.get("CRM_DATA_DIR", REPO / "data")).resolve()
-    broker = broker_from_env(CACHE, data / "kafka")
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    platform = None
+    run_file = RunFile(data)
     try:
-        broker.start()
-        # The token secret: CRM_AUTH_SECRET if set, else a random file made on the first run.
-        secret_path = Path(os.environ.get("CRM_AUTH_SECRET_FILE") or data / "auth-secret").resolve()
-        env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores"),
-               "CRM_AUTH_SECRET_FILE": str(secret_path)}
-        settings = PlatformSettings(kafka_bootstrap=broker.bootstrap, auth_secret_file=secret_path)
-        secret = auth_secret(settings, create=True)
+        left = run_file.claim()
+    except StartError as exc:
+        say(str(exc), "run")
+        return 1
+    if left:
+        say(f"stopped what an earlier run over {data} left running: {', '.join(left)}", "run")
+    broker = broker_from_env(CACHE, data / "kafka")
+    # The token secret: CRM_AUTH_SECRET if set, else a random file made on the first run.
+    secret_path = Path(os.environ.get("CRM_AUTH_SECRET_FILE") or data / "auth-secret").resolve()
+    settings = PlatformSettings(kafka_bootstrap=broker.bootstrap, auth_secret_file=secret_path)
+    secret = auth_secret(settings, create=True)
+    # The caller's CRM_* settings apply, except where the broker and stores are: those
+    # are the ones this command starts.
+    user = {k: v for k, v in os.environ.items() if k.startswith("CRM_")}
+    env = {"CRM_KAFKA_BOOTSTRAP": broker.bootstrap, "CRM_DATA_DIR": str(data / "stores"),
+           "CRM_AUTH_SECRET_FILE": str(secret_path)}
+    platform = Platform(env={**port_env(), **user, **env}, restart=RestartPolicy(),
+                        broker=broker, run_file=run_file)
+    stop = threading.Event()
+    starting = [True]
+
+    def on_signal(*_) -> None:
+        stop.set()
+        if starting[0]:
+            starting[0] = False
+            raise _Interrupted
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        busy = busy_ports(platform.ports())
+        if busy:
+            raise StartError(f"cannot start, ports are taken: {busy}. Stop those processes, "
+                             f"or move the stack with the variables named")
+        platform.start(BROKER)
+        broker.wait_listening()
         created = create_platform_topics(broker.bootstrap, settings.topic_prefix, settings.topic_partitions)
         print(f"kafka: topics ready ({len(created)} created)", flush=True)
-        # The caller's CRM_* settings apply, except where the broker and stores are: those
-        # are the ones this command just started.
-        user = {k: v for k, v in os.environ.items() if k.startswith("CRM_")}
-        platform = Platform(env={**port_env(), **user, **env})
         platform.start_all()
-        platform.wait_ready()
+        platform.wait_ready(timeout=180)
         print("\nThe platform is up (Ctrl-C stops everything):", flush=True)
         print(f"  kafka            {broker.bootstrap}")
         for spec in SPECS:
             if spec.serves_http:
                 grpc_port = platform.env[spec.env_prefix + "GRPC_PORT"]
                 print(f"  {spec.name:<16} {http_url(spec, platform.env)}  grpc 127.0.0.1:{grpc_port}")
-        print(f"  stores           {data / 'stores'}", flush=True)
+        print(f"  stores           {data / 'stores'}")
+        print(f"  processes        {run_file.path}", flush=True)
         demo = int(os.environ.get("DEMO_LEADS", "0") or 0)
         if demo > 0:
             from crm_devstack.demo import seed_leads
@@ -62,17 +85,26 @@ def run(args) -> int:
             leads = next(spec for spec in SPECS if spec.name == "leads")
             created = seed_leads(http_url(leads, platform.env), secret, demo)
             print(f"demo: {created} leads captured ({demo - created} were already there)", flush=True)
+        starting[0] = False
         parent = os.getppid()
-        while not stop.wait(1):
-            platform.check_alive()
+        while not stop.wait(0.5):
+            platform.check_alive()  # restarts what exited, with back-off
             if os.getppid() != parent:  # `make` was killed: take everything down with it
                 break
         return 0
+    except (StartError, TimeoutError) as exc:
+        say(str(exc), "run")
+        return 1
+    except _Interrupted:
+        return 0
     finally:
-        print("stopping…", flush=True)
-        if platform is not None:
-            platform.stop()
-        broker.stop()
+        starting[0] = False
+        if any(proc.poll() is None for proc in platform.procs.values()):
+            print("stopping…", flush=True)
+            if not platform.stop():
+                say("stopped: every process ended on SIGTERM", "run")
+        else:
+            platform.stop()  # nothing to stop; lets the data folder go
 
 
 def _with_private_broker(port: str, folder: str, data_env: str, cmd: list[str]) -> int:
@@ -110,7 +142,11 @@ def main() -> int:
     t.set_defaults(fn=test)
     sub.add_parser("bench", help="throughput figures against a private broker").set_defaults(fn=bench)
     args = parser.parse_args()
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except StartError as exc:  # a taken port, a broker that would not start: one line
+        say(str(exc), args.command)
+        return 1
 
 
 if __name__ == "__main__":

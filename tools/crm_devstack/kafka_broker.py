@@ -1,7 +1,8 @@
 """Resolve Apache Kafka with Maven, format a single-node KRaft storage, run the broker.
 
 The jars come from Maven Central through deploy/kafka/pom.xml into a cache folder, so a
-second run starts at once. The broker runs on the machine's Java 17 as a child process.
+second run starts at once. The broker runs on the machine's Java 17 as a child process that
+dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from crm_devstack.lifecycle import STOP_GRACE_SECONDS, StartError, busy_ports, die_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DEPLOY = REPO / "deploy" / "kafka"
@@ -72,7 +75,7 @@ class Broker:
             "java", "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{libs}/*", main, *args,
         ]
-        return subprocess.Popen(cmd, **kwargs)
+        return subprocess.Popen(cmd, preexec_fn=die_with_parent(), **kwargs)
 
     def _write_config(self) -> Path:
         template = string.Template((KAFKA_DEPLOY / "server.properties").read_text())
@@ -83,9 +86,16 @@ class Broker:
         ))
         return config
 
-    def start(self, timeout: float = 120.0) -> None:
-        if port_open(self.host, self.port):
-            raise RuntimeError(f"port {self.port} is taken: is another broker running?")
+    def ports(self) -> dict[str, tuple[str, int]]:
+        """What the broker binds, labelled for a message about a taken port."""
+        return {"CRM_KAFKA_PORT": (self.host, self.port),
+                "CRM_KAFKA_CONTROLLER_PORT": (self.host, self.controller_port)}
+
+    def launch(self) -> subprocess.Popen:
+        """Formats the storage the first time and starts the broker; does not wait for it.
+
+        The broker dies with this process (PR_SET_PDEATHSIG), so call it from the main thread.
+        """
         libs = ensure_jars(self.cache_dir)
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -99,34 +109,48 @@ class Broker:
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             out, _ = fmt.communicate(timeout=120)
             if fmt.returncode != 0:
-                raise RuntimeError(f"kafka storage format failed:\n{out.decode()}")
-        log = open(self.data_dir / "broker.log", "ab")
-        self.process = self._java(libs, "kafka.Kafka", str(config),
-                                  stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                raise StartError(f"kafka storage format failed:\n{out.decode()}")
+        with open(self.data_dir / "broker.log", "ab") as log:
+            self.process = self._java(libs, "kafka.Kafka", str(config),
+                                      stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        return self.process
+
+    def wait_listening(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not port_open(self.host, self.port):
+            if self.process is None or self.process.poll() is not None:
+                code = None if self.process is None else self.process.returncode
+                raise StartError(f"kafka exited with {code}; see {self.data_dir / 'broker.log'}")
+            if time.monotonic() > deadline:
+                raise StartError(f"kafka did not listen on {self.bootstrap} in {timeout:g} s; "
+                                 f"see {self.data_dir / 'broker.log'}")
+            time.sleep(0.3)
+        print(f"kafka: broker {kafka_version()} listening on {self.bootstrap}", flush=True)
+
+    def start(self, timeout: float = 120.0) -> None:
+        busy = busy_ports(self.ports())
+        if busy:
+            raise StartError(f"cannot start kafka: port {busy}")
+        self.launch()
         try:
-            deadline = time.monotonic() + timeout
-            while not port_open(self.host, self.port):
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"kafka exited with {self.process.returncode}; "
-                                       f"see {self.data_dir / 'broker.log'}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"kafka did not listen on {self.bootstrap} in {timeout}s")
-                time.sleep(0.3)
+            self.wait_listening(timeout)
         except BaseException:  # includes Ctrl-C while waiting: leave no broker behind
             self.stop()
             raise
-        print(f"kafka: broker {kafka_version()} listening on {self.bootstrap}", flush=True)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_GRACE_SECONDS) -> bool:
+        """SIGTERM, then SIGKILL after `timeout` seconds; True if it needed the kill."""
         if self.process is None or self.process.poll() is not None:
-            return
+            return False
         self.process.terminate()
         try:
             self.process.wait(timeout)
+            return False
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            return True
 
 
 def broker_from_env(cache_dir: Path, data_dir: Path) -> Broker:
