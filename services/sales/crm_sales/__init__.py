@@ -1,2 +1,3 @@
-"""Sales service. Runs with health, readiness, metrics, its store and its topic
-(crm.sales.events.v1); its domain arrives in the following issues."""
+"""Sales service: accounts and contacts (domain.py), their commands and queries
+(application.py), the query model behind lists (views.py), HTTP, gRPC and published events
+(adapters/). Events go to crm.sales.events.v1."""

@@ -1,17 +1,19 @@
 """The sales context, declared once: everything that runs it is derived from this."""
 
-from crm.sales.v1 import sales_pb2, sales_pb2_grpc
 from crm_runtime.context import Context
-from crm_runtime.grpc_server import Registration
+from crm_sales.adapters import grpc, http
+from crm_sales.adapters.messages import EVENTS
 from crm_sales.application import SalesApplication
+from crm_sales.permissions import ACCOUNTS, CONTACTS
 from crm_sales.settings import SalesSettings
 
 CONTEXT = Context(
     name="sales",
     settings=SalesSettings,
-    application=lambda settings: SalesApplication(settings.platform),
+    application=lambda settings: SalesApplication(settings.platform, settings.default_phone_region),
     topic="sales",
-    grpc=lambda app: [Registration(
-        sales_pb2_grpc.add_SalesServiceServicer_to_server, sales_pb2_grpc.SalesServiceServicer(),
-        sales_pb2.DESCRIPTOR.services_by_name["SalesService"])],
+    events=EVENTS,
+    http=http.routers,
+    grpc=grpc.registrations,
+    resources=(ACCOUNTS, CONTACTS),
 )

@@ -9,3 +9,6 @@ class SalesSettings(ServiceSettings):
     name: str = "sales"
     http_port: int = 8002
     grpc_port: int = 50052
+    relay_metrics_port: int = 9102
+    # Region used to read contacts' phone numbers written without a country code.
+    default_phone_region: str = "US"
