@@ -10,7 +10,7 @@ PROTOS := $(shell find proto -name '*.proto')
 # declares its context in crm_<name>/context.py, found by crm_runtime.context), the tools.
 PKG_DIRS := runtime $(sort $(wildcard services/*)) tools $(GEN) .
 
-.PHONY: run test setup venv proto kafka-jars postgres lock bench lint clean
+.PHONY: run test check setup venv proto kafka-jars postgres lock bench lint clean
 BUF_VERSION := v1.75.0
 BUF := .cache/bin/buf
 
@@ -21,8 +21,16 @@ run: setup
 test: setup postgres
 	$(PY) -m crm_devstack test -- $(PYTEST_ARGS)
 
+# Python lint and types (pyproject.toml): ruff everywhere, mypy with the runtime strict.
+# Every service package (services/*/crm_*) is checked, so a new context is too.
+TYPED_PKGS := crm_runtime $(notdir $(wildcard services/*/crm_*)) crm_devstack
+check: setup
+	$(PY) -m ruff check runtime services tools tests bench
+	$(PY) -m mypy $(addprefix -p ,$(TYPED_PKGS))
+
+# BENCH=steady_load.py (or throughput.py) runs one of the two.
 bench: setup
-	$(PY) -m crm_devstack bench
+	$(PY) -m crm_devstack bench $(BENCH)
 
 setup: venv proto kafka-jars
 

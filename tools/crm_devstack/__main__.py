@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -128,9 +129,16 @@ def test(args) -> int:
                                 [sys.executable, "-m", "pytest", *pytest_args])
 
 
+BENCHES = ("throughput.py", "steady_load.py")
+
+
 def bench(args) -> int:
-    return _with_private_broker("29092", "bench-data", "CRM_BENCH_DATA",
-                                [sys.executable, str(REPO / "bench" / "throughput.py")])
+    """Each figure against its baseline (bench/throughput.py), then the platform under steady
+    load (bench/steady_load.py); `make bench BENCH=steady_load.py` runs one of them."""
+    scripts = [args.script] if args.script else list(BENCHES)
+    script_list = " && ".join(f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO / 'bench' / name))}"
+                              for name in scripts)
+    return _with_private_broker("29092", "bench-data", "CRM_BENCH_DATA", ["bash", "-c", script_list])
 
 
 def main() -> int:
@@ -140,7 +148,9 @@ def main() -> int:
     t = sub.add_parser("test", help="the whole test suite against a private broker")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     t.set_defaults(fn=test)
-    sub.add_parser("bench", help="throughput figures against a private broker").set_defaults(fn=bench)
+    b = sub.add_parser("bench", help="throughput and steady-load figures against a private broker")
+    b.add_argument("script", nargs="?", choices=BENCHES, help="run only this one")
+    b.set_defaults(fn=bench)
     args = parser.parse_args()
     try:
         return args.fn(args)
