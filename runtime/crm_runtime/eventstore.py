@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import Mapper, PersistenceError, StoredEvent, TrackingRecorder
+from eventsourcing.persistence import Mapper, PersistenceError, ProcessRecorder, StoredEvent, TrackingRecorder
 
 from crm_runtime import tracing
 from crm_runtime.errors import InvalidField
@@ -110,6 +110,12 @@ class ServiceApplication(Application):
     def tracking_recorder(self) -> TrackingRecorder:
         """A tracking recorder in the same database (the relay keeps its position there)."""
         return retry_schema_race(self.factory.tracking_recorder)
+
+    def construct_recorder(self) -> ProcessRecorder:
+        """A process recorder: an application recorder that can also write a consumer's
+        position in the same transaction as the events it decided (`insert_events(...,
+        tracking=...)`), for `crm_runtime.consumer.EventStoreHandler`."""
+        return self.factory.process_recorder()
 
     def construct_mapper(self) -> Mapper:
         return self.factory.mapper(transcoder=self.construct_transcoder(),
