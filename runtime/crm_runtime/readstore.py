@@ -12,12 +12,14 @@ positions, so projections never skip each other's events, and a store that lacks
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import (BigInteger, Column, Connection, DateTime, Integer, MetaData, String, Table, create_engine, func,
-                        insert, select, update)
+from sqlalchemy import (BigInteger, Column, Connection, DateTime, Integer, MetaData, String, Table, create_engine, event,
+                        func, insert, select, update)
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -44,7 +46,32 @@ def make_engine(platform: PlatformSettings, name: str) -> Engine:
     platform.data_dir.mkdir(parents=True, exist_ok=True)
     path = (platform.data_dir / f"{name}.sqlite3").resolve()
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _sqlite_wal(dbapi_connection, _record) -> None:
+    # Readers (the API) never block the consumer's writes, and a commit is not an fsync of
+    # the whole journal. A crash can lose the last commits, never half of one: a lost
+    # commit takes its positions with it, so the consumer applies those events again.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(engine: Engine):
+    """SQLite takes one writer at a time; the partitions' threads queue here rather than in
+    SQLite's busy handler (which sleeps up to 100 ms between tries) or fail on a snapshot
+    that another writer moved. PostgreSQL needs no lock."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _write_locks_guard:
+        return _write_locks.setdefault(str(engine.url), threading.Lock())
 
 
 def processed_events_table(metadata: MetaData, prefix: str) -> Table:
@@ -140,6 +167,7 @@ class Projection:
             Column("partition", Integer, primary_key=True, quote=True),
             Column("offset", BigInteger, nullable=False, quote=True),
             Column("updated_at", DateTime(timezone=True), server_default=func.now()))
+        self._writing = _write_lock(self.engine)
         if create:
             self.create_tables()
 
@@ -158,11 +186,11 @@ class Projection:
     def apply(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        with self.engine.begin() as conn:
+        with self._writing, self.engine.begin() as conn:
             self.apply_in(conn, topic, partition, deliveries)
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
-        with self.engine.begin() as conn:
+        with self._writing, self.engine.begin() as conn:
             self._advance(conn, topic, partition, offset)
 
     # -- the transaction --
