@@ -10,7 +10,8 @@ prefix, broker) and
   BATCH_TEST_APP          faust app id (so the consumer group)
   BATCH_TEST_PROJECTIONS  "name:max_batch,..." (default "batched:500")
   BATCH_TEST_FAIL_SUBJECT events of this subject raise ValueError (a poison event)
-  BATCH_TEST_STUCK_FILE   while this file exists, every event raises TransientError
+  BATCH_TEST_STUCK_FILE   while this file exists, events raise TransientError (a store down)
+  BATCH_TEST_STUCK_SUBJECT  ... only the events of this subject (default: all)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class BatchTestSettings(ServiceSettings):
     projections: str = "batched:500"
     fail_subject: str = ""
     stuck_file: str = ""
+    stuck_subject: str = ""
 
 
 class TestProjection(Projection):
@@ -47,7 +49,7 @@ class TestProjection(Projection):
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, engine, name: str, fail_subject: str = "", stuck_file: str = ""):
+    def __init__(self, engine, name: str, fail_subject: str = "", stuck_file: str = "", stuck_subject: str = ""):
         metadata = MetaData()
         self.subjects = Table(f"{name}_subjects", metadata,
                               Column("subject", String(64), primary_key=True),
@@ -58,6 +60,7 @@ class TestProjection(Projection):
                              Column("size", Integer, nullable=False))
         self.fail_subject = fail_subject
         self.stuck_file = Path(stuck_file) if stuck_file else None
+        self.stuck_subject = stuck_subject
         super().__init__(engine, name, self.apply_subject, metadata)
 
     def apply_in(self, conn, topic, partition, deliveries):
@@ -65,7 +68,8 @@ class TestProjection(Projection):
         return super().apply_in(conn, topic, partition, deliveries)
 
     def apply_subject(self, conn: Connection, envelope: EventEnvelope) -> None:
-        if self.stuck_file is not None and self.stuck_file.exists():
+        if (self.stuck_file is not None and self.stuck_file.exists()
+                and self.stuck_subject in ("", envelope.subject)):
             raise consumer.TransientError("the test keeps this store unavailable")
         if envelope.subject == self.fail_subject:
             raise ValueError(f"poison event {envelope.id}")
@@ -101,7 +105,7 @@ def build(settings: BatchTestSettings):
     for spec in settings.projections.split(","):
         name, _, max_batch = spec.partition(":")
         projection = open_projection(platform, name, fail_subject=settings.fail_subject,
-                                     stuck_file=settings.stuck_file)
+                                     stuck_file=settings.stuck_file, stuck_subject=settings.stuck_subject)
         consumer.EventConsumer(app, [topic], registry, projection, name=name, max_batch=int(max_batch or 500))
     return app
 

@@ -287,22 +287,26 @@ def test_sigterm_stops_a_worker_stuck_on_a_transient_failure_and_the_event_is_ap
         any_platform, topic, producer, workers, tmp_path):
     stuck = tmp_path / "store-down"
     stuck.touch()
-    worker = workers(any_platform, stuck_file=str(stuck))
+    worker = workers(any_platform, stuck_file=str(stuck), stuck_subject="lead-stuck")
     worker.start()
-    key, value, hdrs = lead_event("lead-stuck", 1)
-    producer.send(topic, key=key, value=value, headers=hdrs, partition=1)
+    for subject, partition in (("lead-stuck", 1), ("lead-free", 0)):
+        key, value, hdrs = lead_event(subject, 1)
+        producer.send(topic, key=key, value=value, headers=hdrs, partition=partition)
     producer.flush()
+    projection = open_projection(any_platform, "batched")
+    # Partition 1 waits behind its event; partition 0 goes on meanwhile.
+    wait_for(lambda: worker.alive() or projection.table() == {"lead-free": (1, "1")}, timeout=60,
+             what="the other partition applied")
     wait_for(lambda: worker.alive() or worker.log().count("consumer.retrying") >= 3, timeout=60,
              what="the worker retrying the event")
     assert worker.terminate(within=10) < 10
 
-    projection = open_projection(any_platform, "batched")
-    assert projection.table() == {} and projection.positions() == {}
+    assert projection.table() == {"lead-free": (1, "1")} and projection.positions() == {(topic, 0): 0}
     stuck.unlink()
     worker.start()
-    wait_for(lambda: worker.alive() or projection.table() == {"lead-stuck": (1, "1")}, timeout=60,
-             what="the event applied after the restart")
-    assert projection.positions() == {(topic, 1): 0}
+    wait_for(lambda: worker.alive() or projection.table() == {"lead-free": (1, "1"), "lead-stuck": (1, "1")},
+             timeout=60, what="the event applied after the restart")
+    assert projection.positions() == {(topic, 0): 0, (topic, 1): 0}
     assert "consumer.dead_lettered" not in worker.log()
     worker.terminate()
 
