@@ -13,8 +13,12 @@ For each store (SQLite, PostgreSQL: a fresh database, dropped afterwards):
    counted from the first batch started to the last committed; the same for a consumer
    taking one event per transaction (max_batch=1, the first release's behaviour) on a
    smaller backlog, as the baseline;
-2. latency: records produced at a steady rate (200/s by default) for some seconds while
-   the consumer runs; the latency of an event is from its send to its batch's commit.
+2. latency: records produced at a steady rate (200/s by default, by another process) for
+   some seconds while the consumer runs; an event's latency is from its send to the commit
+   of its batch.
+
+Each with a projection writing an upsert per event (as the lead report does today) and
+with a set-based one (`Projection(apply_events=...)`: one statement per batch).
 
 Figures only, no asserts.
 """
@@ -34,6 +38,7 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from crm.leads.v1 import leads_pb2
 from crm_runtime import consumer, logs
@@ -51,36 +56,50 @@ PARTITIONS = 3
 
 
 class LeadProjection(Projection):
-    """A lead read model (as analytics keeps one), timing each batch it commits."""
+    """A lead read model (as analytics keeps one), timing each batch it commits.
 
-    def __init__(self, engine, name: str):
+    `set_based=False`: an upsert per event (select, then insert or update), as the lead
+    report is written today; `True`: one INSERT ... ON CONFLICT DO UPDATE per batch."""
+
+    def __init__(self, engine, name: str, set_based: bool = False):
         metadata = MetaData()
         self.leads = Table(f"{name}_leads", metadata,
                            Column("lead_id", String(64), primary_key=True),
                            Column("channel", String(32)),
                            Column("captured_at", DateTime(timezone=True)))
-        super().__init__(engine, name, self.upsert, metadata)
+        if set_based:
+            super().__init__(engine, name, metadata=metadata, apply_events=self.upsert_all)
+        else:
+            super().__init__(engine, name, self.upsert, metadata)
         self.lock = threading.Lock()
         self.first_started: float | None = None
         self.applied = 0
         self.last_committed = 0.0
         self.latencies: list[float] = []  # send -> commit
-        self.waits: list[float] = []  # send -> its batch handed to the store
-        self.apply_seconds: list[float] = []
         self.batch_sizes: list[int] = []
 
-    def upsert(self, conn: Connection, envelope: EventEnvelope) -> None:
+    @staticmethod
+    def values(envelope: EventEnvelope) -> dict:
         message = envelope.message
-        t = self.leads
-        values = dict(channel=leads_pb2.Channel.Name(message.channel).removeprefix("CHANNEL_").lower(),
-                      captured_at=message.captured_at.ToDatetime(tzinfo=timezone.utc))
-        if conn.execute(select(t.c.lead_id).where(t.c.lead_id == message.lead_id)).first():
-            conn.execute(update(t).where(t.c.lead_id == message.lead_id).values(**values))
+        return dict(channel=leads_pb2.Channel.Name(message.channel).removeprefix("CHANNEL_").lower(),
+                    captured_at=message.captured_at.ToDatetime(tzinfo=timezone.utc))
+
+    def upsert(self, conn: Connection, envelope: EventEnvelope) -> None:
+        lead_id, t = envelope.message.lead_id, self.leads
+        if conn.execute(select(t.c.lead_id).where(t.c.lead_id == lead_id)).first():
+            conn.execute(update(t).where(t.c.lead_id == lead_id).values(**self.values(envelope)))
         else:
-            conn.execute(insert(t).values(lead_id=message.lead_id, **values))
+            conn.execute(insert(t).values(lead_id=lead_id, **self.values(envelope)))
+
+    def upsert_all(self, conn: Connection, envelopes) -> None:
+        rows = {e.message.lead_id: {"lead_id": e.message.lead_id, **self.values(e)} for e in envelopes}  # last wins
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = dialect_insert(self.leads).values(list(rows.values()))
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=[self.leads.c.lead_id],
+            set_={"channel": statement.excluded.channel, "captured_at": statement.excluded.captured_at}))
 
     def apply(self, topic, partition, deliveries):
-        started = time.time()
         with self.lock:
             if self.first_started is None:
                 self.first_started = time.perf_counter()
@@ -90,8 +109,6 @@ class LeadProjection(Projection):
             self.applied += len(deliveries)
             self.last_committed = now
             self.batch_sizes.append(len(deliveries))
-            self.apply_seconds.append(wall - started)
-            self.waits.extend(started - d.envelope.time.timestamp() for d in deliveries)
             self.latencies.extend(wall - d.envelope.time.timestamp() for d in deliveries)
 
     def count(self) -> int:
@@ -166,59 +183,56 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_store(platform: PlatformSettings) -> dict[str, str]:
-    figures: dict[str, str] = {}
-    engine = make_engine(platform, "consumerbench")
-
-    # 1. backlog, batches
-    topic = f"{platform.topic_prefix}bench.batched"
+def backlog(platform: PlatformSettings, engine, name: str, n: int, *, set_based: bool, max_batch: int) -> str:
+    """Events/s projecting a backlog of `n` records, first batch started to last committed."""
+    topic = f"{platform.topic_prefix}bench.{name}"
     create_topics(platform.kafka_bootstrap, [topic, f"{topic}.dlq"], PARTITIONS)
-    produce(platform.kafka_bootstrap, topic, records(N))
-    batched = LeadProjection(engine, "batched")
-    distinct = len({k for k, _, _ in records(N)})
-    asyncio.run(consume(platform, topic, batched, max_batch=500,
-                        until=lambda: batched.applied >= N and batched.count() >= distinct))
-    seconds = batched.last_committed - batched.first_started
-    figures["batched events/s"] = f"{N / seconds:,.0f}  ({N} events in {seconds:.2f} s, " \
-                                  f"mean batch {statistics.mean(batched.batch_sizes):.0f})"
+    produce(platform.kafka_bootstrap, topic, records(n))
+    projection = LeadProjection(engine, name, set_based)
+    distinct = len({k for k, _, _ in records(n)})
+    asyncio.run(consume(platform, topic, projection, max_batch=max_batch,
+                        until=lambda: projection.applied >= n and projection.count() >= distinct))
+    seconds = projection.last_committed - projection.first_started
+    return f"{n / seconds:>7,.0f}  ({n} events in {seconds:.1f} s, mean batch {statistics.mean(projection.batch_sizes):.0f})"
 
-    # 1b. the same, one event per transaction
-    topic1 = f"{platform.topic_prefix}bench.single"
-    create_topics(platform.kafka_bootstrap, [topic1, f"{topic1}.dlq"], PARTITIONS)
-    produce(platform.kafka_bootstrap, topic1, records(BASELINE_N))
-    single = LeadProjection(engine, "single")
-    asyncio.run(consume(platform, topic1, single, max_batch=1, until=lambda: single.applied >= BASELINE_N))
-    seconds1 = single.last_committed - single.first_started
-    figures["one per transaction events/s"] = f"{BASELINE_N / seconds1:,.0f}  ({BASELINE_N} events, baseline)"
 
-    # 2. latency at a steady rate
-    topic2 = f"{platform.topic_prefix}bench.latency"
-    create_topics(platform.kafka_bootstrap, [topic2, f"{topic2}.dlq"], PARTITIONS)
-    steady = LeadProjection(engine, "steady")
+def steady(platform: PlatformSettings, engine, name: str, *, set_based: bool) -> str:
+    """Latency, send to commit, of records produced at RATE per second for RATE_SECONDS."""
+    topic = f"{platform.topic_prefix}bench.{name}"
+    create_topics(platform.kafka_bootstrap, [topic, f"{topic}.dlq"], PARTITIONS)
+    projection = LeadProjection(engine, name, set_based)
     sent: list[int] = []
 
     def producer_thread():
         # One record first, so that the run starts with the consumer assigned and warm.
-        produce(platform.kafka_bootstrap, topic2, records(1, 10_000_000, now=True))
-        while steady.applied < 1:
+        produce(platform.kafka_bootstrap, topic, records(1, 10_000_000, now=True))
+        while projection.applied < 1:
             time.sleep(0.05)
-        with steady.lock:
-            steady.latencies.clear()
-        sent.append(1 + produce_at_rate(platform.kafka_bootstrap, topic2, RATE, RATE_SECONDS, 20_000_000))
+        with projection.lock:
+            projection.latencies.clear()
+            projection.batch_sizes.clear()
+        sent.append(1 + produce_at_rate(platform.kafka_bootstrap, topic, RATE, RATE_SECONDS, 20_000_000))
 
     thread = threading.Thread(target=producer_thread, daemon=True)
     thread.start()
-    asyncio.run(consume(platform, topic2, steady, max_batch=500,
-                        until=lambda: bool(sent) and steady.applied >= sent[0]))
+    asyncio.run(consume(platform, topic, projection, max_batch=500,
+                        until=lambda: bool(sent) and projection.applied >= sent[0]))
     thread.join()
-    lat = [x * 1000 for x in steady.latencies]
-    waits = [x * 1000 for x in steady.waits[-len(lat):]]
-    figures[f"latency at {RATE:.0f}/s (ms)"] = (f"p50 {percentile(lat, 0.50):.0f}, p95 {percentile(lat, 0.95):.0f}, "
-                                               f"p99 {percentile(lat, 0.99):.0f}, max {max(lat):.0f}  "
-                                               f"({len(lat)} events over {RATE_SECONDS:.0f} s, send to commit)")
-    figures["  of which until applied (ms)"] = (f"p50 {percentile(waits, 0.50):.0f}, p99 {percentile(waits, 0.99):.0f}; "
-                                               f"mean batch {statistics.mean(steady.batch_sizes):.1f}, "
-                                               f"apply p50 {percentile(steady.apply_seconds, 0.5) * 1000:.0f} ms")
+    lat = [x * 1000 for x in projection.latencies]
+    return (f"p50 {percentile(lat, 0.50):.0f}, p95 {percentile(lat, 0.95):.0f}, p99 {percentile(lat, 0.99):.0f}, "
+            f"max {max(lat):.0f}  ({len(lat)} events, mean batch {statistics.mean(projection.batch_sizes):.1f})")
+
+
+def bench_store(platform: PlatformSettings) -> dict[str, str]:
+    engine = make_engine(platform, "consumerbench")
+    figures = {
+        "batches, upsert per event  ev/s": backlog(platform, engine, "per_event", N, set_based=False, max_batch=500),
+        "batches, set-based upsert  ev/s": backlog(platform, engine, "set_based", N, set_based=True, max_batch=500),
+        "one event per transaction  ev/s": backlog(platform, engine, "single", BASELINE_N, set_based=False,
+                                                   max_batch=1) + " (baseline: the first release)",
+        f"latency ms at {RATE:.0f}/s, per event": steady(platform, engine, "steady_per_event", set_based=False),
+        f"latency ms at {RATE:.0f}/s, set-based": steady(platform, engine, "steady_set_based", set_based=True),
+    }
     engine.dispose()
     return figures
 
@@ -262,7 +276,7 @@ def main(bootstrap: str) -> None:
     for store, figures in results.items():
         print(f"  {store}")
         for name, value in figures.items():
-            print(f"    {name:<32} {value}")
+            print(f"    {name:<34} {value}")
 
 
 def with_private_broker() -> str:
