@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import threading
 import subprocess
 import sys
 import time
@@ -50,6 +52,8 @@ class Worker:
             "CRM_STORE": platform.store,
             "CRM_DATA_DIR": str(platform.data_dir),
             "CRM_POSTGRES_DBNAME": platform.postgres_dbname,
+            "CRM_POSTGRES_HOST": platform.postgres_host,
+            "CRM_POSTGRES_PORT": str(platform.postgres_port),
             "CRM_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
             "BATCH_TEST_APP": app,
             **{f"BATCH_TEST_{k.upper()}": v for k, v in env.items()},
@@ -331,3 +335,72 @@ def test_a_worker_whose_stdout_is_a_closed_pipe_loses_no_event(any_platform, top
 def read_topic_now(bootstrap: str, topic: str) -> list:
     total = sum(end_offsets(bootstrap, topic).values())
     return read_topic(bootstrap, topic, lambda records: len(records) >= total) if total else []
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL that can stop answering (a store that hangs, connections
+    open, nothing coming back)."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frozen = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_sigterm_stops_a_worker_whose_store_hangs(any_platform, topic, producer, workers):
+    if any_platform.store == "sqlite":
+        pytest.skip("a hanging server needs a network store")
+    proxy = FreezableProxy(any_platform.postgres_host, any_platform.postgres_port)
+    try:
+        via_proxy = any_platform.model_copy(update={"postgres_port": proxy.port})
+        worker = workers(via_proxy)
+        worker.start()
+        projection = open_projection(any_platform, "batched")
+        key, value, hdrs = lead_event("lead-h", 1)
+        producer.send(topic, key=key, value=value, headers=hdrs, partition=0)
+        producer.flush()
+        wait_for(lambda: worker.alive() or projection.table() == {"lead-h": (1, "1")}, timeout=60,
+                 what="the first event applied")
+        proxy.frozen.set()  # from now on the store never answers
+        for seq in (2, 3):
+            key, value, hdrs = lead_event("lead-h", seq)
+            producer.send(topic, key=key, value=value, headers=hdrs, partition=0)
+        producer.flush()
+        time.sleep(3)  # the batch is in flight, its thread waiting on the store
+        assert worker.terminate(within=10) < 10
+    finally:
+        proxy.close()
+    assert projection.table() == {"lead-h": (1, "1")}
+    restarted = workers(any_platform)
+    restarted.start()
+    wait_for(lambda: restarted.alive() or projection.table() == {"lead-h": (3, "1,2,3")}, timeout=60,
+             what="the events in flight applied once after the restart")
+    restarted.terminate()
