@@ -62,7 +62,7 @@ BATCH_SECONDS = Histogram("crm_consumer_batch_seconds", "Time to apply one batch
 
 # A worker asked to stop exits within this many seconds, even when Kafka, the store or a
 # peer does not answer (a stuck thread or a broker that never acknowledges cannot hold it).
-STOP_DEADLINE_SECONDS = float(os.environ.get("CRM_CONSUMER_STOP_DEADLINE_SECONDS", "8"))
+STOP_DEADLINE_SECONDS = 8.0
 
 Handler = Callable[[EventEnvelope], Awaitable[Any]]  # the per-event handler of the first release
 
