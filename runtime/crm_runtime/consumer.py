@@ -1,38 +1,75 @@
-"""The consumer side, for the faust apps: decode by ce_type, retry, dead-letter, carry on.
+"""The consumer side, for the faust apps: partitions in parallel, records in batches, each
+batch applied in one store transaction together with the partition's new position.
 
-A handler receives decoded `EventEnvelope`s with the producer's trace context bound. What
-it does must be idempotent per event id (see `readstore.ReadStore.apply_once`): delivery
-is at-least-once and the relay may re-send. A record that cannot be decoded, or whose
-handler keeps failing, goes to `<topic>.dlq` with the reason in the `dlq_reason` header.
-A `TransientError` (a peer down or slow) is retried with back-off until it succeeds, so
-the event is neither skipped nor dead-lettered while the peer recovers.
+A `BatchHandler` (a projection, a process application) owns its effects, the ids of the
+events it applied (so the same event twice changes nothing) and its position per
+partition, all in its own store and written in one transaction. `EventConsumer` feeds it:
+
+- every partition has its own faust actor (`isolated_partitions=True`), so partitions are
+  processed concurrently and each in order;
+- records are taken in batches (whatever arrived, up to `max_batch`, within `max_wait`);
+  records at or below the stored position are skipped; a record that cannot be decoded
+  goes to `<topic>.dlq` at once; the rest is applied in a thread, in one transaction;
+- a transient failure (`is_transient`: a store, a peer or a race) is retried with back-off
+  until it succeeds; any other failure makes the batch fall back to one event at a time,
+  so that only the failing event is retried (`max_attempts`) and then dead-lettered, its
+  position recorded past it, and the rest applied;
+- when a partition is assigned, the Kafka consumer is moved to the stored position + 1
+  (the beginning when the store has none), as Kafka Connect sinks do. The consumer
+  group's offsets are only a hint, so a new, switched or restored store replays what it
+  lacks by itself, and a rebuild needs no consumer-group surgery.
+
+Records are acknowledged to faust only after their batch is committed; faust's own
+acknowledgement matters little anyway, since the position in the store decides where a
+partition resumes. On SIGTERM a worker stops within `STOP_DEADLINE_SECONDS` whatever is
+unreachable: the batch in flight is neither committed by us nor skipped, and it is seen
+again after the restart.
+
+Retries use tenacity, one named policy per concern (`retry_transient`,
+`retry_faulty_event`, `retry_dead_letter`, `retry_positions`, `retry_consumer_fault`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import faust
-from prometheus_client import Counter
+from faust.transport.drivers import aiokafka as _kafka_driver
+from prometheus_client import Counter, Gauge, Histogram
+from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, retry_if_exception_type, stop_after_attempt,
+                      stop_never, wait_exponential, wait_random)
 
-from crm_runtime import logs, tracing
+from crm_runtime import logs, retries, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
 from crm_runtime.settings import PlatformSettings, ServiceSettings
 from crm_runtime.topics import dead_letter_topic
 
 log = logs.get(__name__)
 
-CONSUMED = Counter("crm_consumer_events_total", "Events handled", ["consumer", "topic", "outcome"])
+CONSUMED = Counter("crm_consumer_events_total", "Records handled", ["consumer", "topic", "outcome"])
+POSITION = Gauge("crm_consumer_position", "Offset of the last record applied", ["consumer", "topic", "partition"])
+LAG = Gauge("crm_consumer_lag", "Records of the partition not applied yet", ["consumer", "topic", "partition"])
+BATCH_SECONDS = Histogram("crm_consumer_batch_seconds", "Time to apply one batch", ["consumer"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
-Handler = Callable[[EventEnvelope], Awaitable[Any]]
+# A worker asked to stop exits within this many seconds, even when Kafka, the store or a
+# peer does not answer (a stuck thread or a broker that never acknowledges cannot hold it).
+STOP_DEADLINE_SECONDS = 8.0
+
+Handler = Callable[[EventEnvelope], Awaitable[Any]]  # the per-event handler of the first release
 
 
-class TransientError(Exception):
-    """The effect could not be completed now but will succeed later (retry, never skip)."""
+# The one "retry, never skip" error of the platform (the dispatcher raises it too).
+TransientError = retries.TransientError
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -54,7 +91,150 @@ def is_transient(exc: BaseException) -> bool:
                             ConnectionError, TimeoutError, asyncio.TimeoutError))
 
 
-def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust.App:
+# --- retry policies (tenacity), one per concern -------------------------------------------
+
+def backoff():
+    """Capped exponential back-off with a little jitter: 0.2 s, 0.4 s, ... 10 s."""
+    return wait_exponential(multiplier=0.2, max=10.0) + wait_random(0, 0.05)
+
+
+def _log_retry(event: str, **context: Any) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(event, error=repr(exc), attempt=state.attempt_number,
+                    retry_in=round(state.upcoming_sleep, 3), **context)
+    return before_sleep
+
+
+def retry_transient(**context: Any) -> AsyncRetrying:
+    """A store, a peer or a race failed (`is_transient`): again, with back-off, until it
+    succeeds. Anything else is raised at once. Cancellation (shutdown) is never retried."""
+    return AsyncRetrying(retry=retry_if_exception(is_transient), stop=stop_never, wait=backoff(),
+                         reraise=True, before_sleep=_log_retry("consumer.retrying", **context))
+
+
+def retry_faulty_event(max_attempts: int, **context: Any) -> AsyncRetrying:
+    """An event whose effect keeps failing for another reason: `max_attempts` tries in all,
+    then the last error is raised (and the event dead-lettered by the caller)."""
+    return AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_after_attempt(max_attempts),
+                         wait=backoff(), reraise=True, before_sleep=_log_retry("consumer.error", **context))
+
+
+def retry_dead_letter(**context: Any) -> AsyncRetrying:
+    """A dead letter must be acknowledged by Kafka before the source moves on: resend until it is."""
+    return AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_never, wait=backoff(),
+                         reraise=True, before_sleep=_log_retry("consumer.dead_letter_retry", **context))
+
+
+def retry_positions(**context: Any) -> AsyncRetrying:
+    """Reading the stored positions when partitions are assigned: nothing can be consumed
+    without them, so again until the store answers (bounded by faust's rebalance timeout)."""
+    return AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_never, wait=backoff(),
+                         reraise=True, before_sleep=_log_retry("consumer.positions_retry", **context))
+
+
+def retry_consumer_fault(**context: Any) -> AsyncRetrying:
+    """A failure of the consumer's own code around a batch: nothing may escape the agent
+    (faust would move on), so the whole batch is processed again."""
+    return AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_never, wait=backoff(),
+                         reraise=True, before_sleep=_log_retry("consumer.process_failed", **context))
+
+
+# --- what a handler sees -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded record."""
+
+    envelope: EventEnvelope
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as it came from Kafka (what a dead letter carries)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A projection or process: effects, event ids and positions in its own store.
+
+    `positions`, `apply` and `advance` are synchronous and called in a thread.
+    """
+
+    name: str  # unique per projection/handler: names its processed-events record and its positions
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> offset of the last record applied (or passed)."""
+        ...
+
+    def apply(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
+        """In ONE store transaction: the effects of the events not seen before, their ids,
+        and the partition's position (the last delivery's offset). Raises to fail the batch."""
+        ...
+
+    def advance(self, topic: str, partition: int, offset: int) -> None:
+        """Records the position alone (past a dead-lettered or undecodable record); never
+        moves a position back."""
+        ...
+
+
+# --- the faust app -------------------------------------------------------------------------
+
+class _PositionedConsumer(_kafka_driver.Consumer):
+    """faust's Kafka consumer, except that when partitions are assigned, those a
+    `BatchHandler` consumes start where its store says (faust calls `seek_to_committed`
+    once the assignment is complete, before any record of it is fetched)."""
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        offsets = dict(await super().seek_to_committed())
+        assigned = self.assignment()
+        targets: dict[Any, int | None] = {}
+        for source in getattr(self.app, "position_sources", ()):
+            for tp, target in (await source.stored_targets(assigned)).items():
+                # Two handlers on one partition: the earlier position wins; each skips what it has.
+                if tp not in targets:
+                    targets[tp] = target
+                elif targets[tp] is not None and (target is None or target < targets[tp]):
+                    targets[tp] = target
+        if not targets:
+            return offsets
+        unknown = [tp for tp, target in targets.items() if target is None]
+        earliest = dict(await self.earliest_offsets(*unknown)) if unknown else {}
+        resolved = {tp: (target if target is not None else int(earliest.get(tp) or 0))
+                    for tp, target in targets.items()}
+        await self.seek_wait(resolved)
+        log.info("consumer.seeked_to_stored_positions",
+                 positions={f"{tp.topic}:{tp.partition}": offset for tp, offset in sorted(resolved.items())})
+        offsets.update(resolved)
+        return offsets
+
+
+class _Transport(_kafka_driver.Transport):
+    Consumer = _PositionedConsumer
+
+
+class PlatformApp(faust.App):
+    """A faust app whose consumers start each partition at the position their store holds."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.position_sources: list[EventConsumer] = []
+
+    def _new_transport(self):
+        return _Transport(self.conf.broker_consumer, self)
+
+
+def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> PlatformApp:
     settings: dict[str, Any] = dict(
         broker=f"kafka://{platform.kafka_bootstrap}",
         key_serializer="raw",
@@ -72,6 +252,10 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust
         # A killed worker's partitions move to the survivors after this long, not 60 s.
         broker_session_timeout=platform.consumer_session_timeout_seconds,
         broker_heartbeat_interval=max(1.0, platform.consumer_session_timeout_seconds / 4),
+        # Neither a rebalance nor a shutdown waits for the batch in flight (it may be stuck
+        # retrying a store that is down): it is not acknowledged, and positions are in the
+        # store, so whoever gets the partition next starts from what was committed.
+        stream_wait_empty=False,
     )
     settings.update(overrides)
     name = f"{platform.topic_prefix}{app_id}"
@@ -79,100 +263,347 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> faust
     datadir = (platform.data_dir / "faust" / name).resolve()
     datadir.parent.mkdir(parents=True, exist_ok=True)
     settings.setdefault("datadir", str(datadir))
-    return faust.App(name, **settings)
+    return PlatformApp(name, **settings)
 
 
-def backoff(attempt: int, base: float = 0.2, cap: float = 10.0) -> float:
-    return min(cap, base * 2 ** min(attempt, 16))
+# --- the consumer --------------------------------------------------------------------------
 
-
-async def _until_it_succeeds(action: Callable[[], Awaitable[Any]], event: str) -> None:
-    """Runs `action` again, with back-off, until it completes without raising."""
-    attempt = 0
-    while True:
-        try:
-            await action()
-            return
-        except Exception as exc:  # noqa: BLE001 - logged, then retried
-            delay = backoff(attempt)
-            attempt += 1
-            log.warning(event, error=repr(exc), attempt=attempt, retry_in=delay, exc_info=True)
-            await asyncio.sleep(delay)
+def _raw(app: faust.App, *topics: str):
+    return app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 class EventConsumer:
-    """Binds one handler to one topic of a faust app."""
+    """Binds one `BatchHandler` to one or more topics of a faust app: one agent, one actor
+    per assigned partition.
 
-    def __init__(self, app: faust.App, topic: str, registry: EventRegistry, handler: Handler,
-                 *, name: str, max_attempts: int = 5):
+    A plain async per-event `handler(envelope)` (the first release's API) is still
+    accepted: it is called one event at a time, and positions stay in the consumer group.
+    """
+
+    def __init__(self, app: faust.App, topics: Sequence[str] | str, registry: EventRegistry,
+                 handler: BatchHandler | Handler, *, name: str, max_batch: int = 500,
+                 max_wait: float = 0.02, max_attempts: int = 5):
         self.app = app
         self.name = name
+        self.topic_names = [topics] if isinstance(topics, str) else list(topics)
         self.registry = registry
         self.handler = handler
+        self.max_batch = max_batch
+        self.max_wait = max_wait
         self.max_attempts = max_attempts
-        self.topic_name = topic
-        self.topic = app.topic(topic, key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw")
-        self.dead_letters = app.topic(dead_letter_topic(topic), key_type=bytes, value_type=bytes,
-                                      key_serializer="raw", value_serializer="raw")
-        app.agent(self.topic, name=f"{name}-{topic}")(self._agent)
+        self.positioned = isinstance(handler, BatchHandler)
+        if not self.positioned and not callable(handler):
+            raise TypeError(f"{handler!r} is neither a BatchHandler nor an event handler")
+        # (topic, partition) -> last offset applied or passed; None: the store has none.
+        self._positions: dict[tuple[str, int], int | None] = {}
+        self._dead_letter_topics = {topic: _raw(app, dead_letter_topic(topic)) for topic in self.topic_names}
+        if self.positioned:
+            if isinstance(app, PlatformApp):
+                app.position_sources.append(self)
+            else:
+                log.warning("consumer.no_seek", consumer=name,
+                            hint="use crm_runtime.consumer.make_app: this app resumes from group offsets")
+        app.agent(_raw(app, *self.topic_names), name=name, isolated_partitions=True)(self._agent)
+
+    @property
+    def topic_name(self) -> str:
+        return self.topic_names[0]
+
+    # -- faust side --
 
     async def _agent(self, stream) -> None:
-        # Nothing may escape: faust acknowledges the in-flight record when an agent raises,
-        # which would skip it with no dead letter. So an unexpected failure is retried.
-        async for event in stream.events():
-            await _until_it_succeeds(
-                lambda: self.process(event.key, event.value, event.headers, event.message),
-                "consumer.process_failed")
+        async for events in stream.noack_take(self.max_batch, within=self.max_wait):
+            records: dict[tuple[str, int], list[Record]] = {}
+            for event in events:
+                message = event.message
+                records.setdefault((message.topic, message.partition), []).append(Record(
+                    message.topic, message.partition, message.offset, message.key, message.value,
+                    message.headers))
+            for (topic, partition), batch in records.items():
+                # Nothing may escape (faust would carry on past the batch): retried until done.
+                await retry_consumer_fault(consumer=self.name, topic=topic, partition=partition)(
+                    self.process_batch, topic, partition, batch)
+            for event in events:  # only now: the batch is committed, dead-lettered or passed
+                await stream.ack(event)
 
-    async def process(self, key: bytes | None, value: bytes | None, headers: Any, message: Any) -> str:
+    async def stored_targets(self, assigned: Iterable[Any]) -> dict[Any, int | None]:
+        """For the assigned partitions of this consumer's topics: where to start reading
+        (the stored position + 1, or None for the beginning). Reloads the cached positions."""
+        mine = [tp for tp in assigned if tp.topic in self.topic_names]
+        if not mine or not self.positioned:
+            return {}
+        positions = await retry_positions(consumer=self.name)(asyncio.to_thread, self.handler.positions)
+        targets: dict[Any, int | None] = {}
+        for tp in mine:
+            position = positions.get((tp.topic, tp.partition))
+            self._positions[(tp.topic, tp.partition)] = position
+            targets[tp] = None if position is None else position + 1
+        return targets
+
+    # -- the batch --
+
+    async def process_batch(self, topic: str, partition: int, records: Sequence[Record]) -> dict[str, int]:
+        """Skips what the store has, dead-letters what cannot be decoded, applies the rest.
+
+        Returns the count per outcome. Raises only when cancelled (shutdown, revocation),
+        and then nothing of the batch is recorded as done by this call.
+        """
+        outcomes = {"handled": 0, "skipped": 0, "dead-lettered": 0}
+        position = await self._position(topic, partition)
+        fresh = [r for r in records if position is None or r.offset > position]
+        outcomes["skipped"] = len(records) - len(fresh)
+        if not fresh:
+            self._count(topic, outcomes)
+            return outcomes
+        deliveries: list[Delivery] = []
+        by_offset: dict[int, Record] = {}
+        for record in fresh:
+            try:
+                envelope = self.registry.decode(record.headers, record.value)
+            except PoisonMessage as exc:
+                await self.dead_letter(record, exc.reason)
+                outcomes["dead-lettered"] += 1
+                continue
+            deliveries.append(Delivery(envelope, topic, partition, record.offset))
+            by_offset[record.offset] = record
+        started = time.perf_counter()
+        if deliveries:
+            handled, dead = await self._apply(topic, partition, deliveries, by_offset)
+            outcomes["handled"] += handled
+            outcomes["dead-lettered"] += dead
+        last = fresh[-1].offset
+        passed = self._positions.get((topic, partition))
+        if self.positioned and (passed is None or passed < last):
+            # The batch ended with records that had no effect (undecodable): pass them for good.
+            await retry_transient(consumer=self.name, topic=topic, partition=partition)(
+                asyncio.to_thread, self.handler.advance, topic, partition, last)
+            self._moved(topic, partition, last)
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        self._count(topic, outcomes)
+        self._gauge(topic, partition, last)
+        return outcomes
+
+    async def _apply(self, topic: str, partition: int, deliveries: list[Delivery],
+                     by_offset: Mapping[int, Record]) -> tuple[int, int]:
+        if self.positioned:
+            try:
+                await retry_transient(consumer=self.name, topic=topic, partition=partition,
+                                      batch=len(deliveries))(self._call, topic, partition, deliveries)
+                self._moved(topic, partition, deliveries[-1].offset)
+                return len(deliveries), 0
+            except Exception as exc:  # noqa: BLE001 - a fault of an event or the code: find which
+                if len(deliveries) > 1:
+                    log.warning("consumer.batch_failed", consumer=self.name, topic=topic, partition=partition,
+                                first_offset=deliveries[0].offset, last_offset=deliveries[-1].offset,
+                                error=repr(exc), fallback="one event at a time")
+        handled = dead = 0
+        for delivery in deliveries:
+            if await self._apply_one(delivery, by_offset[delivery.offset]):
+                handled += 1
+            else:
+                dead += 1
+        return handled, dead
+
+    async def _apply_one(self, delivery: Delivery, record: Record) -> bool:
+        """One event on its own: transient failures until they pass, others `max_attempts`
+        times, then the dead letter (and the position past it). True when applied."""
+        envelope = delivery.envelope
+        context = dict(consumer=self.name, event_id=envelope.id, type=envelope.type,
+                       topic=delivery.topic, partition=delivery.partition, offset=delivery.offset)
+        transient = retry_transient(**context)
         try:
-            envelope = self.registry.decode(headers, value)
-        except PoisonMessage as exc:
-            await self.dead_letter(key, value, headers, message, exc.reason)
-            return "dead-lettered"
-        with tracing.bound_from_headers(envelope.context):
-            attempt = 0
-            while True:
-                try:
-                    await self.handler(envelope)
-                    CONSUMED.labels(self.name, self.topic_name, "handled").inc()
-                    return "handled"
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    transient = is_transient(exc)
-                    if not transient and attempt + 1 >= self.max_attempts:
-                        log.exception("consumer.failed", event_id=envelope.id, type=envelope.type)
-                        await self.dead_letter(key, value, headers, message,
-                                               f"handler failed {attempt + 1} times: {exc!r}")
-                        return "dead-lettered"
-                    delay = backoff(attempt)
-                    log.warning("consumer.retrying" if transient else "consumer.error",
-                                event_id=envelope.id, type=envelope.type, attempt=attempt + 1,
-                                retry_in=delay, error=repr(exc))
-                attempt += 1
-                await asyncio.sleep(delay)
+            with tracing.bound_from_headers(envelope.context):
+                await retry_faulty_event(self.max_attempts, **context)(
+                    transient, self._call, delivery.topic, delivery.partition, [delivery])
+            self._moved(delivery.topic, delivery.partition, delivery.offset)
+            return True
+        except Exception as exc:  # noqa: BLE001 - given up after max_attempts: dead letter
+            log.error("consumer.failed", error=repr(exc), **context)
+            await self.dead_letter(record, f"handler failed {self.max_attempts} times: {exc!r}")
+            if self.positioned:
+                await transient(asyncio.to_thread, self.handler.advance, delivery.topic, delivery.partition,
+                                delivery.offset)
+                self._moved(delivery.topic, delivery.partition, delivery.offset)
+            return False
 
-    async def dead_letter(self, key, value, headers, message, reason: str) -> None:
-        original = headers.items() if isinstance(headers, dict) else (headers or ())
+    async def _call(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
+        if self.positioned:
+            await asyncio.to_thread(self.handler.apply, topic, partition, deliveries)
+        else:
+            for delivery in deliveries:
+                await self.handler(delivery.envelope)
+
+    async def _position(self, topic: str, partition: int) -> int | None:
+        if not self.positioned:
+            return None
+        key = (topic, partition)
+        if key not in self._positions:  # not loaded at assignment (an app not made by make_app)
+            positions = await retry_positions(consumer=self.name)(asyncio.to_thread, self.handler.positions)
+            self._positions[key] = positions.get(key)
+        return self._positions[key]
+
+    def _moved(self, topic: str, partition: int, offset: int) -> None:
+        key = (topic, partition)
+        current = self._positions.get(key)
+        if current is None or offset > current:
+            self._positions[key] = offset
+
+    def _count(self, topic: str, outcomes: Mapping[str, int]) -> None:
+        for outcome, count in outcomes.items():
+            if count:
+                CONSUMED.labels(self.name, topic, outcome).inc(count)
+
+    def _gauge(self, topic: str, partition: int, last: int) -> None:
+        try:
+            POSITION.labels(self.name, topic, str(partition)).set(last)
+            highwater = self.app.consumer.highwater(_kafka_driver._TopicPartition(topic, partition))
+            if highwater is not None:
+                LAG.labels(self.name, topic, str(partition)).set(max(0, highwater - last - 1))
+        except Exception:  # noqa: BLE001 - metrics are best effort
+            pass
+
+    # -- dead letters --
+
+    async def dead_letter(self, record: Record, reason: str) -> None:
+        original = record.headers.items() if isinstance(record.headers, dict) else (record.headers or ())
         dlq_headers = [(name, v if isinstance(v, bytes) else str(v).encode()) for name, v in original]
         dlq_headers += [
             ("dlq_reason", reason.encode()),
             ("dlq_consumer", self.name.encode()),
-            ("dlq_topic", str(getattr(message, "topic", self.topic_name)).encode()),
-            ("dlq_partition", str(getattr(message, "partition", "")).encode()),
-            ("dlq_offset", str(getattr(message, "offset", "")).encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
         ]
+        topic = self._dead_letter_topics.get(record.topic) or _raw(self.app, dead_letter_topic(record.topic))
 
         async def send() -> None:
-            await (await self.dead_letters.send(key=key, value=value, headers=dlq_headers))
+            await (await topic.send(key=record.key, value=record.value, headers=dlq_headers))
 
         # Acknowledged before the source offset may move on; Kafka unreachable: wait, resend.
-        await _until_it_succeeds(send, "consumer.dead_letter_retry")
-        CONSUMED.labels(self.name, self.topic_name, "dead-lettered").inc()
-        log.warning("consumer.dead_lettered", reason=reason, topic=self.topic_name,
-                    partition=getattr(message, "partition", None),
-                    offset=getattr(message, "offset", None))
+        await retry_dead_letter(consumer=self.name, topic=record.topic, offset=record.offset)(send)
+        log.warning("consumer.dead_lettered", consumer=self.name, reason=reason, topic=record.topic,
+                    partition=record.partition, offset=record.offset)
 
+
+# --- eventsourcing applications as batch handlers ------------------------------------------
+
+class EventStoreHandler:
+    """A `BatchHandler` whose effects are aggregates of an eventsourcing application.
+
+    `decide(deliveries)` (called in a thread) returns the aggregates the batch changes;
+    their new events and the partition's position are recorded in ONE transaction by the
+    application's process recorder (tracking name `<name>|<topic>|<partition>`, the
+    Kafka offset as tracking id, which must grow). `decide` must be idempotent per event:
+    the same event again must find its effect already there (e.g. aggregate ids derived
+    from the event's subject), since a relay re-send arrives at a new offset. Within one
+    batch, a repeated event id is passed to `decide` once.
+    """
+
+    def __init__(self, app: Any, name: str, decide: Callable[[Sequence[Delivery]], Sequence[Any]],
+                 *, max_races: int = 10, serialize: bool = False):
+        """`serialize`: partitions decide one at a time, for decisions that all move one
+        aggregate (a rotation), where concurrent batches would only race and decide again."""
+        from eventsourcing.persistence import ProcessRecorder
+
+        if not isinstance(app.recorder, ProcessRecorder):
+            raise TypeError(f"{type(app).__name__} does not record with a process recorder")
+        if "|" in name:
+            raise ValueError("a handler name cannot contain '|'")
+        self.app = app
+        self.name = name
+        self.decide = decide
+        self.max_races = max_races
+        self._deciding: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if serialize else contextlib.nullcontext())
+
+    def tracking_name(self, topic: str, partition: int) -> str:
+        return f"{self.name}|{topic}|{partition}"
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        prefix = f"{self.name}|"
+        positions: dict[tuple[str, int], int] = {}
+        for tracking_name, notification_id in _tracking_rows(self.app.recorder, prefix):
+            if not tracking_name.startswith(prefix) or notification_id is None:
+                continue
+            topic, _, partition = tracking_name[len(prefix):].rpartition("|")
+            if topic and partition.isdigit():
+                positions[(topic, int(partition))] = int(notification_id)
+        return positions
+
+    def apply(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
+        name = self.tracking_name(topic, partition)
+        with self._deciding:
+            self._apply(name, deliveries)
+
+    def _apply(self, name: str, deliveries: Sequence[Delivery]) -> None:
+        from eventsourcing.persistence import IntegrityError
+
+        from crm_runtime.errors import Conflict
+
+        for _ in range(self.max_races):
+            position = self.app.recorder.max_tracking_id(name)
+            todo, ids = [], set()
+            for delivery in deliveries:
+                if (position is None or delivery.offset > position) and delivery.envelope.id not in ids:
+                    ids.add(delivery.envelope.id)
+                    todo.append(delivery)
+            if not todo:
+                return
+            aggregates = self.decide(todo)
+            try:
+                self._save(aggregates, name, deliveries[-1].offset)
+                return
+            except IntegrityError:
+                continue  # another writer moved an aggregate or this position: decide again
+        raise Conflict(f"{name}: too much contention saving a batch")
+
+    def advance(self, topic: str, partition: int, offset: int) -> None:
+        from eventsourcing.persistence import IntegrityError, Tracking
+
+        name = self.tracking_name(topic, partition)
+        current = self.app.recorder.max_tracking_id(name)
+        if current is not None and current >= offset:
+            return
+        try:
+            self.app.recorder.insert_tracking(Tracking(name, offset))
+        except IntegrityError:
+            pass  # someone recorded this position (or a later one) first
+
+    def _save(self, aggregates: Sequence[Any], tracking_name: str, offset: int) -> None:
+        """`Application.save`, with the tracking record in the same transaction."""
+        from eventsourcing.application import ProcessingEvent
+        from eventsourcing.persistence import Tracking
+
+        processing = ProcessingEvent(tracking=Tracking(tracking_name, offset))
+        processing.collect_events(*aggregates)
+        if not processing.events:
+            self.app.recorder.insert_tracking(processing.tracking)
+            return
+        recordings = self.app._record(processing)
+        self.app._take_snapshots(processing)
+        self.app._notify(recordings)
+
+
+def _tracking_rows(recorder: Any, prefix: str) -> list[tuple[str, int]]:
+    """(name, position) of the tracking records whose name starts with `prefix`. The
+    recorder's API reads one name at a time; a handler does not know its partitions."""
+    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if hasattr(recorder, "tracking_table_name"):  # PostgreSQL
+        from psycopg.sql import SQL, Identifier
+
+        statement = SQL("SELECT application_name, notification_id FROM {0}.{1} "
+                        "WHERE application_name LIKE %s ESCAPE '\\'").format(
+            Identifier(recorder.datastore.schema), Identifier(recorder.tracking_table_name))
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(statement, (like,))
+            return [(row["application_name"], row["notification_id"]) for row in cursor.fetchall()]
+    with recorder.datastore.transaction(commit=False) as cursor:  # SQLite
+        cursor.execute("SELECT application_name, notification_id FROM tracking "
+                       "WHERE application_name LIKE ? ESCAPE '\\'", (like,))
+        return [(row["application_name"], row["notification_id"]) for row in cursor.fetchall()]
+
+
+# --- the process ---------------------------------------------------------------------------
 
 def main(settings: ServiceSettings, process: str, build: Callable[[ServiceSettings], faust.App]) -> None:
     """Entry point of a consumer process: logging, metrics, then the faust worker."""
@@ -183,7 +614,37 @@ def main(settings: ServiceSettings, process: str, build: Callable[[ServiceSettin
     run_worker(build(settings))
 
 
+_deadline_armed = threading.Event()
+
+
+def arm_stop_deadline(seconds: float | None = None) -> None:
+    """From now on the process has `seconds` to end by itself; then it exits anyway.
+
+    Nothing is lost by that: a batch is acknowledged only after it is committed, and the
+    position that decides where a partition resumes is in the store.
+    """
+    if _deadline_armed.is_set():
+        return
+    _deadline_armed.set()
+    limit = STOP_DEADLINE_SECONDS if seconds is None else seconds
+
+    def expire() -> None:
+        try:
+            log.error("consumer.stop_deadline", seconds=limit, hint="exiting without a clean stop")
+            logging.shutdown()
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()
+
+
 class _Worker(faust.Worker):
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        arm_stop_deadline()
+        super()._schedule_shutdown(signal)
+
     def on_worker_shutdown(self) -> None:
         started = self._starting_fut
         if started is not None and started.done() and not started.cancelled() and started.exception():
@@ -192,6 +653,7 @@ class _Worker(faust.Worker):
             log.error("consumer.start_failed", error=repr(started.exception()))
             logging.shutdown()
             os._exit(1)
+        arm_stop_deadline()
         super().on_worker_shutdown()
 
 

@@ -9,12 +9,13 @@ the relay can put it in the record's headers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper, PersistenceError, StoredEvent, TrackingRecorder
+from eventsourcing.persistence import (IntegrityError, Mapper, PersistenceError, ProcessRecorder, StoredEvent,
+                                       TrackingRecorder)
 
 from crm_runtime import retries, tracing
 from crm_runtime.errors import Conflict, InvalidField, NotFound
@@ -87,6 +88,15 @@ class TracingMapper(Mapper):
         return stored
 
 
+def stamp_trace(aggregate: Any, context: Mapping[str, str]) -> None:
+    """Stores `context` with the aggregate's pending events instead of the current one: a
+    consumer deciding a batch saves it in one transaction, each decision with its cause's
+    trace (so the dispatcher's command and every log line after it carry it on)."""
+    if context:
+        for pending in aggregate.pending_events:
+            object.__setattr__(pending, TRACE_ATTRIBUTE, dict(context))
+
+
 def trace_context(domain_event: Any) -> dict[str, str]:
     return dict(getattr(domain_event, TRACE_ATTRIBUTE, None) or {})
 
@@ -102,6 +112,12 @@ class ServiceApplication(Application):
     def tracking_recorder(self) -> TrackingRecorder:
         """A tracking recorder in the same database (the relay keeps its position there)."""
         return retry_schema_race(self.factory.tracking_recorder)
+
+    def construct_recorder(self) -> ProcessRecorder:
+        """A process recorder: an application recorder that can also write a consumer's
+        position in the same transaction as the events it decided (`insert_events(...,
+        tracking=...)`), for `crm_runtime.consumer.EventStoreHandler`."""
+        return self.factory.process_recorder()
 
     def construct_mapper(self) -> Mapper:
         return self.factory.mapper(transcoder=self.construct_transcoder(),

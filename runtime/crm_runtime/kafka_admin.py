@@ -34,19 +34,16 @@ def create_platform_topics(bootstrap: str, prefix: str, partitions: int) -> list
     return create_topics(bootstrap, all_topics(prefix), partitions)
 
 
-def forget_consumer_group(bootstrap: str, group_id: str) -> None:
-    """Deletes a consumer group's committed offsets, so it next reads its topics from the
-    start. The group must have no running members (stop its consumers first)."""
+def running_members(bootstrap: str, group_id: str) -> int:
+    """How many consumers are members of the group right now (0 when it has none or none
+    ever joined): a rebuild refuses to run beside a live consumer."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="crm-replay",
                              request_timeout_ms=30_000)
     try:
-        outcome = admin.delete_groups([group_id]).get(group_id, "OK")
+        described = admin.describe_groups([group_id]).get(group_id) or {}
     finally:
         admin.close()
-    if outcome == "NonEmptyGroupError":
-        raise RuntimeError(f"consumer group {group_id} still has running members: stop them first")
-    if outcome not in ("OK", "GroupIdNotFoundError"):
-        raise RuntimeError(f"could not delete consumer group {group_id}: {outcome}")
+    return len(described.get("members") or ())
 
 
 class KafkaProbe:

@@ -18,7 +18,7 @@ def configure(service: str, level: str = "INFO", json: bool = True) -> None:
     ]
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=never_failing(structlog.make_filtering_bound_logger(logging.getLevelName(level.upper()))),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
@@ -32,6 +32,25 @@ def configure(service: str, level: str = "INFO", json: bool = True) -> None:
     root.setLevel(level.upper())
     for noisy in ("kafka", "aiokafka", "faust", "mode", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def never_failing(wrapper: type) -> type:
+    """A bound-logger class whose calls never raise.
+
+    Logging is a side line: a log line that cannot be written (stdout a closed pipe,
+    BrokenPipeError; a full disk; a value a processor chokes on) is dropped, so that it
+    can never fail, retry or skip the work it describes (a consumer's event above all).
+    """
+
+    class NeverFailing(wrapper):
+        def _proxy_to_logger(self, method_name, event=None, **event_kw):
+            try:
+                return super()._proxy_to_logger(method_name, event, **event_kw)
+            except Exception:  # noqa: BLE001 - see above
+                return None
+
+    NeverFailing.__name__ = NeverFailing.__qualname__ = f"NeverFailing{wrapper.__name__}"
+    return NeverFailing
 
 
 def get(name: str | None = None):

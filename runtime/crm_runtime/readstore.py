@@ -1,21 +1,36 @@
 """Read-model storage for consumers: SQLAlchemy over SQLite (default) or PostgreSQL.
 
-`apply_once` is how consumers get exactly-once effect on an at-least-once stream: the
-event id is recorded in the same transaction as the effect, and an event already recorded
-is skipped. A relay re-send carries the same ce_id, so it is skipped too.
+`Projection` is the batch handler of a read model (see `crm_runtime.consumer`): a batch's
+effects, the ids of its events and the partition's new position are written in one
+transaction, and an event whose id is recorded already is skipped (a relay re-send
+carries the same ce_id). Each projection has its own processed-events table and its own
+positions, so projections never skip each other's events, and a store that lacks events
+(new, switched, restored, rebuilt) is replayed from where its positions say.
+
+`ReadStore.apply_once` is the per-event form of the same guarantee.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, create_engine, func, insert, select
+from sqlalchemy import (BigInteger, Column, Connection, DateTime, Integer, MetaData, String, Table, create_engine, event,
+                        func, insert, select, update)
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from crm_runtime import tracing
+from crm_runtime.cloudevents import EventEnvelope
+from crm_runtime.errors import Conflict
 from crm_runtime.eventstore import retry_schema_race
 from crm_runtime.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from crm_runtime.consumer import Delivery
 
 T = TypeVar("T")
 
@@ -31,7 +46,32 @@ def make_engine(platform: PlatformSettings, name: str) -> Engine:
     platform.data_dir.mkdir(parents=True, exist_ok=True)
     path = (platform.data_dir / f"{name}.sqlite3").resolve()
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+    event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _sqlite_wal(dbapi_connection, _record) -> None:
+    # Readers (the API) never block the consumer's writes, and a commit is not an fsync of
+    # the whole journal. A crash can lose the last commits, never half of one: a lost
+    # commit takes its positions with it, so the consumer applies those events again.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(engine: Engine):
+    """SQLite takes one writer at a time; the partitions' threads queue here rather than in
+    SQLite's busy handler (which sleeps up to 100 ms between tries) or fail on a snapshot
+    that another writer moved. PostgreSQL needs no lock."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _write_locks_guard:
+        return _write_locks.setdefault(str(engine.url), threading.Lock())
 
 
 def processed_events_table(metadata: MetaData, prefix: str) -> Table:
@@ -81,3 +121,157 @@ class ReadStore:
     def check(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+class ConcurrentApply(Conflict):
+    """Another consumer recorded some of this batch's events (or this partition's first
+    position) at the same moment: the transaction was rolled back; applying the batch
+    again skips what the other one did. A `Conflict`: the consumer retries it."""
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_ID_CHUNK = 1000  # event ids per IN (...) query
+
+
+class Projection:
+    """A read model fed in batches: a `crm_runtime.consumer.BatchHandler`.
+
+    `apply_event(conn, envelope)` writes one event's effect with the given connection
+    (upserts keyed by the read model's ids), the producer's trace context bound. Or,
+    set-based, `apply_events(conn, envelopes)` writes the effects of a batch's new events
+    (in order, each id once) with a few statements: against PostgreSQL a round trip per
+    event is what limits a projection. The projection owns two tables besides the
+    read model's, both named after it: `<name>_processed_events(event_id)` and
+    `<name>_positions(topic, partition, offset)`; `apply` writes the effects of the
+    events not seen before, their ids and the new position in ONE transaction.
+
+    `metadata` holds the read model's own tables (one MetaData per projection): the two
+    tables are added to it, `create_tables` creates them all, `drop` drops them all and
+    `reset` makes them again, empty (a rebuild: the consumer then replays from the start,
+    with no consumer-group surgery).
+    """
+
+    def __init__(self, store: Engine | ReadStore, name: str,
+                 apply_event: Callable[[Connection, EventEnvelope], object] | None = None,
+                 metadata: MetaData | None = None, *,
+                 apply_events: Callable[[Connection, Sequence[EventEnvelope]], object] | None = None,
+                 create: bool = True):
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"projection name {name!r}: lower-case letters, digits and _, at most 40")
+        if (apply_event is None) == (apply_events is None):
+            raise TypeError("give apply_event or apply_events")
+        self.engine: Engine = store.engine if isinstance(store, ReadStore) else store
+        self.name = name
+        self.apply_event = apply_event
+        self.apply_events = apply_events
+        self.metadata = metadata if metadata is not None else MetaData()
+        self.processed = self._table(
+            f"{name}_processed_events",
+            Column("event_id", String(255), primary_key=True),
+            Column("processed_at", DateTime(timezone=True), server_default=func.now()))
+        self.positions_table = self._table(
+            f"{name}_positions",
+            Column("topic", String(255), primary_key=True),
+            Column("partition", Integer, primary_key=True, quote=True),
+            Column("offset", BigInteger, nullable=False, quote=True),
+            Column("updated_at", DateTime(timezone=True), server_default=func.now()))
+        self._writing = _write_lock(self.engine)
+        if create:
+            self.create_tables()
+
+    def _table(self, name: str, *columns: Column) -> Table:
+        existing = self.metadata.tables.get(name)
+        return existing if existing is not None else Table(name, self.metadata, *columns)
+
+    # -- BatchHandler --
+
+    def positions(self) -> dict[tuple[str, int], int]:
+        t = self.positions_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.topic, t.c["partition"], t.c["offset"]))
+            return {(topic, partition): offset for topic, partition, offset in rows}
+
+    def apply(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        try:
+            with self._writing, self.engine.begin() as conn:
+                self.apply_in(conn, topic, partition, deliveries)
+        except IntegrityError as exc:
+            # A twin consumer (a rebalance overlap) may have committed some of these events
+            # meanwhile: then this is a race, not a fault of the events, and applying the
+            # batch again skips what the twin did.
+            if self._recorded_any([d.envelope.id for d in deliveries]):
+                raise ConcurrentApply(f"{self.name}: events recorded concurrently") from exc
+            raise
+
+    def advance(self, topic: str, partition: int, offset: int) -> None:
+        with self._writing, self.engine.begin() as conn:
+            self._advance(conn, topic, partition, offset)
+
+    # -- the transaction --
+
+    def apply_in(self, conn: Connection, topic: str, partition: int, deliveries: Sequence[Delivery]) -> int:
+        """`apply` within the caller's transaction; returns how many events had an effect."""
+        ids = list(dict.fromkeys(d.envelope.id for d in deliveries))
+        seen: set[str] = set()
+        column = self.processed.c.event_id
+        for start in range(0, len(ids), _ID_CHUNK):
+            seen.update(conn.execute(select(column).where(column.in_(ids[start:start + _ID_CHUNK]))).scalars())
+        fresh: list[EventEnvelope] = []
+        for delivery in deliveries:
+            if delivery.envelope.id not in seen:
+                seen.add(delivery.envelope.id)
+                fresh.append(delivery.envelope)
+        if self.apply_events is not None:
+            if fresh:
+                self.apply_events(conn, fresh)
+        else:
+            for envelope in fresh:
+                with tracing.bound_from_headers(envelope.context):
+                    self.apply_event(conn, envelope)
+        if fresh:
+            conn.execute(insert(self.processed), [{"event_id": envelope.id} for envelope in fresh])
+        self._advance(conn, topic, partition, max(d.offset for d in deliveries))
+        return len(fresh)
+
+    def _recorded_any(self, event_ids: Sequence[str]) -> bool:
+        column = self.processed.c.event_id
+        with self.engine.connect() as conn:
+            return any(conn.execute(select(column).where(column.in_(event_ids[start:start + _ID_CHUNK]))).first()
+                       for start in range(0, len(event_ids), _ID_CHUNK))
+
+    def _advance(self, conn: Connection, topic: str, partition: int, offset: int) -> None:
+        """Moves the partition's position forward (never back: a slower twin may commit late)."""
+        t = self.positions_table
+        moved = conn.execute(
+            update(t).where(t.c.topic == topic, t.c["partition"] == partition, t.c["offset"] < offset)
+            .values({"offset": offset, "updated_at": func.now()}))
+        if moved.rowcount:
+            return
+        exists = conn.execute(
+            select(t.c["offset"]).where(t.c.topic == topic, t.c["partition"] == partition)).first()
+        if exists is None:
+            try:
+                conn.execute(insert(t).values({"topic": topic, "partition": partition, "offset": offset}))
+            except IntegrityError as exc:
+                raise ConcurrentApply(f"{self.name}: position of {topic}:{partition} recorded concurrently") from exc
+
+    # -- schema --
+
+    def create_tables(self) -> None:
+        retry_schema_race(lambda: self.metadata.create_all(self.engine), errors=DBAPIError)
+
+    def drop(self) -> None:
+        """Drops the read model, its processed-event ids and its positions."""
+        self.metadata.drop_all(self.engine)
+
+    def reset(self) -> None:
+        """Empty again: the next consumer start replays every topic from the beginning."""
+        self.drop()
+        self.create_tables()
+
+    def check(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+

@@ -1,4 +1,5 @@
-"""A context's worker process: one faust app running every consumer the context declares."""
+"""A context's worker: one faust app running every consumer the context declares, each an
+agent over its topics with one actor per partition (crm_runtime.consumer)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ def build(ctx: Context, settings: ServiceSettings) -> faust.App:
     app = ctx.application(settings)
     faust_app = consumer.make_app(app_id(ctx), platform)
     for declared in ctx.consumers:
-        handler = declared.handler(settings, app)
-        for topic_context in declared.topics:
-            consumer.EventConsumer(faust_app, events_topic(topic_context, platform.topic_prefix),
-                                   registry_for(topic_context), handler, name=ctx.name)
+        consumer.EventConsumer(
+            faust_app, [events_topic(name, platform.topic_prefix) for name in declared.topics],
+            registry_for(*declared.topics), declared.handler(settings, app),
+            name=f"{ctx.name}-{declared.name}")
     return faust_app

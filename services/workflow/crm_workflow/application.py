@@ -8,6 +8,8 @@ decides does only local work.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 from eventsourcing.persistence import IntegrityError
 
@@ -34,35 +36,40 @@ class WorkflowApplication(ServiceApplication):
         # Partitions are decided concurrently; they all advance the one rotation.
         self._rotation_lock = threading.Lock()
 
-    def decide_lead_owners(self, leads: list[tuple[str, str]], max_attempts: int = 20) -> list[Assignment]:
-        """Assignments for (lead id, cause event id) pairs, saved in one transaction with the
-        rotation they advance: the ones already decided are returned as they were."""
+    def plan_lead_owners(self, leads: Sequence[tuple[str, str]]) -> tuple[list[Any], list[Assignment]]:
+        """The aggregates to save to decide owners for (lead id, cause event id) pairs: the
+        rotation, advanced once per lead not decided before, and the new assignments; and
+        every lead's assignment, in order. Nothing is saved here: a consumer saves the plan
+        with its position in one transaction (crm_runtime.consumer.EventStoreHandler)."""
+        decided: dict[str, Assignment] = {}
+        new: list[Assignment] = []
+        rotation = self.find(Rotation, Rotation.id_for(SALES_REPS_POOL)) or Rotation(
+            id=Rotation.id_for(SALES_REPS_POOL), pool=SALES_REPS_POOL)
+        for lead_id, cause_event_id in leads:
+            if lead_id in decided:
+                continue
+            existing = self.find(Assignment, Assignment.id_for(LEAD, lead_id))
+            if existing is None:
+                existing = Assignment(
+                    id=Assignment.id_for(LEAD, lead_id), subject_type=LEAD, subject_id=lead_id,
+                    owner_id=rotation.next_member(self.sales_reps),
+                    strategy=Strategy.ROUND_ROBIN.value, cause_event_id=cause_event_id)
+                new.append(existing)
+            decided[lead_id] = existing
+        return ([rotation, *new] if new else []), list(decided.values())
+
+    def decide_lead_owners(self, leads: Sequence[tuple[str, str]], max_attempts: int = 20) -> list[Assignment]:
+        """Decides and saves, outside a consumer (tools, tests): one transaction."""
         for _ in range(max_attempts):
             with self._rotation_lock:
-                decided: dict[str, Assignment] = {}
-                new: list[Assignment] = []
-                rotation = self.find(Rotation, Rotation.id_for(SALES_REPS_POOL)) or Rotation(
-                    id=Rotation.id_for(SALES_REPS_POOL), pool=SALES_REPS_POOL)
-                for lead_id, cause_event_id in leads:
-                    if lead_id in decided:
-                        continue
-                    existing = self.find(Assignment, Assignment.id_for(LEAD, lead_id))
-                    if existing is None:
-                        existing = Assignment(
-                            id=Assignment.id_for(LEAD, lead_id), subject_type=LEAD, subject_id=lead_id,
-                            owner_id=rotation.next_member(self.sales_reps),
-                            strategy=Strategy.ROUND_ROBIN.value, cause_event_id=cause_event_id)
-                        new.append(existing)
-                    decided[lead_id] = existing
-                if not new:
-                    return list(decided.values())
+                changed, assignments = self.plan_lead_owners(leads)
+                if not changed:
+                    return assignments
                 try:
-                    self.save(rotation, *new)
+                    self.save(*changed)
                 except IntegrityError:
                     continue  # another worker advanced the rotation or decided a lead: reload
-            for assignment in new:
-                log.info("assignment.decided", lead_id=assignment.subject_id, owner_id=assignment.owner_id)
-            return list(decided.values())
+            return assignments
         raise Conflict(f"could not decide owners for {len(leads)} lead(s): too much contention")
 
     def decide_lead_owner(self, lead_id: str, cause_event_id: str) -> Assignment:

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from crm_analytics import lead_projection
 from crm_analytics.permissions import REPORTS
+from crm_analytics.read_models import ReadModels
 from crm_runtime.auth import Principal, require
-from crm_runtime.readstore import ReadStore
 
 
 class LeadReportOut(BaseModel):
@@ -21,11 +21,11 @@ class LeadReportOut(BaseModel):
     by_owner: dict[str, int]
 
 
-def routers(store: ReadStore) -> list[APIRouter]:
+def routers(models: ReadModels) -> list[APIRouter]:
     api = APIRouter(prefix="/v1/reports", tags=["reports"])
 
     @api.get("/leads", response_model=LeadReportOut)
     async def lead_report(_caller: Principal = require(REPORTS.view)):
-        return asdict(await asyncio.to_thread(lead_projection.read_report, store))
+        return asdict(await asyncio.to_thread(lead_projection.read_report, models.lead_report))
 
     return [api]

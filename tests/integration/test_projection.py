@@ -1,0 +1,154 @@
+"""Projection, the read-model batch handler, against SQLite and PostgreSQL: one transaction
+for effects, event ids and position; duplicates skipped; positions per partition that never
+move back; a rebuild by reset."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
+
+from crm.leads.v1 import events_pb2 as leads_events
+from crm_runtime.cloudevents import EventEnvelope
+from crm_runtime.consumer import Delivery
+from crm_runtime.readstore import ConcurrentApply, Projection, make_engine
+
+pytestmark = pytest.mark.postgres
+TOPIC = "t.crm.leads.events.v1"
+
+
+def delivery(offset: int, subject: str = "lead-1", event_id: str | None = None, partition: int = 0) -> Delivery:
+    envelope = EventEnvelope(id=event_id or f"e-{partition}-{offset}", source="crm/test", subject=subject,
+                             time=datetime.now(timezone.utc), message=leads_events.LeadCaptured(lead_id=subject))
+    return Delivery(envelope, TOPIC, partition, offset)
+
+
+class Counts:
+    """A read model counting events per subject, per event or per batch."""
+
+    def __init__(self, platform, name="counts", set_based=False, fail_on=None):
+        self.metadata = MetaData()
+        self.table = Table(f"{name}_subjects", self.metadata, Column("subject", String(64), primary_key=True),
+                           Column("n", Integer, nullable=False))
+        self.fail_on = fail_on
+        self.batches: list[list[str]] = []
+        engine = make_engine(platform, "projection_test")
+        if set_based:
+            self.projection = Projection(engine, name, metadata=self.metadata, apply_events=self.count_all)
+        else:
+            self.projection = Projection(engine, name, self.count, self.metadata)
+
+    def count(self, conn, envelope):
+        if envelope.id == self.fail_on:
+            raise ValueError("bug")
+        t = self.table
+        row = conn.execute(select(t.c.n).where(t.c.subject == envelope.subject)).first()
+        if row is None:
+            conn.execute(insert(t).values(subject=envelope.subject, n=1))
+        else:
+            conn.execute(update(t).where(t.c.subject == envelope.subject).values(n=row[0] + 1))
+
+    def count_all(self, conn, envelopes):
+        self.batches.append([e.id for e in envelopes])
+        for envelope in envelopes:
+            self.count(conn, envelope)
+
+    def rows(self):
+        with self.projection.engine.connect() as conn:
+            return dict(conn.execute(select(self.table)).all())
+
+
+@pytest.mark.parametrize("set_based", [False, True], ids=["per-event", "set-based"])
+def test_effects_ids_and_position_in_one_transaction(any_platform, set_based):
+    counts = Counts(any_platform, set_based=set_based)
+    p = counts.projection
+    p.apply(TOPIC, 0, [delivery(0, "a"), delivery(1, "b"), delivery(2, "a"), delivery(3, "a", "e-0-2")])
+    assert counts.rows() == {"a": 2, "b": 1} and p.positions() == {(TOPIC, 0): 3}
+    if set_based:
+        assert counts.batches == [["e-0-0", "e-0-1", "e-0-2"]]  # each new event once, in order
+    # A redelivery, overlapping new events, and another partition.
+    p.apply(TOPIC, 0, [delivery(2, "a"), delivery(3, "a", "e-0-2"), delivery(4, "b")])
+    p.apply(TOPIC, 1, [delivery(0, "c", partition=1)])
+    assert counts.rows() == {"a": 2, "b": 2, "c": 1}
+    assert p.positions() == {(TOPIC, 0): 4, (TOPIC, 1): 0}
+
+
+def test_a_failing_effect_leaves_nothing_behind(any_platform):
+    counts = Counts(any_platform, fail_on="e-0-1")
+    with pytest.raises(ValueError):
+        counts.projection.apply(TOPIC, 0, [delivery(0, "a"), delivery(1, "b")])
+    assert counts.rows() == {} and counts.projection.positions() == {}
+    counts.projection.apply(TOPIC, 0, [delivery(0, "a")])
+    assert counts.rows() == {"a": 1} and counts.projection.positions() == {(TOPIC, 0): 0}
+
+
+def test_positions_never_move_back(any_platform):
+    p = Counts(any_platform).projection
+    p.advance(TOPIC, 2, 10)
+    p.advance(TOPIC, 2, 7)  # a slower twin committing late
+    p.apply(TOPIC, 2, [delivery(5, partition=2)])
+    assert p.positions() == {(TOPIC, 2): 10}
+    p.advance(TOPIC, 2, 11)
+    assert p.positions() == {(TOPIC, 2): 11}
+
+
+def test_projections_keep_their_own_records(any_platform):
+    first, second = Counts(any_platform, "first"), Counts(any_platform, "second")
+    first.projection.apply(TOPIC, 0, [delivery(0, "a")])
+    second.projection.apply(TOPIC, 0, [delivery(0, "a")])  # the same event: new to the second
+    assert first.rows() == second.rows() == {"a": 1}
+    assert first.projection.positions() == second.projection.positions() == {(TOPIC, 0): 0}
+
+
+def test_reset_empties_the_read_model_its_ids_and_its_positions(any_platform):
+    counts = Counts(any_platform)
+    counts.projection.apply(TOPIC, 0, [delivery(0, "a")])
+    counts.projection.reset()
+    assert counts.rows() == {} and counts.projection.positions() == {}
+    counts.projection.apply(TOPIC, 0, [delivery(0, "a")])  # replayed: applied again
+    assert counts.rows() == {"a": 1}
+
+
+def test_twin_consumers_applying_the_same_batch_apply_it_once(any_platform):
+    """Two consumers with the same event at once (a rebalance overlap): one commits, the
+    other's transaction fails as a whole with ConcurrentApply (a Conflict: retried), and its
+    retry finds it done."""
+    if any_platform.store == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the twins cannot overlap")
+    one, two = Counts(any_platform), Counts(any_platform)
+    one_written, two_started, release = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(conn, envelope):
+        Counts.count(one, conn, envelope)
+        one_written.set()
+        release.wait(10)  # effect written, transaction open
+
+    def flagged(conn, envelope):
+        two_started.set()
+        Counts.count(two, conn, envelope)
+
+    one.projection.apply_event, two.projection.apply_event = slow, flagged
+    errors = []
+
+    def apply(counts):
+        try:
+            counts.projection.apply(TOPIC, 0, [delivery(0, "a")])
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    first = threading.Thread(target=apply, args=(one,))
+    first.start()
+    assert one_written.wait(10)
+    second = threading.Thread(target=apply, args=(two,))
+    second.start()
+    assert two_started.wait(10)  # past its check of the ids: it will write the effect again
+    time.sleep(0.3)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert [type(e) for e in errors] == [ConcurrentApply]
+    two.projection.apply(TOPIC, 0, [delivery(0, "a")])  # the consumer's retry
+    assert one.rows() == {"a": 1} and two.projection.positions() == {(TOPIC, 0): 0}
