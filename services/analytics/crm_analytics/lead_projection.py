@@ -16,10 +16,12 @@ from typing import Any
 from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, bindparam, func, insert, select, update
 
 from crm.leads.v1 import events_pb2 as leads_events
+from crm_runtime import logs, tracing
 from crm_runtime.cloudevents import EventEnvelope
 from crm_runtime.readstore import Projection, make_engine
 from crm_runtime.settings import PlatformSettings
 
+log = logs.get(__name__)
 NAME = "lead_report"
 metadata = MetaData()
 leads = Table(
@@ -66,6 +68,8 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
         change = changes(envelope)
         if change is not None:
             rows.setdefault(change[0], {}).update(change[1])
+        with tracing.bound_from_headers(envelope.context):  # one line per event, in its trace
+            log.info("analytics.projected", projection=NAME, event_id=envelope.id, type=envelope.type)
     if not rows:
         return
     known = set(conn.execute(select(leads.c.lead_id).where(leads.c.lead_id.in_(list(rows)))).scalars())
