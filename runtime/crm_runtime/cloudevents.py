@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from uuid import UUID, uuid5
+from hashlib import sha1
+from uuid import UUID
 
 from google.protobuf import message as pb_message
 from google.protobuf.message import Message
@@ -34,15 +35,32 @@ class PoisonMessage(Exception):
         self.reason = reason
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def timestamp(dt: datetime) -> Timestamp:
     """A protobuf Timestamp of a timezone-aware datetime."""
+    if dt.tzinfo is timezone.utc:
+        # What FromDatetime computes, without its time tuple: once per published event.
+        delta = dt - _EPOCH
+        return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
     ts = Timestamp()
     ts.FromDatetime(dt)
     return ts
 
 
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
 def stable_event_id(aggregate_id: UUID | str, version: int) -> str:
-    return str(uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}/{version}"))
+    """str(uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}/{version}")), computed without the UUID
+    object (it runs once per published event): SHA-1 of namespace and name, then the
+    version (5) and RFC 4122 variant bits."""
+    digest = bytearray(sha1(_NAMESPACE_BYTES + f"{aggregate_id}/{version}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -67,25 +85,50 @@ class EventEnvelope:
         return self.context.get(tracing.TRACEPARENT)
 
 
-def encode(envelope: EventEnvelope) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+def encode(envelope: EventEnvelope) -> Record:
     """Returns (key, value, headers) for the record; the key is the aggregate id."""
-    if envelope.time.tzinfo is None:
-        raise ValueError("event time must be timezone-aware")
-    headers = {
-        "ce_specversion": SPECVERSION,
-        "ce_id": envelope.id,
-        "ce_source": envelope.source,
-        "ce_type": envelope.message.DESCRIPTOR.full_name,
-        "ce_time": envelope.time.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
-        "ce_subject": envelope.subject,
-        "content-type": CONTENT_TYPE,
-        **envelope.context,
-    }
-    return (
-        envelope.subject.encode(),
-        envelope.message.SerializeToString(),
-        [(name, value.encode()) for name, value in headers.items()],
-    )
+    return RecordEncoder(envelope.source)(envelope.id, envelope.subject, envelope.time,
+                                          envelope.message, envelope.context)
+
+
+class RecordEncoder:
+    """`encode` for the events of one source, without an envelope: the relay calls it once per
+    event, so the headers that never change are built once, as bytes, and each message type's
+    ce_type once."""
+
+    _SPECVERSION = ("ce_specversion", SPECVERSION.encode())
+    _CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
+
+    def __init__(self, source: str):
+        self._source = ("ce_source", source.encode())
+        self._types: dict[type[Message], tuple[str, bytes]] = {}
+
+    def __call__(self, event_id: str, subject: str, time: datetime, message: Message,
+                 context: Mapping[str, str]) -> Record:
+        if time.tzinfo is not timezone.utc:
+            if time.tzinfo is None:
+                raise ValueError("event time must be timezone-aware")
+            time = time.astimezone(timezone.utc)
+        ce_type = self._types.get(type(message))
+        if ce_type is None:
+            ce_type = self._types[type(message)] = ("ce_type", message.DESCRIPTOR.full_name.encode())
+        key = subject.encode()
+        # Order as always: the CloudEvents attributes, then the extensions (trace context).
+        headers = [
+            self._SPECVERSION,
+            ("ce_id", event_id.encode()),
+            self._source,
+            ce_type,
+            ("ce_time", time.isoformat().replace("+00:00", "Z").encode()),
+            ("ce_subject", key),
+            self._CONTENT_TYPE,
+        ]
+        if context:
+            headers += [(name, value.encode()) for name, value in context.items()]
+        return key, message.SerializeToString(), headers
 
 
 def header_dict(headers: HeadersArg | None) -> dict[str, str]:

@@ -34,6 +34,7 @@ class EventMap:
         self.events_module = events_module
         self._converters: dict[type, Converter] = {}
         self._internal: set[type] = set()
+        self._message_set = frozenset(self.message_types)  # checked once per published event
 
     @property
     def message_types(self) -> list[type[Message]]:
@@ -75,7 +76,7 @@ class EventMap:
         converter = self._converters.get(cls)
         if converter is not None:
             message = converter(domain_event)
-            if type(message) not in self.message_types:
+            if type(message) not in self._message_set:
                 raise UnmappedEvent(f"{cls.__qualname__} converts to {type(message).__name__}, "
                                     f"which is not an event of {self.events_module.__name__}")
             return message

@@ -1,10 +1,12 @@
 """The outbox relay: publishes an application's notification log to its Kafka topic.
 
 It reads committed events in notification order (PostgreSQL: LISTEN/NOTIFY subscription;
-SQLite: polling), turns each into a CloudEvents record keyed by aggregate id, sends the
-batch with an idempotent acks=all producer, waits for every acknowledgement, and only then
-records the last notification id as its position. A crash anywhere re-sends at most the
-unacknowledged batch (with the same ce_id) and never skips an event.
+SQLite: polling), turns each into a CloudEvents record keyed by aggregate id and sends the
+batch with an idempotent acks=all producer. Batches are pipelined: the next one is read,
+encoded and sent while Kafka acknowledges the previous ones, and the position recorded is
+the last notification id of the newest batch that, with every batch before it, Kafka has
+fully acknowledged. A crash anywhere re-sends at most the unacknowledged batches (with the
+same ce_id) and never skips an event.
 """
 
 from __future__ import annotations
@@ -12,20 +14,22 @@ from __future__ import annotations
 import queue
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from contextlib import closing
+from typing import Any, NamedTuple
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from google.protobuf.message import Message
 from kafka import KafkaProducer
-from kafka.errors import KafkaTimeoutError
+from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import Counter, Gauge
 
 from tenacity import RetryCallState, RetryError
 
 from crm_runtime import logs, retries
-from crm_runtime.cloudevents import EventEnvelope, encode, stable_event_id
+from crm_runtime.cloudevents import EventEnvelope, Record, RecordEncoder, stable_event_id
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.topics import events_topic
@@ -58,7 +62,8 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
 
 
 class NotificationSource:
-    """Yields batches of notifications after a position, waiting when there are none."""
+    """Yields batches of notifications after a position, and an empty batch whenever it has
+    caught up with the log (then waits for more)."""
 
     def __init__(self, app: Application, batch_size: int, poll_interval: float):
         self.app = app
@@ -81,6 +86,7 @@ class NotificationSource:
                 after = batch[-1].id
                 yield batch
             else:
+                yield ()  # caught up: the relay waits for what it sent meanwhile
                 stop.wait(self.poll_interval)
 
     def _follow(self, subscription, stop: threading.Event) -> Iterator[Sequence[Notification]]:
@@ -119,9 +125,13 @@ class NotificationSource:
         """Cuts the buffered notifications into batches: whatever arrived, up to batch_size."""
         while not stop.is_set():
             try:
-                first = buffer.get(timeout=self.poll_interval)
+                first = buffer.get_nowait()
             except queue.Empty:
-                continue
+                yield ()  # caught up: the relay waits for what it sent meanwhile
+                try:
+                    first = buffer.get(timeout=self.poll_interval)
+                except queue.Empty:
+                    continue
             batch = [first]
             while len(batch) < self.batch_size:
                 try:
@@ -132,6 +142,13 @@ class NotificationSource:
                 if isinstance(item, BaseException):
                     raise item
             yield batch
+
+
+class _Sent(NamedTuple):
+    """A batch handed to the producer: its last notification id and one future per record."""
+
+    last: int
+    futures: list[FutureRecordMetadata]
 
 
 class OutboxRelay:
@@ -145,9 +162,12 @@ class OutboxRelay:
         source: str,
         batch_size: int = 500,
         poll_interval: float = 0.05,
+        batches_in_flight: int = 2,
     ):
         """`producer` may be a factory: the relay then connects when it first publishes
-        and reconnects after a failure, so it can start before the broker is reachable."""
+        and reconnects after a failure, so it can start before the broker is reachable.
+        `batches_in_flight`: how many sent batches may wait for their acknowledgements
+        while the next one is read and encoded (after a crash they are sent again)."""
         self.app = app
         self.topic = topic
         self.to_message = to_message
@@ -157,18 +177,28 @@ class OutboxRelay:
         self.tracking_name = f"relay:{topic}"
         self.tracking: TrackingRecorder = app.tracking_recorder()
         self.notifications = NotificationSource(app, batch_size, poll_interval)
+        self.batches_in_flight = max(1, batches_in_flight)
         self.stop_event = threading.Event()
+        self._encode = RecordEncoder(source)
+        self._sent: deque[_Sent] = deque()  # oldest first
+        self.acknowledged = 0  # the last position this relay recorded
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(self.tracking_name) or 0
 
-    def envelope(self, notification: Notification) -> EventEnvelope | None:
+    def _decode(self, notification: Notification) -> tuple[Any, Message] | None:
+        """The stored domain event and its message, or None for an internal event."""
         # Decode through the application's mapper: with a cipher the stored state is
         # ciphertext, and the mapper is what knows how to read it.
         domain_event = self.app.mapper.to_domain_event(notification)
         message = self.to_message(domain_event)
-        if message is None:
+        return None if message is None else (domain_event, message)
+
+    def envelope(self, notification: Notification) -> EventEnvelope | None:
+        decoded = self._decode(notification)
+        if decoded is None:
             return None
+        domain_event, message = decoded
         aggregate_id = str(domain_event.originator_id)
         return EventEnvelope(
             id=stable_event_id(aggregate_id, domain_event.originator_version),
@@ -179,6 +209,17 @@ class OutboxRelay:
             context=trace_context(domain_event),
         )
 
+    def record(self, notification: Notification) -> Record | None:
+        """The Kafka record of a notification, `cloudevents.encode(self.envelope(n))` without
+        the envelope (this runs once per published event), or None for an internal event."""
+        decoded = self._decode(notification)
+        if decoded is None:
+            return None
+        domain_event, message = decoded
+        aggregate_id = str(domain_event.originator_id)
+        return self._encode(stable_event_id(aggregate_id, domain_event.originator_version),
+                            aggregate_id, domain_event.timestamp, message, trace_context(domain_event))
+
     def connect(self) -> KafkaProducer:
         """The producer, connecting first if there is none yet."""
         if self.producer is None:
@@ -188,6 +229,7 @@ class OutboxRelay:
 
     def reset_producer(self) -> None:
         """Drops the producer after a failure; the next batch gets a fresh connection."""
+        self._sent.clear()  # their outcome no longer matters: run() starts from the position
         if self._producer_factory is not None and self.producer is not None:
             self.producer.close(timeout=5)
             self.producer = None
@@ -198,41 +240,78 @@ class OutboxRelay:
         if self.producer is not None:
             self.producer.close(timeout=5)
 
-    def _flush(self, producer: KafkaProducer) -> None:
-        """Waits for every acknowledgement, a second at a time, so a stop is not held up by a
-        broker that is gone (the batch is simply sent again after the restart)."""
-        while True:
-            try:
-                producer.flush(timeout=1.0)
+    def send(self, batch: Sequence[Notification]) -> None:
+        """Hands a batch to the producer without waiting for Kafka; `settle` records it."""
+        producer = self.connect()
+        # Encode the whole batch first, then send it in one burst: the producer's sender
+        # thread then finds fuller record batches, as it does for the raw producer.
+        records = [record for record in map(self.record, batch) if record is not None]
+        send, topic = producer.send, self.topic
+        self._sent.append(_Sent(batch[-1].id, [send(topic, key=key, value=value, headers=headers)
+                                               for key, value, headers in records]))
+
+    def settle(self, keep: int = 0) -> None:
+        """Waits until at most `keep` sent batches are unacknowledged and records the position:
+        the last notification id of the newest batch that Kafka acknowledged in full, with
+        every batch before it. Raises the error of a batch that failed (nothing after it is
+        recorded; the restart sends it again)."""
+        acknowledged, count, failure = None, 0, None
+        while self._sent:
+            oldest = self._sent[0]
+            if len(self._sent) > keep:
+                self._wait(oldest.futures)
+            elif not all(future.is_done for future in oldest.futures):
+                break
+            failure = next((future.exception for future in oldest.futures if future.failed()), None)
+            if failure is not None:
+                break
+            self._sent.popleft()
+            acknowledged, count = oldest.last, count + len(oldest.futures)
+        if acknowledged is not None:
+            # One position write for every batch acknowledged since the last one.
+            self.tracking.insert_tracking(Tracking(self.tracking_name, acknowledged))
+            self.acknowledged = acknowledged
+            PUBLISHED.labels(self.topic).inc(count)
+            POSITION.labels(self.topic).set(acknowledged)
+            log.debug("relay.published", topic=self.topic, count=count, position=acknowledged)
+        if failure is not None:
+            raise failure
+
+    def _wait(self, futures: list[FutureRecordMetadata]) -> None:
+        """Waits until every future is done or one failed, a second at a time, so a stop is not
+        held up by a broker that is gone (the batch is simply sent again after the restart)."""
+        for future in futures:
+            while not future.is_done:
+                try:
+                    future.get(timeout=1.0)
+                except Exception:  # noqa: BLE001 - a failure is the caller's to report
+                    if not future.is_done and self.stop_event.is_set():
+                        raise
+            if future.failed():
                 return
-            except KafkaTimeoutError:
-                if self.stop_event.is_set():
-                    raise
 
     def publish(self, batch: Sequence[Notification]) -> None:
-        producer = self.connect()
-        futures = []
-        for notification in batch:
-            envelope = self.envelope(notification)
-            if envelope is None:
-                continue
-            key, value, headers = encode(envelope)
-            futures.append(producer.send(self.topic, key=key, value=value, headers=headers))
-        self._flush(producer)
-        for future in futures:
-            future.get(timeout=0)  # raises if the broker did not acknowledge
-        last = batch[-1].id
-        self.tracking.insert_tracking(Tracking(self.tracking_name, last))
-        PUBLISHED.labels(self.topic).inc(len(futures))
-        POSITION.labels(self.topic).set(last)
+        """Sends one batch, waits for every acknowledgement, then records its position."""
+        self.send(batch)
+        self.settle()
 
-    def run(self) -> None:
+    def run(self, until: int | None = None) -> None:
+        """Publishes until stopped or, given `until`, until that position is recorded."""
         start = self.position()
+        self.acknowledged = start
+        self._sent.clear()  # left by a failed run: this one starts again from the position
         log.info("relay.started", topic=self.topic, position=start)
-        for batch in self.notifications.batches(start, self.stop_event):
-            self.publish(batch)
-            log.debug("relay.published", topic=self.topic, count=len(batch), position=batch[-1].id)
-        log.info("relay.stopped", topic=self.topic, position=self.position())
+        with closing(self.notifications.batches(start, self.stop_event)) as batches:
+            for batch in batches:
+                if batch:
+                    self.send(batch)
+                # Caught up (an empty batch): wait for everything sent. Otherwise wait only
+                # when more batches than allowed are unacknowledged; record what already is.
+                self.settle(keep=self.batches_in_flight if batch else 0)
+                if until is not None and self.acknowledged >= until:
+                    break
+        self.settle()  # a clean stop leaves nothing acknowledged unrecorded
+        log.info("relay.stopped", topic=self.topic, position=self.acknowledged)
 
     def stop(self) -> None:
         self.stop_event.set()

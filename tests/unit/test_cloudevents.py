@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -70,3 +70,31 @@ def test_naive_event_time_is_refused():
                         message=leads_events.LeadAssigned())
     with pytest.raises(ValueError):
         encode(bad)
+
+
+def test_event_ids_are_uuid5_of_aggregate_and_version():
+    from uuid import UUID, uuid4, uuid5
+
+    from crm_runtime.cloudevents import EVENT_ID_NAMESPACE
+
+    for aggregate_id in (uuid4(), str(uuid4()), "lead-1", "é/ü"):
+        for version in (1, 2, 10**12):
+            expected = str(uuid5(EVENT_ID_NAMESPACE, f"{aggregate_id}/{version}"))
+            assert stable_event_id(aggregate_id, version) == expected
+            assert UUID(expected).version == 5
+
+
+@pytest.mark.parametrize("dt", [
+    datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+    datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc),
+    datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-5))),
+    datetime(2026, 1, 2, 3, 4, 5),  # naive: taken as UTC, as protobuf does
+])
+def test_timestamps_match_protobufs_own_conversion(dt):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from crm_runtime.cloudevents import timestamp
+
+    expected = Timestamp()
+    expected.FromDatetime(dt)
+    assert timestamp(dt) == expected
