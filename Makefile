@@ -18,7 +18,7 @@ BUF := .cache/bin/buf
 run: setup
 	DEMO_LEADS=$(DEMO_LEADS) $(PY) -m crm_devstack run
 
-test: setup postgres
+test: setup postgres check
 	$(PY) -m crm_devstack test -- $(PYTEST_ARGS)
 
 # Python lint and types (pyproject.toml): ruff everywhere, mypy with the runtime strict.

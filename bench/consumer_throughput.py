@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -82,7 +82,7 @@ class LeadProjection(Projection):
     def values(envelope: EventEnvelope) -> dict:
         message = envelope.message
         return dict(channel=leads_events.Channel.Name(message.channel).removeprefix("CHANNEL_").lower(),
-                    captured_at=message.captured_at.ToDatetime(tzinfo=timezone.utc))
+                    captured_at=message.captured_at.ToDatetime(tzinfo=UTC))
 
     def upsert(self, conn: Connection, envelope: EventEnvelope) -> None:
         lead_id, t = envelope.message.lead_id, self.leads
@@ -124,7 +124,7 @@ def records(n: int, start: int = 0, now: bool = False) -> list[tuple[bytes, byte
             lead = f"lead-{i - 25}"
         out.append(encode(EventEnvelope(
             id=stable_event_id(lead, 1), source="crm/leads", subject=lead,
-            time=datetime.now(timezone.utc) if now else datetime(2026, 1, 1, tzinfo=timezone.utc),
+            time=datetime.now(UTC) if now else datetime(2026, 1, 1, tzinfo=UTC),
             message=leads_events.LeadCaptured(lead_id=lead, name="Bench", channel=leads_events.CHANNEL_WEB))))
     return out
 
@@ -193,7 +193,8 @@ def backlog(platform: PlatformSettings, engine, name: str, n: int, *, set_based:
     asyncio.run(consume(platform, topic, projection, max_batch=max_batch,
                         until=lambda: projection.applied >= n and projection.count() >= distinct))
     seconds = projection.last_committed - projection.first_started
-    return f"{n / seconds:>7,.0f}  ({n} events in {seconds:.1f} s, mean batch {statistics.mean(projection.batch_sizes):.0f})"
+    mean_batch = statistics.mean(projection.batch_sizes)
+    return f"{n / seconds:>7,.0f}  ({n} events in {seconds:.1f} s, mean batch {mean_batch:.0f})"
 
 
 def steady(platform: PlatformSettings, engine, name: str, *, set_based: bool) -> str:

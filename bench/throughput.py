@@ -182,9 +182,11 @@ def main() -> None:
     print(f"{'path':<34}{'events/s':>12}{'ratio':>10}  baseline")
     print(f"{'raw eventsourcing save':<34}{raw_saves:>12,.0f}{1:>10.2f}  (baseline)")
     print(f"{'lead capture (validate+save)':<34}{capture:>12,.0f}{capture / raw_saves:>10.2f}  raw eventsourcing save")
-    print(f"{'lead capture over HTTP (4 conns)':<34}{http_capture:>12,.0f}{http_capture / raw_saves:>10.2f}  raw eventsourcing save")
+    print(f"{'lead capture over HTTP (4 conns)':<34}{http_capture:>12,.0f}"
+          f"{http_capture / raw_saves:>10.2f}  raw eventsourcing save")
     print(f"{'raw kafka-python producer':<34}{raw_producer:>12,.0f}{1:>10.2f}  (baseline)")
-    print(f"{'outbox relay (store -> Kafka)':<34}{relay_rate:>12,.0f}{relay_rate / raw_producer:>10.2f}  raw kafka-python producer")
+    print(f"{'outbox relay (store -> Kafka)':<34}{relay_rate:>12,.0f}"
+          f"{relay_rate / raw_producer:>10.2f}  raw kafka-python producer")
     print(f"(relay and raw producer: the round with the median ratio of {len(ratios)}: "
           f"{' '.join(f'{r:.2f}' for r in ratios)})")
 

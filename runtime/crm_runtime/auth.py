@@ -15,8 +15,8 @@ import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 from enum import StrEnum
+from typing import Any
 
 import grpc
 import jwt
@@ -112,7 +112,7 @@ class Principal:
     def can(self, resource: str, action: str) -> bool:
         return any(action in granted(role, resource) for role in self.roles)
 
-    def check(self, resource: str, action: str) -> "Principal":
+    def check(self, resource: str, action: str) -> Principal:
         if not self.can(resource, action):
             raise PermissionDenied(f"{self.subject} may not {action} {resource}")
         return self

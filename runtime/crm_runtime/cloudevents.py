@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from hashlib import sha1
+from types import ModuleType
 from uuid import UUID
 
 from google.protobuf import message as pb_message
@@ -35,12 +36,12 @@ class PoisonMessage(Exception):
         self.reason = reason
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def timestamp(dt: datetime) -> Timestamp:
     """A protobuf Timestamp of a timezone-aware datetime."""
-    if dt.tzinfo is timezone.utc:
+    if dt.tzinfo is UTC:
         # What FromDatetime computes, without its time tuple: once per published event.
         delta = dt - _EPOCH
         return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
@@ -74,7 +75,7 @@ class EventEnvelope:
 
     @property
     def type(self) -> str:
-        return self.message.DESCRIPTOR.full_name
+        return str(self.message.DESCRIPTOR.full_name)
 
     @property
     def correlation_id(self) -> str | None:
@@ -108,10 +109,10 @@ class RecordEncoder:
 
     def __call__(self, event_id: str, subject: str, time: datetime, message: Message,
                  context: Mapping[str, str]) -> Record:
-        if time.tzinfo is not timezone.utc:
+        if time.tzinfo is not UTC:
             if time.tzinfo is None:
                 raise ValueError("event time must be timezone-aware")
-            time = time.astimezone(timezone.utc)
+            time = time.astimezone(UTC)
         ce_type = self._types.get(type(message))
         if ce_type is None:
             ce_type = self._types[type(message)] = ("ce_type", message.DESCRIPTOR.full_name.encode())
@@ -151,7 +152,7 @@ class EventRegistry:
         self._types = {cls.DESCRIPTOR.full_name: cls for cls in message_classes}
 
     @classmethod
-    def from_modules(cls, *modules) -> "EventRegistry":
+    def from_modules(cls, *modules: ModuleType) -> EventRegistry:
         """Every message type declared in the given generated `*_pb2` modules."""
         return cls(*(getattr(module, name) for module in modules
                      for name in module.DESCRIPTOR.message_types_by_name))

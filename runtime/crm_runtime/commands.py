@@ -65,7 +65,7 @@ class Command:
 
     @classmethod
     def to(cls, target: str, service: ServiceDescriptor, method: str, request: Message, *,
-           idempotency_key: str, ordering_key: str) -> "Command":
+           idempotency_key: str, ordering_key: str) -> Command:
         descriptor = service.methods_by_name[method]
         if request.DESCRIPTOR is not descriptor.input_type:
             raise TypeError(f"{method} takes {descriptor.input_type.full_name}, "
@@ -244,7 +244,7 @@ class CommandDispatcher:
     async def _pause(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 

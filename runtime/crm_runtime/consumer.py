@@ -45,8 +45,17 @@ from typing import Any, Protocol, runtime_checkable
 import faust
 from faust.transport.drivers import aiokafka as _kafka_driver
 from prometheus_client import Counter, Gauge, Histogram
-from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, retry_if_exception_type, stop_after_attempt,
-                      stop_never, wait_exponential, wait_random)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_never,
+    wait_exponential,
+    wait_random,
+)
+from tenacity.wait import wait_base
 
 from crm_runtime import logs, retries, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
@@ -93,7 +102,7 @@ def is_transient(exc: BaseException) -> bool:
 
 # --- retry policies (tenacity), one per concern -------------------------------------------
 
-def backoff():
+def backoff() -> wait_base:
     """Capped exponential back-off with a little jitter: 0.2 s, 0.4 s, ... 10 s."""
     return wait_exponential(multiplier=0.2, max=10.0) + wait_random(0, 0.05)
 
@@ -230,7 +239,7 @@ class PlatformApp(faust.App):
         super().__init__(*args, **kwargs)
         self.position_sources: list[EventConsumer] = []
 
-    def _new_transport(self):
+    def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
 
 
@@ -268,7 +277,7 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> Platf
 
 # --- the consumer --------------------------------------------------------------------------
 
-def _raw(app: faust.App, *topics: str):
+def _raw(app: faust.App, *topics: str) -> Any:
     return app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
@@ -287,7 +296,7 @@ class EventConsumer:
         self.name = name
         self.topic_names = [topics] if isinstance(topics, str) else list(topics)
         self.registry = registry
-        self.handler = handler
+        self.handler: Any = handler  # a BatchHandler, or a per-event callable (see positioned)
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_attempts = max_attempts
@@ -311,7 +320,7 @@ class EventConsumer:
 
     # -- faust side --
 
-    async def _agent(self, stream) -> None:
+    async def _agent(self, stream: Any) -> None:
         async for events in stream.noack_take(self.max_batch, within=self.max_wait):
             records: dict[tuple[str, int], list[Record]] = {}
             for event in events:
@@ -332,7 +341,8 @@ class EventConsumer:
         mine = [tp for tp in assigned if tp.topic in self.topic_names]
         if not mine or not self.positioned:
             return {}
-        positions = await retry_positions(consumer=self.name)(asyncio.to_thread, self.handler.positions)
+        positions: dict[tuple[str, int], int] = await retry_positions(consumer=self.name)(
+            asyncio.to_thread, self.handler.positions)
         targets: dict[Any, int | None] = {}
         for tp in mine:
             position = positions.get((tp.topic, tp.partition))
@@ -438,7 +448,8 @@ class EventConsumer:
             return None
         key = (topic, partition)
         if key not in self._positions:  # not loaded at assignment (an app not made by make_app)
-            positions = await retry_positions(consumer=self.name)(asyncio.to_thread, self.handler.positions)
+            positions: dict[tuple[str, int], int] = await retry_positions(consumer=self.name)(
+            asyncio.to_thread, self.handler.positions)
             self._positions[key] = positions.get(key)
         return self._positions[key]
 
@@ -574,7 +585,7 @@ class EventStoreHandler:
         from eventsourcing.application import ProcessingEvent
         from eventsourcing.persistence import Tracking
 
-        processing = ProcessingEvent(tracking=Tracking(tracking_name, offset))
+        processing: ProcessingEvent[Any] = ProcessingEvent(tracking=Tracking(tracking_name, offset))
         processing.collect_events(*aggregates)
         if not processing.events:
             self.app.recorder.insert_tracking(processing.tracking)

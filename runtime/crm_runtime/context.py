@@ -51,7 +51,7 @@ class Consumer:
 
 @dataclass(frozen=True)
 class Process:
-    context: "Context"
+    context: Context
     kind: str  # one of KINDS
 
     @property
@@ -84,13 +84,13 @@ class Context:
     application: Callable[[Any], Any]
     # The context's name in topics and proto packages ("servicedesk"); None: publishes nothing.
     topic: str | None = None
-    events: "EventMap | None" = None
-    http: Callable[[Any], Sequence["APIRouter"]] | None = None
-    grpc: Callable[[Any], Sequence["Registration"]] | None = None
+    events: EventMap | None = None
+    http: Callable[[Any], Sequence[APIRouter]] | None = None
+    grpc: Callable[[Any], Sequence[Registration]] | None = None
     consumers: Sequence[Consumer] = ()
-    commands: "CommandMap | None" = None
+    commands: CommandMap | None = None
     # The records it owns and which role may do what with them (see crm_runtime.auth).
-    resources: Sequence["Resource"] = ()
+    resources: Sequence[Resource] = ()
     # The check behind /readyz's "store": raises when the store is unreachable.
     store_check: Callable[[Any], Callable[[], None]] = field(default=lambda app: app.check_store)
 

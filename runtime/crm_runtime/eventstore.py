@@ -14,8 +14,14 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import (IntegrityError, Mapper, PersistenceError, ProcessRecorder, StoredEvent,
-                                       TrackingRecorder)
+from eventsourcing.persistence import (
+    IntegrityError,
+    Mapper,
+    PersistenceError,
+    ProcessRecorder,
+    StoredEvent,
+    TrackingRecorder,
+)
 
 from crm_runtime import retries, tracing
 from crm_runtime.errors import Conflict, InvalidField, NotFound
@@ -66,14 +72,15 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     }
 
 
-def retry_schema_race(create: Callable[[], T], errors: type[Exception] | tuple = PersistenceError,
+def retry_schema_race(create: Callable[[], T],
+                      errors: type[Exception] | tuple[type[Exception], ...] = PersistenceError,
                       attempts: int = 8) -> T:
     """Runs `create`, retrying while a twin process creates the same tables (see
     crm_runtime.retries.schema_race); `errors` are the store library's exceptions for it."""
     return retries.schema_race(errors, attempts)(create)
 
 
-class TracingMapper(Mapper):
+class TracingMapper(Mapper[Any]):
     """Stores the current trace context beside each event's own state."""
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -101,7 +108,7 @@ def trace_context(domain_event: Any) -> dict[str, str]:
     return dict(getattr(domain_event, TRACE_ATTRIBUTE, None) or {})
 
 
-class ServiceApplication(Application):
+class ServiceApplication(Application[Any]):
     """An eventsourcing application whose persistence comes from the platform settings."""
 
     def __init__(self, platform: PlatformSettings, env: dict[str, str] | None = None):
@@ -119,7 +126,7 @@ class ServiceApplication(Application):
         tracking=...)`), for `crm_runtime.consumer.EventStoreHandler`."""
         return self.factory.process_recorder()
 
-    def construct_mapper(self) -> Mapper:
+    def construct_mapper(self) -> Mapper[Any]:
         return self.factory.mapper(transcoder=self.construct_transcoder(),
                                    mapper_class=TracingMapper)
 
@@ -132,7 +139,7 @@ class ServiceApplication(Application):
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate, or None when there is none (or it is of another type)."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None
@@ -160,7 +167,7 @@ class ServiceApplication(Application):
         existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
         if existing is None:
             try:
-                self.save(aggregate)
+                self.save(aggregate)  # type: ignore[arg-type]  # an eventsourcing aggregate
                 return aggregate, True
             except IntegrityError:  # a concurrent request with the same key won the race
                 existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]

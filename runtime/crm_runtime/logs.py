@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 
 def configure(service: str, level: str = "INFO", json: bool = True) -> None:
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -43,7 +45,7 @@ def never_failing(wrapper: type) -> type:
     """
 
     class NeverFailing(wrapper):
-        def _proxy_to_logger(self, method_name, event=None, **event_kw):
+        def _proxy_to_logger(self, method_name: str, event: str | None = None, **event_kw: Any) -> Any:
             try:
                 return super()._proxy_to_logger(method_name, event, **event_kw)
             except Exception:  # noqa: BLE001 - see above
@@ -53,5 +55,5 @@ def never_failing(wrapper: type) -> type:
     return NeverFailing
 
 
-def get(name: str | None = None):
+def get(name: str | None = None) -> Any:
     return structlog.get_logger(name)

@@ -16,10 +16,24 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import (BigInteger, Column, Connection, DateTime, Integer, MetaData, String, Table, create_engine, event,
-                        func, insert, select, update)
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -50,7 +64,7 @@ def make_engine(platform: PlatformSettings, name: str) -> Engine:
     return engine
 
 
-def _sqlite_wal(dbapi_connection, _record) -> None:
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     # Readers (the API) never block the consumer's writes, and a commit is not an fsync of
     # the whole journal. A crash can lose the last commits, never half of one: a lost
     # commit takes its positions with it, so the consumer applies those events again.
@@ -64,7 +78,7 @@ _write_locks: dict[str, threading.Lock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _write_lock(engine: Engine):
+def _write_lock(engine: Engine) -> contextlib.AbstractContextManager[Any]:
     """SQLite takes one writer at a time; the partitions' threads queue here rather than in
     SQLite's busy handler (which sleeps up to 100 ms between tries) or fail on a snapshot
     that another writer moved. PostgreSQL needs no lock."""
@@ -179,7 +193,7 @@ class Projection:
         if create:
             self.create_tables()
 
-    def _table(self, name: str, *columns: Column) -> Table:
+    def _table(self, name: str, *columns: Column[Any]) -> Table:
         existing = self.metadata.tables.get(name)
         return existing if existing is not None else Table(name, self.metadata, *columns)
 
@@ -227,6 +241,7 @@ class Projection:
             if fresh:
                 self.apply_events(conn, fresh)
         else:
+            assert self.apply_event is not None  # one of the two is given (see __init__)
             for envelope in fresh:
                 with tracing.bound_from_headers(envelope.context):
                     self.apply_event(conn, envelope)

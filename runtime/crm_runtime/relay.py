@@ -25,7 +25,6 @@ from google.protobuf.message import Message
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import Counter, Gauge
-
 from tenacity import RetryCallState, RetryError
 
 from crm_runtime import logs, retries
@@ -65,7 +64,7 @@ class NotificationSource:
     """Yields batches of notifications after a position, and an empty batch whenever it has
     caught up with the log (then waits for more)."""
 
-    def __init__(self, app: Application, batch_size: int, poll_interval: float):
+    def __init__(self, app: Application[Any], batch_size: int, poll_interval: float):
         self.app = app
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -89,7 +88,7 @@ class NotificationSource:
                 yield ()  # caught up: the relay waits for what it sent meanwhile
                 stop.wait(self.poll_interval)
 
-    def _follow(self, subscription, stop: threading.Event) -> Iterator[Sequence[Notification]]:
+    def _follow(self, subscription: Any, stop: threading.Event) -> Iterator[Sequence[Notification]]:
         # The subscription's iterator blocks; a reader thread lets us cut batches by time.
         buffer: queue.Queue[Notification | BaseException] = queue.Queue(maxsize=self.batch_size * 4)
         done = threading.Event()  # set when this generator ends, so the reader ends too
@@ -121,7 +120,8 @@ class NotificationSource:
                 subscription.stop()
                 reader.join(timeout=5)
 
-    def _batches_from(self, buffer: queue.Queue, stop: threading.Event) -> Iterator[Sequence[Notification]]:
+    def _batches_from(self, buffer: queue.Queue[Notification | BaseException],
+                      stop: threading.Event) -> Iterator[Sequence[Notification]]:
         """Cuts the buffered notifications into batches: whatever arrived, up to batch_size."""
         while not stop.is_set():
             try:
@@ -138,10 +138,12 @@ class NotificationSource:
                     batch.append(buffer.get_nowait())
                 except queue.Empty:
                     break
+            notifications: list[Notification] = []
             for item in batch:
                 if isinstance(item, BaseException):
                     raise item
-            yield batch
+                notifications.append(item)
+            yield notifications
 
 
 class _Sent(NamedTuple):
@@ -301,7 +303,7 @@ class OutboxRelay:
         self.acknowledged = start
         self._sent.clear()  # left by a failed run: this one starts again from the position
         log.info("relay.started", topic=self.topic, position=start)
-        with closing(self.notifications.batches(start, self.stop_event)) as batches:
+        with closing(self.notifications.batches(start, self.stop_event)) as batches:  # type: ignore[type-var]
             for batch in batches:
                 if batch:
                     self.send(batch)
@@ -332,7 +334,7 @@ def run_forever(relay: OutboxRelay, max_delay: float = 30.0) -> None:
     A batch that keeps failing (broker down, or an event the relay cannot encode) is retried
     with growing delays and never skipped: later events wait behind it, in order."""
 
-    def on_signal(signum, _frame):
+    def on_signal(signum: int, _frame: object) -> None:
         log.info("relay.signal", signal=signal.Signals(signum).name)
         relay.stop()
 

@@ -10,8 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from tenacity import (AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type,
-                      stop_after_attempt, wait_exponential_jitter, wait_incrementing)
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+    wait_incrementing,
+)
 
 
 class TransientError(Exception):

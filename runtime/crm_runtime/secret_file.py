@@ -57,11 +57,11 @@ def read_secret_file(path: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def secret_file_path(platform: "PlatformSettings") -> Path:
+def secret_file_path(platform: PlatformSettings) -> Path:
     return Path(platform.auth_secret_file or Path(platform.data_dir) / FILE_NAME)
 
 
-def auth_secret(platform: "PlatformSettings", create: bool = False) -> str | None:
+def auth_secret(platform: PlatformSettings, create: bool = False) -> str | None:
     """CRM_AUTH_SECRET if set; else the secret file's content (made first when `create`);
     None when neither exists."""
     if platform.auth_secret is not None:

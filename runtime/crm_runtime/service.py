@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 import uvicorn
-from starlette.types import ASGIApp
 from fastapi import APIRouter
+from starlette.types import ASGIApp
 
 from crm_runtime import grpc_server, http, logs, secret_file
 from crm_runtime.auth import TokenCodec

@@ -3,7 +3,6 @@ every event still reaches the topic, in order per aggregate, re-sends carry the 
 and the report counts every lead exactly once."""
 
 from collections import defaultdict
-from pathlib import Path
 
 import httpx
 import pytest
@@ -44,7 +43,7 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
         platform.start("leads-relay")  # only now, with the watcher in place
         seen_at_kill = []
         for threshold in (150, 600, 1000):
-            progress = wait_for(lambda: (n := published.total()) >= threshold and n,
+            progress = wait_for(lambda t=threshold: (n := published.total()) >= t and n,
                                 interval=0.005, what=f"{threshold} events published")
             platform.kill("leads-relay")
             seen_at_kill.append(progress)
@@ -71,7 +70,8 @@ def test_nothing_is_lost_or_counted_twice_when_processes_are_killed(tmp_path, ka
             first_seen = list(dict.fromkeys(by_lead[lead_id]))
             assert first_seen == expected, f"lead {lead_id} out of order: {by_lead[lead_id]}"
 
-        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=bearer("analyst")).json())
+        reports = url("analytics") + "/v1/reports/leads"
+        report = wait_for(lambda: (r := httpx.get(reports, headers=bearer("analyst")).json())
                           ["captured"] == LEADS and r["assigned"] == ASSIGNED and r,
                           timeout=180, what="report counts every lead")
         assert sum(report["by_channel"].values()) == LEADS

@@ -15,8 +15,7 @@ import pytest
 
 from crm_devstack.lifecycle import alive, start_time
 from tests.conftest import bearer
-from tests.e2e.run_command import (RunCommand, listening, none_alive, port_numbers, stack_ports,
-                                   wait_until)
+from tests.e2e.run_command import RunCommand, listening, none_alive, port_numbers, stack_ports, wait_until
 
 pytestmark = pytest.mark.e2e
 # Below 32768 and apart from test_make_run's: HTTP 29001..., metrics 30101..., gRPC 31051...,

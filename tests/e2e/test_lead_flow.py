@@ -1,21 +1,20 @@
 """One lead flowing through the platform: captured over HTTP and gRPC, assigned by the
 workflow service, counted by analytics; all as separate processes on the real broker."""
 
+import uuid
 from collections import Counter
 from pathlib import Path
 
-import uuid
-
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from crm.leads.v1 import events_pb2 as leads_events
 from crm.leads.v1 import leads_pb2, leads_pb2_grpc
 from crm.workflow.v1 import events_pb2 as workflow_events
-from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
+from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import at_least, headers, read_topic

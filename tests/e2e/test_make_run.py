@@ -46,7 +46,7 @@ def test_run_starts_everything_restarts_what_dies_and_sigterm_stops_everything(t
             os.kill(before["pid"], signal.SIGKILL)
             line = run.wait_line(lambda line, n=name: f"| {n} exited with -9 (SIGKILL)" in line, 30)
             assert "restart 1 in 1 s" in line
-            wait_until(lambda n=name: (now := run.recorded().get(n)) and now["pid"] != before["pid"]
+            wait_until(lambda n=name, b=before: (now := run.recorded().get(n)) and now["pid"] != b["pid"]
                        and alive(now["pid"], now["start"]), 30, f"{name} restarted")
         # Ready again: every service answers /readyz, and a new lead goes all the way through.
         for key, port in PORTS.items():

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 def lead_event(subject: str, seq: int, event_id: str | None = None) -> tuple[bytes, bytes, list]:
     return encode(EventEnvelope(
         id=event_id or stable_event_id(subject, seq), source="crm/test", subject=subject,
-        time=datetime.now(timezone.utc), message=leads_events.LeadCaptured(lead_id=subject, name=str(seq))))
+        time=datetime.now(UTC), message=leads_events.LeadCaptured(lead_id=subject, name=str(seq))))
 
 
 class Worker:

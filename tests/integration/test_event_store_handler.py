@@ -5,7 +5,7 @@ in the same transaction as the events a batch decided (SQLite and PostgreSQL).""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import NAMESPACE_URL, uuid5
 
 import pytest
@@ -69,7 +69,7 @@ def decider(app: TallyApplication, calls: list):
 def delivery(offset: int, subject: str = "lead-1", event_id: str | None = None, partition: int = 0,
              topic: str = TOPIC) -> Delivery:
     envelope = EventEnvelope(id=event_id or f"e-{topic}-{partition}-{offset}", source="crm/test", subject=subject,
-                             time=datetime.now(timezone.utc), message=leads_events.LeadCaptured(lead_id=subject))
+                             time=datetime.now(UTC), message=leads_events.LeadCaptured(lead_id=subject))
     return Delivery(envelope, topic, partition, offset)
 
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from crm_leads.settings import LeadsSettings
 from crm_runtime import http, service
 from crm_runtime.settings import PlatformSettings
-from tests.conftest import TOKENS, bearer
+from tests.conftest import TOKENS
 
 parsed: list[int] = []
 sent_everything = False  # whether the last _exchange got all its bytes out

@@ -1,6 +1,6 @@
 """Garbage on the topic ends in the dead-letter topic, and the consumer keeps going."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 def captured(lead_id: str) -> tuple[bytes, bytes, list]:
     return encode(EventEnvelope(
         id=stable_event_id(lead_id, 1), source="crm/leads", subject=lead_id,
-        time=datetime.now(timezone.utc),
+        time=datetime.now(UTC),
         message=leads_events.LeadCaptured(lead_id=lead_id, name="Valid", email="v@example.com",
                                        channel=leads_events.CHANNEL_EVENT)))
 
@@ -45,7 +45,8 @@ def test_poison_messages_are_dead_lettered_and_consumption_continues(tmp_path, k
         assert dead[0].value == b"\x00\xffnot protobuf at all"
         assert headers(dead[0])["dlq_topic"] == topic
 
-        report = wait_for(lambda: (r := httpx.get(url("analytics") + "/v1/reports/leads", headers=bearer("analyst")).json())
+        reports = url("analytics") + "/v1/reports/leads"
+        report = wait_for(lambda: (r := httpx.get(reports, headers=bearer("analyst")).json())
                           ["captured"] == 1 and r, what="valid event projected after the poison")
         assert report["by_channel"] == {"event": 1}
         platform.check_alive()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
@@ -22,7 +22,7 @@ TOPIC = "t.crm.leads.events.v1"
 
 def delivery(offset: int, subject: str = "lead-1", event_id: str | None = None, partition: int = 0) -> Delivery:
     envelope = EventEnvelope(id=event_id or f"e-{partition}-{offset}", source="crm/test", subject=subject,
-                             time=datetime.now(timezone.utc), message=leads_events.LeadCaptured(lead_id=subject))
+                             time=datetime.now(UTC), message=leads_events.LeadCaptured(lead_id=subject))
     return Delivery(envelope, TOPIC, partition, offset)
 
 

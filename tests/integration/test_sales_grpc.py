@@ -4,7 +4,7 @@ build_server: auth interceptor, @rpc permissions, error table) on SQLite and Pos
 import asyncio
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -108,7 +108,7 @@ def test_accounts_over_grpc(any_platform, address):
         bobs = await stub.ListAccounts(sales_pb2.ListAccountsRequest(owner_id="bob"), metadata=BOSS)
         assert [a.id for a in bobs.accounts] == [account.id]
         since = Timestamp()
-        since.FromDatetime(datetime.now(timezone.utc) + timedelta(hours=1))
+        since.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
         assert not (await stub.ListAccounts(sales_pb2.ListAccountsRequest(updated_since=since),
                                             metadata=BOSS)).accounts
         detail = await refused(stub.ListAccounts(sales_pb2.ListAccountsRequest(page_token="bogus"), metadata=BOSS),

@@ -1,7 +1,7 @@
 """The sales HTTP API on SQLite and PostgreSQL: problem+json naming the field, If-Match,
 idempotent creation, pagination with filters, and the record-visibility rule."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -202,7 +202,7 @@ def test_lists_page_across_pages_with_filters(client):
     anns, _ = every_page("/v1/accounts", headers=ANN, limit=3)
     assert {a["owner_id"] for a in anns} == {"ann"} and len(anns) == 8
 
-    cutoff = datetime.now(timezone.utc)
+    cutoff = datetime.now(UTC)
     later = client.patch(f"/v1/accounts/{ids['Bolt 05']}", json={"region": "APAC"},
                          headers={**BOSS, "If-Match": "1"}).json()
     since, _ = every_page("/v1/accounts", limit=1, updated_since=cutoff.isoformat())

@@ -4,8 +4,8 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
-from crm_runtime import http
 from crm_leads.permissions import LEADS
+from crm_runtime import http
 from crm_runtime.auth import require
 from tests.conftest import TOKENS, bearer
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -12,7 +12,7 @@ REGISTRY = EventRegistry.from_modules(leads_events)
 def envelope(**context):
     return EventEnvelope(
         id=stable_event_id("lead-1", 1), source="crm/leads", subject="lead-1",
-        time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+        time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         message=leads_events.LeadCaptured(lead_id="lead-1", name="Ada", channel=leads_events.CHANNEL_WEB),
         context=context)
 
@@ -85,8 +85,8 @@ def test_event_ids_are_uuid5_of_aggregate_and_version():
 
 
 @pytest.mark.parametrize("dt", [
-    datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
-    datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=timezone.utc),
+    datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
     datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=-5))),
     datetime(2026, 1, 2, 3, 4, 5),  # naive: taken as UTC, as protobuf does
 ])

@@ -3,7 +3,7 @@ instead of produced (the real paths run against the broker and the stores in
 tests/integration/test_batch_consumer.py and test_poison_message.py)."""
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from tenacity import wait_none
@@ -58,7 +58,7 @@ class RecordingConsumer(consumer.EventConsumer):
 def record(offset: int, event_id: str | None = None, partition: int = 0) -> consumer.Record:
     key, value, headers = encode(EventEnvelope(
         id=event_id or f"e-{offset}", source="crm/leads", subject=f"lead-{offset}",
-        time=datetime.now(timezone.utc), message=leads_events.LeadCaptured(lead_id=f"lead-{offset}")))
+        time=datetime.now(UTC), message=leads_events.LeadCaptured(lead_id=f"lead-{offset}")))
     return consumer.Record(TOPIC, partition, offset, key, value, headers)
 
 

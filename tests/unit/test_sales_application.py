@@ -1,16 +1,15 @@
 """The sales application on eventsourcing's in-memory store: commands, the visibility rule,
 versions, idempotency, and lists from the query model."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crm_runtime.auth import Principal, PermissionDenied
+import crm_sales.permissions  # noqa: F401 - declares the resources the roles act on
+from crm_runtime.auth import PermissionDenied, Principal
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound
 from crm_runtime.settings import PlatformSettings
-from crm_sales.application import (AddContact, ChangeAccount, ChangeContact, ListRecords, OpenAccount,
-                                   SalesApplication)
-import crm_sales.permissions  # noqa: F401 - declares the resources the roles act on
+from crm_sales.application import AddContact, ChangeAccount, ChangeContact, ListRecords, OpenAccount, SalesApplication
 
 MEMORY = PlatformSettings(store="memory")
 ANN = Principal("ann", frozenset({"sales_rep"}))
@@ -127,7 +126,7 @@ def test_lists_page_through_filters_in_name_order(sales):
     assert [a.name for a in sales.list_accounts(ListRecords(owner_id="bob", caller=BOSS)).items] == \
         ["Alpha", "alpine", "bravo"]
     assert sales.list_accounts(ListRecords(owner_id="bob", caller=ANN)).items == []
-    future = datetime.now(timezone.utc) + timedelta(minutes=5)
+    future = datetime.now(UTC) + timedelta(minutes=5)
     assert sales.list_accounts(ListRecords(updated_since=future, caller=BOSS)).items == []
     bravo = next(a for a in sales.list_accounts(ListRecords(caller=BOSS)).items if a.name == "bravo")
     changed = sales.change_account(ChangeAccount(bravo.id, 1, {"tier": "smb"}, caller=BOB))

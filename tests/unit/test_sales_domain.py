@@ -6,9 +6,20 @@ import pytest
 
 from crm_runtime.errors import InvalidField
 from crm_runtime.events import aggregate_event_classes
-from crm_sales.domain import (Account, Contact, Tier, account_id_for, contact_id_for, normalise_domain,
-                              normalise_email, normalise_phone, normalise_region, parse_tier,
-                              validate_account, validate_contact)
+from crm_sales.domain import (
+    Account,
+    Contact,
+    Tier,
+    account_id_for,
+    contact_id_for,
+    normalise_domain,
+    normalise_email,
+    normalise_phone,
+    normalise_region,
+    parse_tier,
+    validate_account,
+    validate_contact,
+)
 
 
 def acme(**overrides) -> Account:
@@ -118,7 +129,8 @@ def test_contacts_belong_to_an_account_and_record_their_changes():
     contact = Contact.add(details, uuid4(), added_by="rep-1")
     assert contact.same_addition(details)
     other = str(uuid4())
-    assert contact.change({"account_id": other, "phone": None, "name": "Ada Lovelace"}, "rep-1") == ["account_id", "phone"]
+    changed = contact.change({"account_id": other, "phone": None, "name": "Ada Lovelace"}, "rep-1")
+    assert changed == ["account_id", "phone"]
     added, changed = contact.collect_events()
     assert isinstance(added, Contact.Added) and added.email == "Ada@example.com"
     assert isinstance(changed, Contact.Changed) and changed.account_id == other and changed.phone is None

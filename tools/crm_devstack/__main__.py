@@ -84,8 +84,9 @@ def run(args) -> int:
             from crm_devstack.demo import seed_leads
 
             leads = next(spec for spec in SPECS if spec.name == "leads")
-            created = seed_leads(http_url(leads, platform.env), secret, demo)
-            print(f"demo: {created} leads captured ({demo - created} were already there)", flush=True)
+            assert secret, "auth_secret(create=True) makes one"
+            seeded = seed_leads(http_url(leads, platform.env), secret, demo)
+            print(f"demo: {seeded} leads captured ({demo - seeded} were already there)", flush=True)
         starting[0] = False
         parent = os.getppid()
         while not stop.wait(0.5):

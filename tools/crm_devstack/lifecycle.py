@@ -100,7 +100,7 @@ def _supervisor_of(pid: int) -> int | None:
 
         parent = psutil.Process(pid).parent()
         cmd = parent.cmdline() if parent is not None else []
-        if ("crm_devstack", "run") in zip(cmd, cmd[1:]):
+        if ("crm_devstack", "run") in zip(cmd, cmd[1:], strict=False):
             return parent.pid
     except Exception:  # noqa: BLE001
         pass

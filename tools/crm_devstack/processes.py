@@ -18,8 +18,7 @@ from pathlib import Path
 import httpx
 
 from crm_devstack.kafka_broker import Broker
-from crm_devstack.lifecycle import (STOP_GRACE_SECONDS, RunFile, StartError, busy_ports, die_with_parent,
-                                    exit_text, say)
+from crm_devstack.lifecycle import STOP_GRACE_SECONDS, RunFile, StartError, busy_ports, die_with_parent, exit_text, say
 from crm_runtime import context as contexts
 
 
@@ -58,8 +57,9 @@ DEFAULT_PORTS = {  # service prefix: (http, grpc), as in DESIGN.md
     cls.model_config["env_prefix"]: (_default(cls, "http_port"), _default(cls, "grpc_port"))
     for cls in SERVICE_SETTINGS
 }
-METRICS_PORTS = {  # Prometheus ports of the relay, worker and dispatcher processes
-    _spec(process).metrics_env: _default(process.context.settings, process.metrics_setting)
+METRICS_PORTS: dict[str, int] = {  # Prometheus ports of the relay, worker and dispatcher processes
+    f"{process.env_prefix}{process.metrics_setting.upper()}": _default(process.context.settings,
+                                                                       process.metrics_setting)
     for process in contexts.processes() if process.metrics_setting
 }
 GRPC_PORT_OF = {context.name: _default(context.settings, "grpc_port") for context in contexts.discover()}

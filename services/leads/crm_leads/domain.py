@@ -134,7 +134,7 @@ class Lead(Aggregate):
         self.assignment_keys: list[str] = []
 
     @classmethod
-    def capture(cls, details: CaptureDetails, lead_id: UUID) -> "Lead":
+    def capture(cls, details: CaptureDetails, lead_id: UUID) -> Lead:
         return cls(id=lead_id, name=details.name, email=details.email, phone=details.phone,
                    company=details.company, channel=details.channel.value)
 

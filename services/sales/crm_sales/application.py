@@ -25,11 +25,29 @@ from crm_runtime.errors import FailedPrecondition, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
 from crm_runtime.ownership import can_see, check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
-from crm_sales.domain import (NAME_MAX, Account, Contact, account_id_for, contact_id_for,
-                              plain_identifier, record_id, validate_account, validate_contact)
+from crm_sales.domain import (
+    NAME_MAX,
+    Account,
+    Contact,
+    account_id_for,
+    contact_id_for,
+    plain_identifier,
+    record_id,
+    validate_account,
+    validate_contact,
+)
 from crm_sales.permissions import ACCOUNTS
-from crm_sales.views import (DEFAULT_LIMIT, MAX_LIMIT, AccountRecord, ContactRecord, ListQuery, Page,
-                             SalesViews, decode_cursor, open_views)
+from crm_sales.views import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AccountRecord,
+    ContactRecord,
+    ListQuery,
+    Page,
+    SalesViews,
+    decode_cursor,
+    open_views,
+)
 
 log = logs.get(__name__)
 

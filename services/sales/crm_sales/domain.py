@@ -211,7 +211,7 @@ class Account(Aggregate):
         self.opened_as = (name, domain, industry, region, tier, owner_id)
 
     @classmethod
-    def open(cls, details: AccountDetails, account_id: UUID, opened_by: str) -> "Account":
+    def open(cls, details: AccountDetails, account_id: UUID, opened_by: str) -> Account:
         return cls(id=account_id, name=details.name, domain=details.domain,
                    industry=details.industry, region=details.region,
                    tier=details.tier.value if details.tier else None,
@@ -299,7 +299,7 @@ class Contact(Aggregate):
         self.added_as = (account_id, name, email, phone)
 
     @classmethod
-    def add(cls, details: ContactDetails, contact_id: UUID, added_by: str) -> "Contact":
+    def add(cls, details: ContactDetails, contact_id: UUID, added_by: str) -> Contact:
         return cls(id=contact_id, account_id=details.account_id, name=details.name,
                    email=details.email, phone=details.phone, added_by=added_by)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Response
@@ -16,8 +16,10 @@ from crm_leads.permissions import LEADS
 from crm_runtime.auth import Principal, require
 from crm_runtime.http import error_responses
 
-
-ChannelName = Literal[tuple(channel.value for channel in Channel)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    ChannelName = str
+else:  # the channel names, for the schema clients see
+    ChannelName = Literal[tuple(channel.value for channel in Channel)]
 
 
 class CaptureLeadBody(BaseModel):
@@ -47,7 +49,7 @@ class LeadOut(BaseModel):
     captured_at: datetime
 
     @classmethod
-    def of(cls, lead: Lead) -> "LeadOut":
+    def of(cls, lead: Lead) -> LeadOut:
         return cls(id=str(lead.id), name=lead.name, email=lead.email, phone=lead.phone,
                    company=lead.company, channel=lead.channel.value, status=lead.status.value,
                    owner_id=lead.owner_id, version=lead.version, captured_at=lead.created_on)

@@ -1,3 +1,6 @@
+# mypy: disable-error-code="attr-defined,name-defined"
+# (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
+# methods when the class is created, which mypy cannot see.)
 """Lead domain events to their protobuf messages (crm.leads.v1): the events the leads
 context publishes, and the Lead resource the APIs answer with."""
 

@@ -4,7 +4,7 @@ errors map to status codes through the runtime's one table (crm_runtime.errors).
 from __future__ import annotations
 
 import asyncio
-from datetime import timezone
+from datetime import UTC
 from typing import Any
 
 from crm.sales.v1 import events_pb2, sales_pb2, sales_pb2_grpc
@@ -12,8 +12,7 @@ from crm_runtime.auth import current_principal
 from crm_runtime.errors import InvalidField
 from crm_runtime.grpc_server import Registration, rpc
 from crm_sales.adapters.messages import PROTO_TO_TIER, account_to_message, contact_to_message
-from crm_sales.application import (AddContact, ChangeAccount, ChangeContact, ListRecords,
-                                   OpenAccount, SalesApplication)
+from crm_sales.application import AddContact, ChangeAccount, ChangeContact, ListRecords, OpenAccount, SalesApplication
 from crm_sales.permissions import ACCOUNTS, CONTACTS
 from crm_sales.views import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -45,7 +44,7 @@ def _list_request(request, account_id: str | None = None) -> ListRecords:
         limit=min(request.page_size, MAX_LIMIT) or DEFAULT_LIMIT,
         cursor=request.page_token or None, owner_id=request.owner_id or None,
         name_prefix=request.name_prefix or None,
-        updated_since=(request.updated_since.ToDatetime(tzinfo=timezone.utc)
+        updated_since=(request.updated_since.ToDatetime(tzinfo=UTC)
                        if request.HasField("updated_since") else None),
         account_id=account_id, caller=current_principal())
 

@@ -1,3 +1,6 @@
+# mypy: disable-error-code="attr-defined,name-defined"
+# (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
+# methods when the class is created, which mypy cannot see.)
 """Sales domain events to their protobuf messages (crm.sales.v1): the events the sales
 context publishes on crm.sales.events.v1, and the Account and Contact resources the gRPC
 API answers with. Absent optional values are empty strings (tier: TIER_UNSPECIFIED)."""
@@ -16,7 +19,7 @@ PROTO_TO_TIER = {value: tier for tier, value in TIER_TO_PROTO.items()}
 EVENTS = EventMap(events_pb2)
 
 
-def tier_to_proto(tier: str | None) -> int:
+def tier_to_proto(tier: str | None) -> events_pb2.Tier.ValueType:
     return TIER_TO_PROTO[tier] if tier else events_pb2.TIER_UNSPECIFIED
 
 

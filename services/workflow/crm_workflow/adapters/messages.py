@@ -1,3 +1,6 @@
+# mypy: disable-error-code="attr-defined,name-defined"
+# (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
+# methods when the class is created, which mypy cannot see.)
 """The workflow's stored events as messages: the events it publishes (crm.workflow.v1) and
 the commands its decisions carry to other services (the command outbox)."""
 
