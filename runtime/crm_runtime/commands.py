@@ -143,7 +143,7 @@ class CommandDispatcher:
 
     def __init__(self, app: ServiceApplication, commands: CommandMap, client: CommandClient, *,
                  name: str, batch_size: int = 500, poll_interval: float = 0.05,
-                 concurrency: int = 64, max_rejections: int = 5):
+                 concurrency: int = 16, max_rejections: int = 5):
         self.app = app
         self.commands = commands
         self.client = client
