@@ -33,7 +33,7 @@ from crm_runtime.topics import all_topics
 N = int(os.environ.get("CRM_BENCH_EVENTS", "5000"))
 # The relay and its baseline are measured in alternating rounds: on a shared machine one
 # pass of each moves by a third from run to run, the median of the ratios much less.
-ROUNDS = int(os.environ.get("CRM_BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("CRM_BENCH_ROUNDS", "5"))
 
 
 class Note(Aggregate):
@@ -90,6 +90,7 @@ def bench_relay(platform: PlatformSettings) -> tuple[float, list]:
     relay.close()
     assert relay.position() == last, "the relay stopped before publishing the backlog"
     sample = [relay.record(n) for n in app.recorder.select_notifications(start=1, limit=N)]
+    app.close()  # one application per round: its store connections go with it
     return rate(N, seconds), sample
 
 
@@ -108,18 +109,16 @@ def bench_raw_producer(bootstrap: str, topic: str, records: list) -> float:
     return rate(len(records), seconds)
 
 
-def bench_publish(platform: PlatformSettings, bootstrap: str) -> tuple[float, float, list[float]]:
+def bench_publish(platform: PlatformSettings, bootstrap: str) -> list[tuple[float, float]]:
     """The relay, then the raw producer on the records it sent, in ROUNDS rounds, each on
-    topics of its own (so the relay starts from position 0 every time). Returns the relay
-    and raw rates of the round with the median ratio, and every round's ratio."""
+    topics of its own (so the relay starts from position 0 every time): (relay, raw) rates."""
     rounds = []
     for i in range(ROUNDS):
         round_platform = platform.model_copy(update={"topic_prefix": f"{platform.topic_prefix}r{i}."})
         relay_rate, records = bench_relay(round_platform)
         raw = bench_raw_producer(bootstrap, f"{round_platform.topic_prefix}crm.sales.events.v1", records)
-        rounds.append((relay_rate / raw, relay_rate, raw))
-    _, relay_rate, raw = sorted(rounds)[len(rounds) // 2]
-    return relay_rate, raw, [ratio for ratio, _, _ in rounds]
+        rounds.append((relay_rate, raw))
+    return rounds
 
 
 def bench_http_capture(platform: PlatformSettings, count: int, clients: int = 4) -> float:
@@ -175,7 +174,8 @@ def main() -> None:
 
     raw_saves = bench_raw_saves(platform)
     capture = bench_capture(platform)
-    relay_rate, raw_producer, ratios = bench_publish(platform, bootstrap)
+    rounds = bench_publish(platform, bootstrap)
+    relay_rate, raw_producer = sorted(rounds, key=lambda r: r[0] / r[1])[len(rounds) // 2]
     http_capture = bench_http_capture(platform, min(N, 2000))
 
     print(f"\nthroughput, {N} events each, store={store}, broker {bootstrap}")
@@ -187,8 +187,10 @@ def main() -> None:
     print(f"{'raw kafka-python producer':<34}{raw_producer:>12,.0f}{1:>10.2f}  (baseline)")
     print(f"{'outbox relay (store -> Kafka)':<34}{relay_rate:>12,.0f}"
           f"{relay_rate / raw_producer:>10.2f}  raw kafka-python producer")
-    print(f"(relay and raw producer: the round with the median ratio of {len(ratios)}: "
-          f"{' '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"relay and raw producer: the round with the median ratio of {len(rounds)}; every round:")
+    for relay_round, raw_round in rounds:
+        print(f"{'':<4}relay {relay_round:>8,.0f}/s  raw producer {raw_round:>8,.0f}/s  "
+              f"ratio {relay_round / raw_round:.2f}")
 
 
 def _fresh_postgres_schema(platform: PlatformSettings) -> None:

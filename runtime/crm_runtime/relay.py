@@ -169,7 +169,8 @@ class OutboxRelay:
         """`producer` may be a factory: the relay then connects when it first publishes
         and reconnects after a failure, so it can start before the broker is reachable.
         `batches_in_flight`: how many sent batches may wait for their acknowledgements
-        while the next one is read and encoded (after a crash they are sent again)."""
+        while the next one is read and encoded (after a crash they are sent again; 0 waits
+        for each batch before reading the next)."""
         self.app = app
         self.topic = topic
         self.to_message = to_message
@@ -179,7 +180,7 @@ class OutboxRelay:
         self.tracking_name = f"relay:{topic}"
         self.tracking: TrackingRecorder = app.tracking_recorder()
         self.notifications = NotificationSource(app, batch_size, poll_interval)
-        self.batches_in_flight = max(1, batches_in_flight)
+        self.batches_in_flight = batches_in_flight
         self.stop_event = threading.Event()
         self._encode = RecordEncoder(source)
         self._sent: deque[_Sent] = deque()  # oldest first
