@@ -65,7 +65,8 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
         }
     platform.data_dir.mkdir(parents=True, exist_ok=True)
     return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "PERSISTENCE_MODULE": "crm_runtime.sqlite_store:SQLiteFactory",
+        "SQLITE_SYNCHRONOUS": platform.sqlite_synchronous,
         "SQLITE_DBNAME": str((platform.data_dir / f"{name.lower()}.sqlite3").resolve()),
         "SQLITE_LOCK_TIMEOUT": "30",
         "CREATE_TABLE": "true",

@@ -31,6 +31,9 @@ class PlatformSettings(BaseSettings):
     # "memory" (eventsourcing's in-process store) is for fast application tests only.
     store: Literal["sqlite", "postgres", "memory"] = "sqlite"
     data_dir: Path = Path("data")
+    # SQLite stores: NORMAL survives any process crash, FULL also an OS crash or power loss,
+    # at a disk sync per commit (crm_runtime.sqlite_store explains the trade).
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
     postgres_dbname: str = "crm"
