@@ -44,7 +44,7 @@ class PlatformSettings(BaseSettings):
     cipher_key: SecretStr | None = None
     # Outbox relay: events per Kafka batch, and how often an idle SQLite log is polled.
     relay_batch_size: int = 500
-    relay_poll_interval_seconds: float = 0.05
+    relay_poll_interval_seconds: float = 0.01
     # Consumers: how long a silent member keeps its partitions before a rebalance.
     consumer_session_timeout_seconds: float = 10.0
     # Signs and verifies bearer tokens (HS256, at least 32 characters). Unset: the secret in
