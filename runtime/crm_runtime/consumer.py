@@ -38,7 +38,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,7 +74,6 @@ BATCH_SECONDS = Histogram("crm_consumer_batch_seconds", "Time to apply one batch
 # peer does not answer (a stuck thread or a broker that never acknowledges cannot hold it).
 STOP_DEADLINE_SECONDS = 8.0
 
-Handler = Callable[[EventEnvelope], Awaitable[Any]]  # the per-event handler of the first release
 
 
 # The one "retry, never skip" error of the platform (the dispatcher raises it too).
@@ -285,33 +284,31 @@ class EventConsumer:
     """Binds one `BatchHandler` to one or more topics of a faust app: one agent, one actor
     per assigned partition.
 
-    A plain async per-event `handler(envelope)` (the first release's API) is still
-    accepted: it is called one event at a time, and positions stay in the consumer group.
+    A handler that is not a `BatchHandler` is refused: positions live in the handler's
+    store, never only in the consumer group.
     """
 
     def __init__(self, app: faust.App, topics: Sequence[str] | str, registry: EventRegistry,
-                 handler: BatchHandler | Handler, *, name: str, max_batch: int = 500,
+                 handler: BatchHandler, *, name: str, max_batch: int = 500,
                  max_wait: float = 0.02, max_attempts: int = 5):
         self.app = app
         self.name = name
         self.topic_names = [topics] if isinstance(topics, str) else list(topics)
         self.registry = registry
-        self.handler: Any = handler  # a BatchHandler, or a per-event callable (see positioned)
+        self.handler = handler
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_attempts = max_attempts
-        self.positioned = isinstance(handler, BatchHandler)
-        if not self.positioned and not callable(handler):
-            raise TypeError(f"{handler!r} is neither a BatchHandler nor an event handler")
+        if not isinstance(handler, BatchHandler):
+            raise TypeError(f"{handler!r} is not a BatchHandler (positions, apply, advance)")
         # (topic, partition) -> last offset applied or passed; None: the store has none.
         self._positions: dict[tuple[str, int], int | None] = {}
         self._dead_letter_topics = {topic: _raw(app, dead_letter_topic(topic)) for topic in self.topic_names}
-        if self.positioned:
-            if isinstance(app, PlatformApp):
-                app.position_sources.append(self)
-            else:
-                log.warning("consumer.no_seek", consumer=name,
-                            hint="use crm_runtime.consumer.make_app: this app resumes from group offsets")
+        if isinstance(app, PlatformApp):
+            app.position_sources.append(self)
+        else:
+            log.warning("consumer.no_seek", consumer=name,
+                        hint="use crm_runtime.consumer.make_app: this app resumes from group offsets")
         app.agent(_raw(app, *self.topic_names), name=name, isolated_partitions=True)(self._agent)
 
     @property
@@ -339,7 +336,7 @@ class EventConsumer:
         """For the assigned partitions of this consumer's topics: where to start reading
         (the stored position + 1, or None for the beginning). Reloads the cached positions."""
         mine = [tp for tp in assigned if tp.topic in self.topic_names]
-        if not mine or not self.positioned:
+        if not mine:
             return {}
         positions: dict[tuple[str, int], int] = await retry_positions(consumer=self.name)(
             asyncio.to_thread, self.handler.positions)
@@ -383,7 +380,7 @@ class EventConsumer:
             outcomes["dead-lettered"] += dead
         last = fresh[-1].offset
         passed = self._positions.get((topic, partition))
-        if self.positioned and (passed is None or passed < last):
+        if passed is None or passed < last:
             # The batch ended with records that had no effect (undecodable): pass them for good.
             await retry_transient(consumer=self.name, topic=topic, partition=partition)(
                 asyncio.to_thread, self.handler.advance, topic, partition, last)
@@ -395,17 +392,16 @@ class EventConsumer:
 
     async def _apply(self, topic: str, partition: int, deliveries: list[Delivery],
                      by_offset: Mapping[int, Record]) -> tuple[int, int]:
-        if self.positioned:
-            try:
-                await retry_transient(consumer=self.name, topic=topic, partition=partition,
-                                      batch=len(deliveries))(self._call, topic, partition, deliveries)
-                self._moved(topic, partition, deliveries[-1].offset)
-                return len(deliveries), 0
-            except Exception as exc:  # noqa: BLE001 - a fault of an event or the code: find which
-                if len(deliveries) > 1:
-                    log.warning("consumer.batch_failed", consumer=self.name, topic=topic, partition=partition,
-                                first_offset=deliveries[0].offset, last_offset=deliveries[-1].offset,
-                                error=repr(exc), fallback="one event at a time")
+        try:
+            await retry_transient(consumer=self.name, topic=topic, partition=partition,
+                                  batch=len(deliveries))(self._call, topic, partition, deliveries)
+            self._moved(topic, partition, deliveries[-1].offset)
+            return len(deliveries), 0
+        except Exception as exc:  # noqa: BLE001 - a fault of an event or the code: find which
+            if len(deliveries) > 1:
+                log.warning("consumer.batch_failed", consumer=self.name, topic=topic, partition=partition,
+                            first_offset=deliveries[0].offset, last_offset=deliveries[-1].offset,
+                            error=repr(exc), fallback="one event at a time")
         handled = dead = 0
         for delivery in deliveries:
             if await self._apply_one(delivery, by_offset[delivery.offset]):
@@ -430,22 +426,15 @@ class EventConsumer:
         except Exception as exc:  # noqa: BLE001 - given up after max_attempts: dead letter
             log.error("consumer.failed", error=repr(exc), **context)
             await self.dead_letter(record, f"handler failed {self.max_attempts} times: {exc!r}")
-            if self.positioned:
-                await transient(asyncio.to_thread, self.handler.advance, delivery.topic, delivery.partition,
-                                delivery.offset)
-                self._moved(delivery.topic, delivery.partition, delivery.offset)
+            await transient(asyncio.to_thread, self.handler.advance, delivery.topic, delivery.partition,
+                            delivery.offset)
+            self._moved(delivery.topic, delivery.partition, delivery.offset)
             return False
 
     async def _call(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
-        if self.positioned:
-            await asyncio.to_thread(self.handler.apply, topic, partition, deliveries)
-        else:
-            for delivery in deliveries:
-                await self.handler(delivery.envelope)
+        await asyncio.to_thread(self.handler.apply, topic, partition, deliveries)
 
     async def _position(self, topic: str, partition: int) -> int | None:
-        if not self.positioned:
-            return None
         key = (topic, partition)
         if key not in self._positions:  # not loaded at assignment (an app not made by make_app)
             positions: dict[tuple[str, int], int] = await retry_positions(consumer=self.name)(

@@ -241,7 +241,12 @@ class OutboxRelay:
         # Bounded: with the broker gone a flush would wait out the delivery timeout, and a
         # stopping process must end within seconds. Unacknowledged events are sent again.
         if self.producer is not None:
-            self.producer.close(timeout=5)
+            try:
+                self.producer.close(timeout=5)
+            except Exception as exc:  # noqa: BLE001 - kafka-python raises when it cannot flush
+                log.warning("relay.closed_unflushed", topic=self.topic, error=repr(exc),
+                            position=self.acknowledged, hint="unacknowledged events are sent again")
+            self.producer = None
 
     def send(self, batch: Sequence[Notification]) -> None:
         """Hands a batch to the producer without waiting for Kafka; `settle` records it."""

@@ -162,20 +162,12 @@ def test_shutdown_stops_a_retrying_batch_and_records_nothing():
     assert handler.stored == {} and handler.applied == [] and c.dead == []
 
 
-def test_a_per_event_handler_of_the_first_release_still_works():
-    calls = []
+def test_a_handler_that_keeps_no_positions_is_refused():
+    async def per_event(envelope):  # the first release's API: positions only in the group
+        return envelope
 
-    async def handler(envelope):
-        calls.append(envelope.id)
-        if envelope.id == "e-1":
-            raise RuntimeError("bug")
-        if len(calls) < 4:
-            raise consumer.TransientError("peer down")
-
-    c = RecordingConsumer(handler, max_attempts=3)
-    outcomes = run(c, [record(0), record(1), record(2)])
-    assert outcomes == {"handled": 2, "skipped": 0, "dead-lettered": 1}
-    assert calls == ["e-0"] * 4 + ["e-1"] * 3 + ["e-2"]
+    with pytest.raises(TypeError, match="not a BatchHandler"):
+        RecordingConsumer(per_event)
 
 
 def test_store_and_race_failures_count_as_transient_bugs_do_not():
