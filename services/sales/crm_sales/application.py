@@ -29,6 +29,7 @@ from crm_sales.domain import (
     NAME_MAX,
     Account,
     Contact,
+    DomainAccount,
     account_id_for,
     contact_id_for,
     plain_identifier,
@@ -262,6 +263,14 @@ class SalesApplication(ServiceApplication):
         self.views.catch_up()
         return self.views.list_contacts(query, owner_filter(_who(request.caller)))
 
+    # -- lead conversion --------------------------------------------------------------------
+
+    def conversion_lookups(self) -> ConversionLookups:
+        """What a conversion plan (crm_sales.conversion) reads: this store, and the query
+        model caught up with it now (so accounts opened until now are found by domain)."""
+        self.views.catch_up()
+        return ConversionLookups(self)
+
     # -- list requests ----------------------------------------------------------------------
 
     @staticmethod
@@ -284,3 +293,35 @@ class SalesApplication(ServiceApplication):
             name_prefix=prefix,
             updated_since=since,
             account_id=record_id("account_id", request.account_id) if request.account_id else None)
+
+
+class ConversionLookups:
+    """`crm_sales.conversion.Lookups` over the sales store and its query model. An id that
+    names a record of another kind is refused: the conversion could never be saved."""
+
+    def __init__(self, app: SalesApplication):
+        self.app = app
+
+    def _find(self, cls: type, aggregate_id: UUID, field_name: str) -> Any:
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            aggregate: Any = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(aggregate, cls):
+            raise InvalidField(field_name, f"{aggregate_id} names a record that is not a {cls.__name__.lower()}")
+        return aggregate
+
+    def account(self, account_id: UUID) -> Account | None:
+        return self._find(Account, account_id, "account_id")  # type: ignore[no-any-return]
+
+    def contact(self, contact_id: UUID) -> Contact | None:
+        return self._find(Contact, contact_id, "contact_id")  # type: ignore[no-any-return]
+
+    def domain_account(self, domain: str) -> DomainAccount | None:
+        return self.app.find(DomainAccount, DomainAccount.id_for(domain))
+
+    def account_with_domain(self, domain: str) -> UUID | None:
+        found = self.app.views.account_with_domain(domain)
+        return UUID(found) if found is not None else None

@@ -1,6 +1,7 @@
 """The sales context, declared once: everything that runs it is derived from this."""
 
-from crm_runtime.context import Context
+from crm_runtime.context import Consumer, Context
+from crm_sales import consumers
 from crm_sales.adapters import grpc, http
 from crm_sales.adapters.messages import EVENTS
 from crm_sales.application import SalesApplication
@@ -15,5 +16,7 @@ CONTEXT = Context(
     events=EVENTS,
     http=http.routers,
     grpc=grpc.registrations,
+    # Converted leads (crm.leads.v1.LeadConverted) become accounts and contacts.
+    consumers=(Consumer("conversions", topics=("leads",), handler=consumers.lead_conversions),),
     resources=(ACCOUNTS, CONTACTS),
 )

@@ -291,17 +291,32 @@ def contact_id_for(request_key: str | None) -> UUID:
 
 
 class Contact(Aggregate):
+    # lead_id and account_reused came with lead conversion: events stored before have
+    # neither, and read as None and False.
     @event("Added")
     def __init__(self, id: UUID, account_id: str, name: str, email: str | None,  # noqa: A002
-                 phone: str | None, added_by: str):
+                 phone: str | None, added_by: str, lead_id: str | None = None,
+                 account_reused: bool = False):
         self._set(account_id, name, email, phone)
         self.added_by = added_by
         self.added_as = (account_id, name, email, phone)
+        # The lead it was converted from, and whether it joined an account found by its
+        # email domain rather than the one its conversion named.
+        self.lead_id = lead_id
+        self.account_reused = account_reused
 
     @classmethod
     def add(cls, details: ContactDetails, contact_id: UUID, added_by: str) -> Contact:
         return cls(id=contact_id, account_id=details.account_id, name=details.name,
                    email=details.email, phone=details.phone, added_by=added_by)
+
+    @classmethod
+    def convert(cls, details: ContactDetails, contact_id: UUID, lead_id: str, account_reused: bool,
+                added_by: str) -> Contact:
+        """The contact a converted lead becomes (crm_sales.conversion)."""
+        return cls(id=contact_id, account_id=details.account_id, name=details.name,
+                   email=details.email, phone=details.phone, added_by=added_by,
+                   lead_id=lead_id, account_reused=account_reused)
 
     def same_addition(self, details: ContactDetails) -> bool:
         return self.added_as == (details.account_id, details.name, details.email, details.phone)
@@ -331,3 +346,41 @@ class Contact(Aggregate):
     def _changed(self, account_id: str, name: str, email: str | None, phone: str | None,
                  changed_fields: list[str], changed_by: str) -> None:
         self._set(account_id, name, email, phone)
+
+
+# -- email domains --------------------------------------------------------------------------
+
+_DOMAIN_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:email-domain")
+
+
+class DomainAccount(Aggregate):
+    """The account that converted leads writing from one email domain join.
+
+    A uniqueness claim, one aggregate per domain (its id derives from the domain): the
+    conversion that opens an account for a new domain saves the claim in the same
+    transaction, so two conversions of the same new domain, in one batch, two partitions or
+    two worker processes, cannot both open an account: the second save conflicts, and
+    deciding again finds the claim. Internal bookkeeping: never published.
+    """
+
+    @event("Claimed")
+    def __init__(self, id: UUID, domain: str, account_id: str):  # noqa: A002
+        self.domain = domain
+        self.account_id = account_id
+
+    @staticmethod
+    def id_for(domain: str) -> UUID:
+        return uuid5(_DOMAIN_NAMESPACE, domain)
+
+    @classmethod
+    def claim(cls, domain: str, account_id: str) -> DomainAccount:
+        return cls(id=cls.id_for(domain), domain=domain, account_id=account_id)
+
+    def move_to(self, account_id: str) -> None:
+        """Points the domain at another account (the one it named no longer has the domain)."""
+        if account_id != self.account_id:
+            self._moved(account_id=account_id)
+
+    @event("Moved")
+    def _moved(self, account_id: str) -> None:
+        self.account_id = account_id

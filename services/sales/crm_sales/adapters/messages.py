@@ -10,13 +10,15 @@ from __future__ import annotations
 from crm.sales.v1 import events_pb2, sales_pb2
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
-from crm_sales.domain import Account, Contact, Tier
+from crm_sales.domain import Account, Contact, DomainAccount, Tier
 from crm_sales.views import AccountRecord, ContactRecord
 
 TIER_TO_PROTO = {tier.value: events_pb2.Tier.Value(f"TIER_{tier.name}") for tier in Tier}
 PROTO_TO_TIER = {value: tier for tier, value in TIER_TO_PROTO.items()}
 
 EVENTS = EventMap(events_pb2)
+# Which account an email domain's converted leads join: bookkeeping of the conversion.
+EVENTS.internal(DomainAccount.Claimed, DomainAccount.Moved)
 
 
 def tier_to_proto(tier: str | None) -> events_pb2.Tier.ValueType:
@@ -47,7 +49,10 @@ def contact_added(event: Contact.Added) -> events_pb2.ContactAdded:
     return events_pb2.ContactAdded(
         contact_id=str(event.originator_id), account_id=event.account_id, name=event.name,
         email=event.email or "", phone=event.phone or "", version=event.originator_version,
-        added_at=timestamp(event.timestamp), added_by=event.added_by)
+        added_at=timestamp(event.timestamp), added_by=event.added_by,
+        # Events stored before conversion existed have neither attribute.
+        lead_id=getattr(event, "lead_id", None) or "",
+        account_reused=bool(getattr(event, "account_reused", False)))
 
 
 @EVENTS.publishes(Contact.Changed)
