@@ -49,6 +49,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from crm_runtime.email_domains import FREE_MAIL_DOMAINS, email_domain_of
 from crm_runtime.errors import InvalidField
 from crm_runtime.text import check_text
 
@@ -190,14 +191,6 @@ class LeadFacts:
         if isinstance(value, str) and not value.strip():
             return None
         return value
-
-
-def email_domain_of(email: str | None) -> str | None:
-    """The part after the last "@", lower-cased; None when there is none."""
-    if not email or "@" not in email:
-        return None
-    domain = email.rsplit("@", 1)[1].strip().lower()
-    return domain or None
 
 
 @dataclass(frozen=True)
@@ -435,10 +428,6 @@ def _parse_rule_set(data: object) -> RuleSet:
 
 
 # Free-mail domains: a lead writing from one is a person, not yet a company.
-FREE_MAIL_DOMAINS = ("gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com",
-                     "live.com", "aol.com", "icloud.com", "gmx.de", "gmx.net", "web.de", "proton.me",
-                     "protonmail.com", "mail.ru", "yandex.ru", "qq.com")
-
 DEFAULT_RULES = RuleSet.from_dict({
     "rules": [
         {"id": "referral", "description": "Referred by a customer or partner contact",
@@ -458,7 +447,7 @@ DEFAULT_RULES = RuleSet.from_dict({
         {"id": "form-submitted", "description": "Submitted a form on the website",
          "when": {"field": "activities.form_submitted", "op": "gte", "value": 1}, "points": 10},
         {"id": "free-mail", "description": "Writes from a free-mail address",
-         "when": {"field": "email_domain", "op": "in", "value": list(FREE_MAIL_DOMAINS)}, "points": -10},
+         "when": {"field": "email_domain", "op": "in", "value": sorted(FREE_MAIL_DOMAINS)}, "points": -10},
     ],
     "grades": {"hot": 60, "warm": 30},
 })
