@@ -8,8 +8,8 @@ event headers, so one lead can be followed across services by its correlation id
 from __future__ import annotations
 
 import contextvars
+import random
 import re
-import secrets
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -38,21 +38,31 @@ def _parent_span(traceparent: str | None) -> SpanContext | None:
     return span if span.is_valid else None
 
 
-def new_traceparent(trace_id: str | None = None, sampled: bool = True) -> str:
-    span = SpanContext(trace_id=int(trace_id or secrets.token_hex(16), 16),
-                       span_id=int(secrets.token_hex(8), 16), is_remote=False,
+def _span(trace_id: int | None = None, sampled: bool = True) -> SpanContext:
+    # Ids as OpenTelemetry's SDK makes them (random.getrandbits): unique, not secret.
+    return SpanContext(trace_id=trace_id or random.getrandbits(128), span_id=random.getrandbits(64),
+                       is_remote=False,
                        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT))
+
+
+def _child_span(parent: str | None) -> SpanContext:
+    span = _parent_span(parent)
+    return _span() if span is None else _span(span.trace_id, span.trace_flags.sampled)
+
+
+def _traceparent_of(span: SpanContext) -> str:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span)))
     return carrier[TRACEPARENT]
 
 
+def new_traceparent(trace_id: str | None = None, sampled: bool = True) -> str:
+    return _traceparent_of(_span(int(trace_id, 16) if trace_id else None, sampled))
+
+
 def child_traceparent(parent: str | None) -> str:
     """A new span in the parent's trace, or a new trace when the parent is absent or bad."""
-    span = _parent_span(parent)
-    if span is None:
-        return new_traceparent()
-    return new_traceparent(format(span.trace_id, "032x"), span.trace_flags.sampled)
+    return _traceparent_of(_child_span(parent))
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -73,10 +83,11 @@ def current() -> dict[str, str]:
 @contextmanager
 def bound(traceparent: str | None = None, correlation_id: str | None = None) -> Iterator[dict[str, str]]:
     """Enter a unit of work: a child span of `traceparent`, the given or a new correlation id."""
-    tp = child_traceparent(traceparent)
+    span = _child_span(traceparent)
+    tp = _traceparent_of(span)
     cid = correlation_id if correlation_id and _CORRELATION_RE.match(correlation_id) else str(uuid.uuid4())
     tokens = (_traceparent.set(tp), _correlation_id.set(cid))
-    with structlog.contextvars.bound_contextvars(correlation_id=cid, trace_id=trace_id(tp)):
+    with structlog.contextvars.bound_contextvars(correlation_id=cid, trace_id=format(span.trace_id, "032x")):
         try:
             yield {TRACEPARENT: tp, CORRELATION_ID: cid}
         finally:

@@ -129,3 +129,22 @@ def test_the_token_command_respects_the_cap():
     assert capped.returncode == 0, capped.stderr
     codec = TokenCodec("c" * 40, max_ttl_seconds=600)
     assert codec.verify(capped.stdout.strip()).subject == "alice"
+
+
+def test_a_verified_token_is_remembered_until_it_expires(monkeypatch):
+    codec = TokenCodec("remembered-secret-0123456789-0123456789")
+    token = codec.issue("rep-1", ["sales_rep"], ttl_seconds=60)
+    first = codec.verify(token)
+    assert codec.verify(token) is first  # the second check is a look-up
+    later = time.time() + 60 + 31  # past exp and the leeway: the token is checked again
+    monkeypatch.setattr(time, "time", lambda: later)
+    checked = []
+
+    def check_again(again: str):
+        checked.append(again)
+        raise Unauthenticated("invalid token: Signature has expired")
+
+    monkeypatch.setattr(codec, "_verify", check_again)
+    with pytest.raises(Unauthenticated, match="expired"):
+        codec.verify(token)
+    assert checked == [token] and token not in codec._verified
