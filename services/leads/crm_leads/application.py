@@ -7,8 +7,11 @@ saves the new events in one transaction; a stale expected version, or a concurre
 to the same lead, is a Conflict. A capture answers the lead to the caller who captured it
 (with its own idempotency key, a repeat too) whoever it is assigned to afterwards.
 
-Lists are answered by the query model (crm_leads.views), which is caught up with the store
-after every command, so a caller lists what it has just written.
+Lists and look-ups are answered by the query model (crm_leads.views), which catches up with
+the store before each of them, so a caller lists what it has just written. Working a lead
+(status, changes, activities) and launching a campaign also catch it up afterwards; capture
+and assignment, the hot path (every lead, and the workflow's AssignLead for each), leave it
+to the next read.
 """
 
 from __future__ import annotations
@@ -213,7 +216,6 @@ class LeadsApplication(ServiceApplication):
                                          same=lambda first: first.same_capture(details))
         if created:
             log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value)
-            self._refresh_views()
         return lead, created
 
     def _visible_lead(self, lead_id: str | UUID, who: Principal | None) -> Lead:
@@ -228,7 +230,6 @@ class LeadsApplication(ServiceApplication):
         if lead.assign(command.owner_id, command.idempotency_key):
             self.save_changes(lead)
             log.info("lead.assigned", lead_id=str(lead.id), owner_id=lead.owner_id)
-            self._refresh_views()
         return lead
 
     def move_lead(self, command: MoveLead) -> Lead:
