@@ -79,7 +79,7 @@ def test_leads_over_grpc(any_platform, address):
         lead = await stub.CaptureLead(leads_pb2.CaptureLeadRequest(
             name="Grace Hopper", email="grace@example.com", channel=events_pb2.CHANNEL_REFERRAL,
             title="Rear Admiral", company_size=1, country="us", campaign_id=campaign.id), metadata=BOSS)
-        assert lead.status == events_pb2.LEAD_STATUS_NEW and lead.country == "US"
+        assert lead.status == leads_pb2.LEAD_STATUS_NEW and lead.country == "US"
         assert lead.HasField("company_size") and lead.company_size == 1 and lead.campaign_id == campaign.id
         detail = await refused(stub.CaptureLead(leads_pb2.CaptureLeadRequest(
             name="X", email="x@example.com", channel=events_pb2.CHANNEL_WEB, campaign_id=str(uuid4())),
@@ -95,16 +95,16 @@ def test_leads_over_grpc(any_platform, address):
                                grpc.StatusCode.FAILED_PRECONDITION)
         assert "is new" in detail
         contacted = await stub.ContactLead(leads_pb2.ContactLeadRequest(lead_id=lead.id), metadata=ANN)
-        assert contacted.status == events_pb2.LEAD_STATUS_CONTACTED and contacted.version == 3
+        assert contacted.status == leads_pb2.LEAD_STATUS_CONTACTED and contacted.version == 3
         await refused(stub.QualifyLead(leads_pb2.QualifyLeadRequest(lead_id=lead.id, expected_version=2),
                                        metadata=ANN), grpc.StatusCode.ABORTED)
         await refused(stub.DisqualifyLead(leads_pb2.DisqualifyLeadRequest(lead_id=lead.id), metadata=ANN),
                       grpc.StatusCode.INVALID_ARGUMENT)
         gone = await stub.DisqualifyLead(leads_pb2.DisqualifyLeadRequest(lead_id=lead.id, reason="No budget"),
                                          metadata=ANN)
-        assert gone.status == events_pb2.LEAD_STATUS_DISQUALIFIED and gone.disqualified_reason == "No budget"
+        assert gone.status == leads_pb2.LEAD_STATUS_DISQUALIFIED and gone.disqualified_reason == "No budget"
         back = await stub.ReopenLead(leads_pb2.ReopenLeadRequest(lead_id=lead.id), metadata=ANN)
-        assert back.status == events_pb2.LEAD_STATUS_CONTACTED
+        assert back.status == leads_pb2.LEAD_STATUS_CONTACTED
 
         await refused(stub.UpdateLead(leads_pb2.UpdateLeadRequest(lead_id=lead.id, title="CEO"), metadata=ANN),
                       grpc.StatusCode.FAILED_PRECONDITION)
@@ -139,7 +139,7 @@ def test_leads_over_grpc(any_platform, address):
         rest = await stub.ListLeads(leads_pb2.ListLeadsRequest(page_token=everyone.next_page_token), metadata=BOSS)
         assert [item.id for item in rest.leads] == [lead.id]
         filtered = await stub.ListLeads(leads_pb2.ListLeadsRequest(
-            status=events_pb2.LEAD_STATUS_CONTACTED, channel=events_pb2.CHANNEL_REFERRAL, q="hopper"), metadata=BOSS)
+            status=leads_pb2.LEAD_STATUS_CONTACTED, channel=events_pb2.CHANNEL_REFERRAL, q="hopper"), metadata=BOSS)
         assert [item.id for item in filtered.leads] == [lead.id]
         detail = await refused(stub.ListLeads(leads_pb2.ListLeadsRequest(page_token="nope"), metadata=BOSS),
                                grpc.StatusCode.INVALID_ARGUMENT)

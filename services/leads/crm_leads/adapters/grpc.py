@@ -107,7 +107,7 @@ class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
                          if request.HasField("updated_since") else None)
         page = await _listed(self.app.list_leads, ListLeads(
             limit=_page_size(request), cursor=request.page_token or None,
-            status=_enum(request.status, PROTO_TO_STATUS, events_pb2.LEAD_STATUS_UNSPECIFIED),
+            status=_enum(request.status, PROTO_TO_STATUS, leads_pb2.LEAD_STATUS_UNSPECIFIED),
             owner_id=request.owner_id or None,
             channel=_enum(request.channel, PROTO_TO_CHANNEL, events_pb2.CHANNEL_UNSPECIFIED),
             campaign_id=request.campaign_id or None, grade=request.grade or None,

@@ -18,7 +18,7 @@ from crm_runtime.events import EventMap
 
 CHANNEL_TO_PROTO = {channel: events_pb2.Channel.Value(f"CHANNEL_{channel.name}") for channel in Channel}
 PROTO_TO_CHANNEL = {value: channel.value for channel, value in CHANNEL_TO_PROTO.items()}
-STATUS_TO_PROTO = {status: events_pb2.LeadStatus.Value(f"LEAD_STATUS_{status.name}") for status in LeadStatus}
+STATUS_TO_PROTO = {status: leads_pb2.LeadStatus.Value(f"LEAD_STATUS_{status.name}") for status in LeadStatus}
 PROTO_TO_STATUS = {value: status.value for status, value in STATUS_TO_PROTO.items()}
 KIND_TO_PROTO = {kind: events_pb2.ActivityKind.Value(f"ACTIVITY_KIND_{kind.name}") for kind in ActivityKind}
 PROTO_TO_KIND = {value: kind.value for kind, value in KIND_TO_PROTO.items()}
@@ -67,7 +67,7 @@ def qualified(event: Lead.Qualified) -> events_pb2.LeadQualified:
 def disqualified(event: Lead.Disqualified) -> events_pb2.LeadDisqualified:
     return events_pb2.LeadDisqualified(
         lead_id=str(event.originator_id), reason=event.reason,
-        previous_status=STATUS_TO_PROTO[LeadStatus(event.previous_status)],
+        previous_status=LeadStatus(event.previous_status).value,
         version=event.originator_version, disqualified_at=timestamp(event.timestamp),
         disqualified_by=event.by)
 
@@ -75,7 +75,7 @@ def disqualified(event: Lead.Disqualified) -> events_pb2.LeadDisqualified:
 @EVENTS.publishes(Lead.Reopened)
 def reopened(event: Lead.Reopened) -> events_pb2.LeadReopened:
     return events_pb2.LeadReopened(
-        lead_id=str(event.originator_id), status=STATUS_TO_PROTO[LeadStatus(event.status)],
+        lead_id=str(event.originator_id), status=LeadStatus(event.status).value,
         version=event.originator_version, reopened_at=timestamp(event.timestamp),
         reopened_by=event.by)
 
