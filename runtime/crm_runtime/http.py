@@ -7,9 +7,11 @@ trace/correlation context per request, RFC 9457 error bodies, Prometheus metrics
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -63,6 +65,37 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
                  403: "The caller's roles do not allow this", 404: "No such resource",
                  409: "Conflicting or stale write", 422: "Invalid field"}
     return {code: {"description": described.get(code, "Error"), "model": Problem} for code in codes}
+
+
+# -- conditional updates (PATCH with If-Match) ----------------------------------------------
+
+_IF_MATCH = re.compile(r'\s*"?([0-9]{1,18})"?\s*')
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version in If-Match (`"3"` or `3`); None when the header is missing."""
+    if if_match is None or not if_match.strip():
+        return None
+    found = _IF_MATCH.fullmatch(if_match)
+    if found is None or int(found.group(1)) < 1:
+        raise InvalidField("If-Match", 'must be the version you read, e.g. "3"')
+    return int(found.group(1))
+
+
+def precondition_required(what: str) -> JSONResponse:
+    return problem(428, "Precondition required",
+                   f'changing a {what} needs If-Match with the version you read, e.g. If-Match: "3"')
+
+
+def tag(response: Response, version: int) -> None:
+    """The record's version as its ETag (what If-Match sends back)."""
+    response.headers["ETag"] = f'"{version}"'
+
+
+def given_fields(body: BaseModel) -> dict[str, Any]:
+    """The fields the caller sent (JSON merge patch: absent means unchanged, null clears)."""
+    values = body.model_dump(include=body.model_fields_set)
+    return {name: str(value) if isinstance(value, UUID) else value for name, value in values.items()}
 
 
 def _problem_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:

@@ -67,7 +67,9 @@ def test_capture_get_and_idempotency_key(client):
     assert again.status_code == 200 and again.json()["id"] == lead["id"]
     clash = client.post("/v1/leads", json={**GOOD, "name": "Other"}, headers={"Idempotency-Key": "abc"})
     assert clash.status_code == 409 and clash.headers["content-type"] == "application/problem+json"
-    assert client.get(f"/v1/leads/{lead['id']}").json() == lead
+    # The rep captured it, but sees only the leads assigned to them: this one is nobody's yet.
+    assert client.get(f"/v1/leads/{lead['id']}").status_code == 404
+    assert client.get(f"/v1/leads/{lead['id']}", headers=bearer("sales_manager")).json() == lead
 
 
 def test_unknown_and_malformed_ids(client):

@@ -56,7 +56,9 @@ def test_only_event_messages_become_ce_types(context):
 def test_the_aggregate_events_of_a_lead_are_its_recorded_ones():
     from crm_leads.domain import Lead
 
-    assert {cls.__name__ for cls in aggregate_event_classes(Lead)} == {"Captured", "Assigned"}
+    assert {cls.__name__ for cls in aggregate_event_classes(Lead)} == {
+        "Captured", "Assigned", "Contacted", "Qualified", "Disqualified", "Reopened",
+        "ActivityLogged", "Changed"}
 
 
 def test_an_unmapped_event_is_an_error_and_an_internal_one_is_passed():

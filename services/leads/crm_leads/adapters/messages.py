@@ -1,28 +1,45 @@
 # mypy: disable-error-code="attr-defined,name-defined"
 # (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
 # methods when the class is created, which mypy cannot see.)
-"""Lead domain events to their protobuf messages (crm.leads.v1): the events the leads
-context publishes, and the Lead resource the APIs answer with."""
+"""Lead and campaign domain events to their protobuf messages (crm.leads.v1): the events
+the leads context publishes, and the Lead, Activity and Campaign resources the gRPC API
+answers with. Absent optional text is the empty string; an unknown company size is unset."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from crm.leads.v1 import events_pb2, leads_pb2
-from crm_leads.domain import Channel, Lead
+from crm_leads.domain import Activity, ActivityKind, Campaign, Channel, Lead, LeadStatus
+from crm_leads.views import CampaignRecord, LeadRecord
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
 
 CHANNEL_TO_PROTO = {channel: events_pb2.Channel.Value(f"CHANNEL_{channel.name}") for channel in Channel}
 PROTO_TO_CHANNEL = {value: channel.value for channel, value in CHANNEL_TO_PROTO.items()}
+STATUS_TO_PROTO = {status: leads_pb2.LeadStatus.Value(f"LEAD_STATUS_{status.name}") for status in LeadStatus}
+PROTO_TO_STATUS = {value: status.value for status, value in STATUS_TO_PROTO.items()}
+KIND_TO_PROTO = {kind: events_pb2.ActivityKind.Value(f"ACTIVITY_KIND_{kind.name}") for kind in ActivityKind}
+PROTO_TO_KIND = {value: kind.value for kind, value in KIND_TO_PROTO.items()}
 
 EVENTS = EventMap(events_pb2)
 
 
 @EVENTS.publishes(Lead.Captured)
 def captured(event: Lead.Captured) -> events_pb2.LeadCaptured:
-    return events_pb2.LeadCaptured(
+    message = events_pb2.LeadCaptured(
         lead_id=str(event.originator_id), name=event.name, email=event.email, phone=event.phone,
         company=event.company, channel=CHANNEL_TO_PROTO[Channel(event.channel)],
-        captured_at=timestamp(event.timestamp))
+        captured_at=timestamp(event.timestamp),
+        # Leads captured before these fields existed have none of them.
+        title=getattr(event, "title", None) or "", industry=getattr(event, "industry", None) or "",
+        country=getattr(event, "country", None) or "",
+        campaign_id=getattr(event, "campaign_id", None) or "", version=event.originator_version)
+    size = getattr(event, "company_size", None)
+    if size is not None:
+        message.company_size = size
+    return message
 
 
 @EVENTS.publishes(Lead.Assigned)
@@ -32,9 +49,96 @@ def assigned(event: Lead.Assigned) -> events_pb2.LeadAssigned:
         idempotency_key=event.idempotency_key, assigned_at=timestamp(event.timestamp))
 
 
-def lead_to_message(lead: Lead) -> leads_pb2.Lead:
-    return leads_pb2.Lead(
-        id=str(lead.id), name=lead.name, email=lead.email, phone=lead.phone,
-        company=lead.company, channel=CHANNEL_TO_PROTO[lead.channel],
-        status=leads_pb2.LEAD_STATUS_NEW, owner_id=lead.owner_id or "",
-        version=lead.version, captured_at=timestamp(lead.created_on))
+@EVENTS.publishes(Lead.Contacted)
+def contacted(event: Lead.Contacted) -> events_pb2.LeadContacted:
+    return events_pb2.LeadContacted(
+        lead_id=str(event.originator_id), version=event.originator_version,
+        contacted_at=timestamp(event.timestamp), contacted_by=event.by)
+
+
+@EVENTS.publishes(Lead.Qualified)
+def qualified(event: Lead.Qualified) -> events_pb2.LeadQualified:
+    return events_pb2.LeadQualified(
+        lead_id=str(event.originator_id), version=event.originator_version,
+        qualified_at=timestamp(event.timestamp), qualified_by=event.by)
+
+
+@EVENTS.publishes(Lead.Disqualified)
+def disqualified(event: Lead.Disqualified) -> events_pb2.LeadDisqualified:
+    return events_pb2.LeadDisqualified(
+        lead_id=str(event.originator_id), reason=event.reason,
+        previous_status=LeadStatus(event.previous_status).value,
+        version=event.originator_version, disqualified_at=timestamp(event.timestamp),
+        disqualified_by=event.by)
+
+
+@EVENTS.publishes(Lead.Reopened)
+def reopened(event: Lead.Reopened) -> events_pb2.LeadReopened:
+    return events_pb2.LeadReopened(
+        lead_id=str(event.originator_id), status=LeadStatus(event.status).value,
+        version=event.originator_version, reopened_at=timestamp(event.timestamp),
+        reopened_by=event.by)
+
+
+@EVENTS.publishes(Lead.ActivityLogged)
+def activity_logged(event: Lead.ActivityLogged) -> events_pb2.LeadActivityLogged:
+    return events_pb2.LeadActivityLogged(
+        lead_id=str(event.originator_id), activity_id=event.activity_id,
+        kind=KIND_TO_PROTO[ActivityKind(event.kind)], at=timestamp(datetime.fromisoformat(event.at)),
+        note=event.note, version=event.originator_version,
+        logged_at=timestamp(datetime.fromisoformat(event.logged_at)), logged_by=event.by)
+
+
+@EVENTS.publishes(Lead.Changed)
+def changed(event: Lead.Changed) -> events_pb2.LeadChanged:
+    message = events_pb2.LeadChanged(
+        lead_id=str(event.originator_id), name=event.name, phone=event.phone,
+        company=event.company, title=event.title or "", industry=event.industry or "",
+        country=event.country or "", follow_up_on=event.follow_up_on or "",
+        changed_fields=list(event.changed_fields), version=event.originator_version,
+        changed_at=timestamp(event.timestamp), changed_by=event.by)
+    if event.company_size is not None:
+        message.company_size = event.company_size
+    return message
+
+
+@EVENTS.publishes(Campaign.Launched)
+def campaign_launched(event: Campaign.Launched) -> events_pb2.CampaignLaunched:
+    return events_pb2.CampaignLaunched(
+        campaign_id=str(event.originator_id), name=event.name,
+        channel=CHANNEL_TO_PROTO[Channel(event.channel)], budget_amount=event.budget_amount,
+        budget_currency=event.budget_currency, starts_on=event.starts_on, ends_on=event.ends_on,
+        version=event.originator_version, launched_at=timestamp(event.timestamp),
+        launched_by=event.launched_by)
+
+
+def lead_to_message(lead: Lead | LeadRecord) -> leads_pb2.Lead:
+    record = LeadRecord.of(lead) if isinstance(lead, Lead) else lead
+    message = leads_pb2.Lead(
+        id=record.id, name=record.name, email=record.email, phone=record.phone,
+        company=record.company, channel=CHANNEL_TO_PROTO[Channel(record.channel)],
+        status=STATUS_TO_PROTO[LeadStatus(record.status)], owner_id=record.owner_id or "",
+        version=record.version, captured_at=timestamp(record.created_at),
+        title=record.title or "", industry=record.industry or "", country=record.country or "",
+        campaign_id=record.campaign_id or "", follow_up_on=record.follow_up_on or "",
+        grade=record.grade or "", disqualified_reason=record.disqualified_reason or "",
+        updated_at=timestamp(record.updated_at))
+    if record.company_size is not None:
+        message.company_size = record.company_size
+    return message
+
+
+def activity_to_message(lead_id: Any, activity: Activity) -> leads_pb2.Activity:
+    return leads_pb2.Activity(
+        id=activity.id, lead_id=str(lead_id), kind=KIND_TO_PROTO[activity.kind],
+        at=timestamp(activity.at), note=activity.note, logged_by=activity.logged_by,
+        logged_at=timestamp(activity.logged_at))
+
+
+def campaign_to_message(campaign: CampaignRecord) -> leads_pb2.Campaign:
+    return leads_pb2.Campaign(
+        id=campaign.id, name=campaign.name, channel=CHANNEL_TO_PROTO[Channel(campaign.channel)],
+        budget=leads_pb2.Money(amount=campaign.budget.amount_text,
+                               currency_code=campaign.budget.currency),
+        starts_on=campaign.starts_on, ends_on=campaign.ends_on, version=campaign.version,
+        created_at=timestamp(campaign.created_at))

@@ -9,18 +9,16 @@ optional one) and `If-Match: "<version>"` (missing: 428; stale: 409), listing `G
 from __future__ import annotations
 
 import asyncio
-import re
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm_runtime.auth import Principal, require
-from crm_runtime.errors import InvalidField
-from crm_runtime.http import error_responses, problem
+from crm_runtime.http import error_responses, expected_version, given_fields, precondition_required, tag
 from crm_sales.application import AddContact, ChangeAccount, ChangeContact, ListRecords, OpenAccount, SalesApplication
 from crm_sales.domain import DOMAIN_MAX, EMAIL_MAX, ID_MAX, INDUSTRY_MAX, NAME_MAX, PHONE_MAX, REGION_MAX, Tier
 from crm_sales.permissions import ACCOUNTS, CONTACTS
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
     TierName = str
 else:  # the tier names, for the schema clients see
     TierName = Literal[tuple(tier.value for tier in Tier)]
-_IF_MATCH = re.compile(r'\s*"?([0-9]{1,18})"?\s*')
 
 
 # -- request bodies -------------------------------------------------------------------------
@@ -146,31 +143,6 @@ UpdatedSince = Annotated[AwareDatetime | None, Query(
 PATCH_ERRORS = error_responses(404, 409, 422, 428)
 
 
-def _expected_version(if_match: str | None) -> int | None:
-    """The version in If-Match (`"3"` or `3`); None when the header is missing."""
-    if if_match is None or not if_match.strip():
-        return None
-    found = _IF_MATCH.fullmatch(if_match)
-    if found is None or int(found.group(1)) < 1:
-        raise InvalidField("If-Match", 'must be the version you read, e.g. "3"')
-    return int(found.group(1))
-
-
-def _precondition_required(what: str) -> Response:
-    return problem(428, "Precondition required",
-                   f'changing a {what} needs If-Match with the version you read, e.g. If-Match: "3"')
-
-
-def _tag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
-
-
-def _given(body: BaseModel) -> dict[str, Any]:
-    """The fields the caller sent (JSON merge patch: absent means unchanged)."""
-    values = body.model_dump(include=body.model_fields_set)
-    return {name: str(value) if isinstance(value, UUID) else value for name, value in values.items()}
-
-
 def routers(app: SalesApplication) -> list[APIRouter]:
     return [accounts_router(app), contacts_router(app)]
 
@@ -195,25 +167,25 @@ def accounts_router(app: SalesApplication) -> APIRouter:
             tier=body.tier, owner_id=body.owner_id, request_key=idempotency_key, caller=caller))
         response.status_code = 201 if created else 200
         response.headers["Location"] = f"/v1/accounts/{account.id}"
-        _tag(response, account.version)
+        tag(response, account.version)
         return AccountOut.of(account)
 
     @api.get("/{account_id}", response_model=AccountOut, responses=error_responses(404, 422))
     async def get_account(account_id: UUID, response: Response,
                           caller: Principal = require(ACCOUNTS.view)):
         account = await asyncio.to_thread(app.get_account, account_id, caller)
-        _tag(response, account.version)
+        tag(response, account.version)
         return AccountOut.of(account)
 
     @api.patch("/{account_id}", response_model=AccountOut, responses=PATCH_ERRORS)
     async def change_account(account_id: UUID, body: AccountChanges, response: Response,
                              caller: Principal = require(ACCOUNTS.edit), if_match: IfMatch = None):
-        expected = _expected_version(if_match)
+        expected = expected_version(if_match)
         if expected is None:
-            return _precondition_required("account")
+            return precondition_required("account")
         account = await asyncio.to_thread(app.change_account, ChangeAccount(
-            account_id=account_id, expected_version=expected, changes=_given(body), caller=caller))
-        _tag(response, account.version)
+            account_id=account_id, expected_version=expected, changes=given_fields(body), caller=caller))
+        tag(response, account.version)
         return AccountOut.of(account)
 
     @api.get("", response_model=AccountPage, responses=error_responses(422))
@@ -242,25 +214,25 @@ def contacts_router(app: SalesApplication) -> APIRouter:
             request_key=idempotency_key, caller=caller))
         response.status_code = 201 if created else 200
         response.headers["Location"] = f"/v1/contacts/{contact.id}"
-        _tag(response, contact.version)
+        tag(response, contact.version)
         return ContactOut.of(contact)
 
     @api.get("/{contact_id}", response_model=ContactOut, responses=error_responses(404, 422))
     async def get_contact(contact_id: UUID, response: Response,
                           caller: Principal = require(CONTACTS.view)):
         contact = await asyncio.to_thread(app.get_contact, contact_id, caller)
-        _tag(response, contact.version)
+        tag(response, contact.version)
         return ContactOut.of(contact)
 
     @api.patch("/{contact_id}", response_model=ContactOut, responses=PATCH_ERRORS)
     async def change_contact(contact_id: UUID, body: ContactChanges, response: Response,
                              caller: Principal = require(CONTACTS.edit), if_match: IfMatch = None):
-        expected = _expected_version(if_match)
+        expected = expected_version(if_match)
         if expected is None:
-            return _precondition_required("contact")
+            return precondition_required("contact")
         contact = await asyncio.to_thread(app.change_contact, ChangeContact(
-            contact_id=contact_id, expected_version=expected, changes=_given(body), caller=caller))
-        _tag(response, contact.version)
+            contact_id=contact_id, expected_version=expected, changes=given_fields(body), caller=caller))
+        tag(response, contact.version)
         return ContactOut.of(contact)
 
     @api.get("", response_model=ContactPage, responses=error_responses(422))

@@ -1,0 +1,151 @@
+"""crm.leads.v1.LeadsService against an in-process grpc.aio server (the runtime's
+build_server: auth interceptor, @rpc permissions, error table) on SQLite and PostgreSQL:
+the same semantics as HTTP, with gRPC's codes."""
+
+import asyncio
+import shutil
+import tempfile
+from uuid import uuid4
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
+from crm_leads.adapters.grpc import registrations
+from crm_leads.application import AssignLead, LeadsApplication
+from crm_runtime import grpc_server
+from tests.conftest import TOKENS, grpc_auth
+
+ANN = grpc_auth("sales_rep", subject="ann")
+BOB = grpc_auth("sales_rep", subject="bob")
+BOSS = grpc_auth("sales_manager", subject="boss")
+
+
+@pytest.fixture
+def address():
+    folder = tempfile.mkdtemp(prefix="leads-grpc-")
+    yield f"unix:{folder}/leads.sock"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(app: LeadsApplication, address: str, scenario) -> None:
+    async def main():
+        server = grpc_server.build_server(address, registrations(app), TOKENS)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await scenario(leads_pb2_grpc.LeadsServiceStub(channel))
+        finally:
+            await server.stop(grace=None)
+
+    asyncio.run(main())
+
+
+async def refused(call, code: grpc.StatusCode) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() == code, caught.value.details()
+    return caught.value.details()
+
+
+def at(text: str) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromJsonString(text)
+    return stamp
+
+
+def test_leads_over_grpc(any_platform, address):
+    app = LeadsApplication(any_platform)
+
+    async def scenario(stub):
+        created = await stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
+            name="Webinar", channel=events_pb2.CHANNEL_WEB,
+            budget=leads_pb2.Money(amount="2500.005", currency_code="usd"),
+            starts_on="2025-03-01", ends_on="2025-03-01", request_id="c-1"), metadata=BOSS)
+        campaign = created.campaign
+        assert created.created and campaign.budget == leads_pb2.Money(amount="2500.00", currency_code="USD")
+        assert (await stub.GetCampaign(leads_pb2.GetCampaignRequest(campaign_id=campaign.id), metadata=ANN)) == campaign
+        listed = await stub.ListCampaigns(leads_pb2.ListCampaignsRequest(), metadata=ANN)
+        assert [c.id for c in listed.campaigns] == [campaign.id]
+        detail = await refused(stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
+            name="Bad", channel=events_pb2.CHANNEL_WEB, budget=leads_pb2.Money(amount="1", currency_code="XAU"),
+            starts_on="2025-03-01", ends_on="2025-03-02"), metadata=BOSS), grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("budget.currency:")
+        await refused(stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
+            name="Mine", channel=events_pb2.CHANNEL_WEB, budget=leads_pb2.Money(amount="1", currency_code="EUR"),
+            starts_on="2025-03-01", ends_on="2025-03-02"), metadata=ANN), grpc.StatusCode.PERMISSION_DENIED)
+
+        lead = await stub.CaptureLead(leads_pb2.CaptureLeadRequest(
+            name="Grace Hopper", email="grace@example.com", channel=events_pb2.CHANNEL_REFERRAL,
+            title="Rear Admiral", company_size=1, country="us", campaign_id=campaign.id), metadata=BOSS)
+        assert lead.status == leads_pb2.LEAD_STATUS_NEW and lead.country == "US"
+        assert lead.HasField("company_size") and lead.company_size == 1 and lead.campaign_id == campaign.id
+        detail = await refused(stub.CaptureLead(leads_pb2.CaptureLeadRequest(
+            name="X", email="x@example.com", channel=events_pb2.CHANNEL_WEB, campaign_id=str(uuid4())),
+            metadata=BOSS), grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("campaign_id:")
+        stored = app.recorder.max_notification_id()
+
+        await asyncio.to_thread(app.assign_lead, AssignLead(lead_id=lead.id, owner_id="ann", idempotency_key="k"))
+        await refused(stub.GetLead(leads_pb2.GetLeadRequest(lead_id=lead.id), metadata=BOB), grpc.StatusCode.NOT_FOUND)
+        await refused(stub.ContactLead(leads_pb2.ContactLeadRequest(lead_id=lead.id), metadata=BOB),
+                      grpc.StatusCode.NOT_FOUND)
+        detail = await refused(stub.QualifyLead(leads_pb2.QualifyLeadRequest(lead_id=lead.id), metadata=ANN),
+                               grpc.StatusCode.FAILED_PRECONDITION)
+        assert "is new" in detail
+        contacted = await stub.ContactLead(leads_pb2.ContactLeadRequest(lead_id=lead.id), metadata=ANN)
+        assert contacted.status == leads_pb2.LEAD_STATUS_CONTACTED and contacted.version == 3
+        await refused(stub.QualifyLead(leads_pb2.QualifyLeadRequest(lead_id=lead.id, expected_version=2),
+                                       metadata=ANN), grpc.StatusCode.ABORTED)
+        await refused(stub.DisqualifyLead(leads_pb2.DisqualifyLeadRequest(lead_id=lead.id), metadata=ANN),
+                      grpc.StatusCode.INVALID_ARGUMENT)
+        gone = await stub.DisqualifyLead(leads_pb2.DisqualifyLeadRequest(lead_id=lead.id, reason="No budget"),
+                                         metadata=ANN)
+        assert gone.status == leads_pb2.LEAD_STATUS_DISQUALIFIED and gone.disqualified_reason == "No budget"
+        back = await stub.ReopenLead(leads_pb2.ReopenLeadRequest(lead_id=lead.id), metadata=ANN)
+        assert back.status == leads_pb2.LEAD_STATUS_CONTACTED
+
+        await refused(stub.UpdateLead(leads_pb2.UpdateLeadRequest(lead_id=lead.id, title="CEO"), metadata=ANN),
+                      grpc.StatusCode.FAILED_PRECONDITION)
+        await refused(stub.UpdateLead(leads_pb2.UpdateLeadRequest(lead_id=lead.id, expected_version=2, title="CEO"),
+                                      metadata=ANN), grpc.StatusCode.ABORTED)
+        detail = await refused(stub.UpdateLead(leads_pb2.UpdateLeadRequest(
+            lead_id=lead.id, expected_version=back.version, follow_up_on="tomorrow"), metadata=ANN),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("follow_up_on:")
+        updated = await stub.UpdateLead(leads_pb2.UpdateLeadRequest(
+            lead_id=lead.id, expected_version=back.version, title="CEO", follow_up_on="2025-04-01",
+            company_size=0), metadata=ANN)
+        assert (updated.title, updated.follow_up_on, updated.HasField("company_size")) == ("CEO", "2025-04-01", False)
+
+        activity = await stub.LogActivity(leads_pb2.LogActivityRequest(
+            lead_id=lead.id, kind=events_pb2.ACTIVITY_KIND_MEETING, at=at("2025-03-31T09:00:00Z"),
+            note="Demo"), metadata=ANN)
+        assert activity.kind == events_pb2.ACTIVITY_KIND_MEETING and activity.logged_by == "ann"
+        await refused(stub.LogActivity(leads_pb2.LogActivityRequest(lead_id=lead.id, at=at("2025-03-31T09:00:00Z")),
+                                       metadata=ANN), grpc.StatusCode.INVALID_ARGUMENT)
+        await refused(stub.LogActivity(leads_pb2.LogActivityRequest(
+            lead_id=lead.id, kind=events_pb2.ACTIVITY_KIND_CALL), metadata=ANN), grpc.StatusCode.INVALID_ARGUMENT)
+        activities = await stub.ListActivities(leads_pb2.ListActivitiesRequest(lead_id=lead.id), metadata=ANN)
+        assert [a.id for a in activities.activities] == [activity.id]
+
+        other = await stub.CaptureLead(leads_pb2.CaptureLeadRequest(
+            name="Other", email="other@example.com", channel=events_pb2.CHANNEL_WEB), metadata=BOSS)
+        mine = await stub.ListLeads(leads_pb2.ListLeadsRequest(), metadata=ANN)
+        assert [item.id for item in mine.leads] == [lead.id]
+        everyone = await stub.ListLeads(leads_pb2.ListLeadsRequest(page_size=1), metadata=BOSS)
+        assert [item.id for item in everyone.leads] == [other.id] and everyone.next_page_token
+        rest = await stub.ListLeads(leads_pb2.ListLeadsRequest(page_token=everyone.next_page_token), metadata=BOSS)
+        assert [item.id for item in rest.leads] == [lead.id]
+        filtered = await stub.ListLeads(leads_pb2.ListLeadsRequest(
+            status=leads_pb2.LEAD_STATUS_CONTACTED, channel=events_pb2.CHANNEL_REFERRAL, q="hopper"), metadata=BOSS)
+        assert [item.id for item in filtered.leads] == [lead.id]
+        detail = await refused(stub.ListLeads(leads_pb2.ListLeadsRequest(page_token="nope"), metadata=BOSS),
+                               grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("page_token:")
+        await refused(stub.ListLeads(leads_pb2.ListLeadsRequest(grade="tepid"), metadata=BOSS),
+                      grpc.StatusCode.INVALID_ARGUMENT)
+        assert stored < app.recorder.max_notification_id()
+
+    run(app, address, scenario)
