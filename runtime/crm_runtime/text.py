@@ -84,3 +84,36 @@ def check_domain(field: str, domain: str) -> str:
             raise InvalidField(field, f"the domain label {label!r} mixes {names} letters, "
                                       "as look-alike domains do")
     return domain
+
+
+def text_field(field: str, raw: object, maximum: int, *, required: bool) -> str | None:
+    """A caller's one-line text: a string, trimmed with inner runs of white space made one
+    space, at most `maximum` characters, through `check_text`; None when blank and optional."""
+    if raw is not None and not isinstance(raw, str):
+        raise InvalidField(field, "must be a string")
+    value = " ".join((raw or "").split())
+    if not value:
+        if required:
+            raise InvalidField(field, "is required")
+        return None
+    if len(value) > maximum:
+        raise InvalidField(field, f"must be at most {maximum} characters")
+    return check_text(field, value)
+
+
+IDENTIFIER_MAX = 200  # subjects, owner ids and idempotency keys from other systems
+
+
+def plain_identifier(field: str, raw: object, maximum: int = IDENTIFIER_MAX) -> str:
+    """A short printable identifier: what subjects, owner ids and keys must be."""
+    if raw is not None and not isinstance(raw, str):
+        raise InvalidField(field, "must be a string")
+    value = (raw or "").strip()
+    if not value:
+        raise InvalidField(field, "is required")
+    if len(value) > maximum:
+        raise InvalidField(field, f"must be at most {maximum} characters")
+    check_text(field, value)  # names the character; isprintable below also refuses separators
+    if not value.isprintable():
+        raise InvalidField(field, "must not contain control characters")
+    return value

@@ -21,14 +21,14 @@ from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
-import phonenumbers
 import pycountry
-from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import Aggregate, event
 
+from crm_runtime import contact_points
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField
 from crm_runtime.money import Money, parse_money
-from crm_runtime.text import check_domain, check_text
+from crm_runtime.text import IDENTIFIER_MAX as ID_MAX  # noqa: F401 - the adapters' limit
+from crm_runtime.text import check_text, plain_identifier
 
 NAME_MAX = 200
 COMPANY_MAX = 200
@@ -37,7 +37,6 @@ INDUSTRY_MAX = 100
 COMPANY_SIZE_MAX = 10_000_000
 NOTE_MAX = 4000
 REASON_MAX = 1000
-ID_MAX = 200  # owner ids and idempotency keys
 _CAPTURE_NAMESPACE = uuid5(NAMESPACE_URL, "crm:leads:capture")
 _ACTIVITY_NAMESPACE = uuid5(NAMESPACE_URL, "crm:leads:activity")
 
@@ -113,29 +112,11 @@ class CaptureDetails:
 
 
 def normalise_email(raw: str | None) -> str:
-    if not raw or not raw.strip():
-        raise InvalidField("email", "is required")
-    try:
-        # Syntax only: a domain check would be I/O, and capture must not depend on DNS.
-        address = validate_email(raw.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InvalidField("email", str(exc)) from exc
-    check_domain("email", address.domain)  # a look-alike domain (mixed scripts) is refused
-    return address.normalized
+    return contact_points.normalise_email(raw) or ""  # required: never blank
 
 
 def normalise_phone(raw: Any, default_region: str) -> str:
-    if raw is not None and not isinstance(raw, str):
-        raise InvalidField("phone", "must be a string")
-    if raw is None or not raw.strip():
-        return ""
-    try:
-        number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidField("phone", f"{raw!r} is not a phone number: {exc}") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidField("phone", f"{raw!r} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return contact_points.normalise_phone(raw, default_region) or ""
 
 
 def parse_channel(raw: str | None) -> Channel:
@@ -237,19 +218,6 @@ def validate_capture(name: str | None, email: str | None, phone: str | None,
         country=normalise_country(country),
         campaign_id=record_id("campaign_id", campaign_id),
     )
-
-
-def plain_identifier(field: str, raw: str | None) -> str:
-    """A short printable identifier: what ids and keys from other systems must be."""
-    value = (raw or "").strip()
-    if not value:
-        raise InvalidField(field, "is required")
-    if len(value) > ID_MAX:
-        raise InvalidField(field, f"must be at most {ID_MAX} characters")
-    check_text(field, value)  # names the character; isprintable below also refuses separators
-    if not value.isprintable():
-        raise InvalidField(field, "must not contain control characters")
-    return value
 
 
 def lead_id_for(request_key: str | None) -> UUID:

@@ -20,19 +20,18 @@ from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import idna
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from eventsourcing.domain import Aggregate, event
 
+from crm_runtime import contact_points
+from crm_runtime.contact_points import EMAIL_MAX, PHONE_MAX  # noqa: F401 - the adapters' limits
 from crm_runtime.errors import InvalidField
+from crm_runtime.text import IDENTIFIER_MAX as ID_MAX  # noqa: F401 - the adapters' limits
+from crm_runtime.text import plain_identifier, text_field
 
 NAME_MAX = 200
 DOMAIN_MAX = 253
 INDUSTRY_MAX = 100
 REGION_MAX = 64
-EMAIL_MAX = 320
-PHONE_MAX = 40
-ID_MAX = 200  # owner ids (subjects) and idempotency keys
 
 _ACCOUNT_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:account")
 _CONTACT_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:contact")
@@ -48,18 +47,7 @@ class Tier(StrEnum):
 # -- field rules (small local versions of the leads rules: services share no code) --------
 
 def _text(field: str, raw: Any, maximum: int, required: bool) -> str | None:
-    if raw is not None and not isinstance(raw, str):
-        raise InvalidField(field, "must be a string")
-    value = " ".join((raw or "").split())  # trimmed, inner runs of white space made one space
-    if not value:
-        if required:
-            raise InvalidField(field, "is required")
-        return None
-    if len(value) > maximum:
-        raise InvalidField(field, f"must be at most {maximum} characters")
-    if not value.isprintable():
-        raise InvalidField(field, "must not contain control characters")
-    return value
+    return text_field(field, raw, maximum, required=required)
 
 
 def normalise_name(raw: Any) -> str:
@@ -109,42 +97,12 @@ def parse_tier(raw: Any) -> Tier | None:
 
 
 def normalise_email(raw: Any) -> str | None:
-    value = _text("email", raw, EMAIL_MAX, required=False)
-    if value is None:
-        return None
-    try:
-        # Syntax only: a deliverability check would be I/O (DNS).
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise InvalidField("email", str(exc)) from None
+    return contact_points.normalise_email(raw, required=False)
 
 
 def normalise_phone(raw: Any, default_region: str) -> str | None:
     """E.164, reading a number without a country code as one of `default_region`."""
-    value = _text("phone", raw, PHONE_MAX, required=False)
-    if value is None:
-        return None
-    try:
-        number = phonenumbers.parse(value, default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidField("phone", f"{value!r} is not a phone number: {exc}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidField("phone", f"{value!r} is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def plain_identifier(field: str, raw: Any) -> str:
-    """A short printable identifier: what subjects and keys from other systems must be."""
-    if raw is not None and not isinstance(raw, str):
-        raise InvalidField(field, "must be a string")
-    value = (raw or "").strip()
-    if not value:
-        raise InvalidField(field, "is required")
-    if len(value) > ID_MAX:
-        raise InvalidField(field, f"must be at most {ID_MAX} characters")
-    if not value.isprintable():
-        raise InvalidField(field, "must not contain control characters")
-    return value
+    return contact_points.normalise_phone(raw, default_region)
 
 
 def record_id(field: str, raw: Any) -> str:
