@@ -16,7 +16,9 @@ says, per event and its position in the log, which rows change (`rows_of`):
 The index follows the log with a position that is written in the same transaction as the
 rows it changed, so it is always exactly "the log up to its position": it cannot diverge,
 a crash loses nothing (the next catch-up starts at the stored position), and `rebuild()`
-(drop, recreate, catch up from the start) gives the same rows. Rows only move forward in
+(drop, recreate, catch up from the start) gives the same rows. An index whose stored tables
+lack a column its declaration has (a column added by a new release) is dropped when it is
+opened and so rebuilt by the next catch-up: no migration to write. Rows only move forward in
 version and the position only forward, so catch-ups that race (threads, API processes) are
 harmless. A service catches up when its API starts, synchronously after each command (a
 client reads its own writes) and before each list (another process's writes show too).
@@ -38,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.application import Application
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, create_engine, select, update
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, create_engine, inspect, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -115,6 +117,9 @@ class LogIndex:
 
     def create_tables(self) -> None:
         def create() -> None:
+            if self._outdated():
+                with self._writing:
+                    self.metadata.drop_all(self.engine)
             self.metadata.create_all(self.engine)
             # create_all makes a table's indexes only with the table: an index declared
             # since the table was made is made here.
@@ -123,6 +128,17 @@ class LogIndex:
                     index.create(self.engine, checkfirst=True)
 
         retry_schema_race(create, errors=DBAPIError)
+
+    def _outdated(self) -> bool:
+        """Whether a stored table lacks a declared column (its rows cannot be patched)."""
+        stored = inspect(self.engine)
+        for table in self.metadata.sorted_tables:
+            if table is self.positions or not stored.has_table(table.name):
+                continue
+            have = {column["name"] for column in stored.get_columns(table.name)}
+            if any(column.name not in have for column in table.columns):
+                return True
+        return False
 
     def rebuild(self) -> int:
         """Drops the index and builds it again from the whole log; returns the events read."""
