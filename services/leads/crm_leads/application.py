@@ -26,6 +26,7 @@ from uuid import UUID
 from crm_leads.domain import (
     Activity,
     Campaign,
+    CaptureDetails,
     Channel,
     Grade,
     Lead,
@@ -38,6 +39,7 @@ from crm_leads.domain import (
     validate_campaign,
     validate_capture,
 )
+from crm_leads.scoring import RuleSet
 from crm_leads.scoring_rules import ScoringRulesMixin
 from crm_leads.views import (
     CampaignQuery,
@@ -203,8 +205,10 @@ class LeadsApplication(ScoringRulesMixin, ServiceApplication):
 
     # -- leads ----------------------------------------------------------------------------------
 
-    def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
-        """Captures a lead; returns (lead, created). A repeated request key returns the first lead."""
+    def new_lead(self, command: CaptureLead,
+                 scoring: tuple[RuleSet, int] | None = None) -> tuple[Lead, CaptureDetails]:
+        """The lead a capture would save, validated and scored (by `scoring`, else the active
+        rules), not saved yet: a capture and each row of an import (crm_leads.importer)."""
         details = validate_capture(command.name, command.email, command.phone, command.company,
                                    command.channel, self.default_phone_region,
                                    title=command.title, industry=command.industry,
@@ -213,8 +217,12 @@ class LeadsApplication(ScoringRulesMixin, ServiceApplication):
         if details.campaign_id is not None and self.find(Campaign, UUID(details.campaign_id)) is None:
             raise InvalidField("campaign_id", f"campaign {details.campaign_id} does not exist")
         key = caller_scoped(command.caller, command.request_key)
-        lead, created = self.create_once(Lead.capture(details, lead_id_for(key), self.scoring()),
-                                         same=lambda first: first.same_capture(details))
+        return Lead.capture(details, lead_id_for(key), scoring or self.scoring()), details
+
+    def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
+        """Captures a lead; returns (lead, created). A repeated request key returns the first lead."""
+        new, details = self.new_lead(command)
+        lead, created = self.create_once(new, same=lambda first: first.same_capture(details))
         if created:
             log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value)
         return lead, created
