@@ -241,9 +241,10 @@ COMMAND_ERRORS = error_responses(404, 409, 422)
 
 
 def routers(app: LeadsApplication) -> list[APIRouter]:
+    from crm_leads.adapters.http_imports import imports_router
     from crm_leads.adapters.http_scoring import scoring_router
 
-    return [leads_router(app), campaigns_router(app), scoring_router(app)]
+    return [leads_router(app), campaigns_router(app), scoring_router(app), imports_router(app)]
 
 
 def leads_router(app: LeadsApplication) -> APIRouter:
