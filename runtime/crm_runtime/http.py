@@ -213,12 +213,17 @@ class RequestLimits:
         self._route_limits: list[tuple[re.Pattern[str], frozenset[str], int]] | None = None
 
     def _limit_for(self, scope: Scope) -> int:
+        """The body limit of the route the request goes to: its own, else the service's (one
+        pattern match per route that has its own limit: usually none or one)."""
         if self._route_limits is None:
+            from fastapi.routing import iter_route_contexts
+            from starlette.routing import compile_path
+
             found = []
-            for route in getattr(scope.get("app"), "routes", ()):
-                limit = getattr(getattr(route, "endpoint", None), BODY_LIMIT_ATTRIBUTE, None)
-                if isinstance(limit, int) and hasattr(route, "path_regex"):
-                    found.append((route.path_regex, frozenset(getattr(route, "methods", None) or ()), limit))
+            for route in iter_route_contexts(getattr(scope.get("app"), "routes", [])):
+                limit = getattr(route.endpoint, BODY_LIMIT_ATTRIBUTE, None)
+                if isinstance(limit, int) and route.path:
+                    found.append((compile_path(route.path)[0], frozenset(route.methods or ()), limit))
             self._route_limits = found
         for pattern, methods, limit in self._route_limits:
             if scope["method"] in methods and pattern.match(scope["path"]):
