@@ -178,10 +178,12 @@ def _save_batch(app: LeadsApplication, batch: list[Lead], result: ImportResult) 
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
+    import structlog
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from crm_leads.context import CONTEXT
+    from crm_runtime import service
 
     parser = argparse.ArgumentParser(prog="python -m crm_leads.importer",
                                      description="Imports a CSV of leads into the configured leads store.")
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]{args.file}: no such file[/red]")
         return 2
     settings = CONTEXT.load_settings()
+    service.configure_logging(settings, "leads-importer")
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout: the summary
     app = CONTEXT.application(settings)
     size = args.file.stat().st_size
     with args.file.open("rb") as file, Progress(
