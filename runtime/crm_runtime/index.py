@@ -40,7 +40,18 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.application import Application
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, create_engine, inspect, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -214,20 +225,41 @@ class _Reading:
 
 
 def apply_changes(conn: Connection, changes: Sequence[Change]) -> None:
-    """Applies changes in log order; consecutive upserts into one table go in one statement."""
+    """Applies changes in log order; consecutive upserts into one table go in one statement,
+    consecutive patches of the same columns of one table in one executemany."""
     run: list[Upsert] = []
+    patches: list[Patch] = []
     for change in changes:
-        if isinstance(change, Upsert) and (not run or (run[0].table is change.table
-                                                       and run[0].keep == change.keep)):
+        if isinstance(change, Upsert):
+            _patch_all(conn, patches)
+            patches = []
+            if run and (run[0].table is not change.table or run[0].keep != change.keep):
+                _flush(conn, run)
+                run = []
             run.append(change)
             continue
         _flush(conn, run)
         run = []
-        if isinstance(change, Upsert):
-            run.append(change)
-        else:
-            _patch(conn, change)
+        if patches and (patches[0].table is not change.table
+                        or patches[0].values.keys() != change.values.keys()
+                        or any(p.id == change.id for p in patches)):  # one record twice: in order
+            _patch_all(conn, patches)
+            patches = []
+        patches.append(change)
     _flush(conn, run)
+    _patch_all(conn, patches)
+
+
+def _patch_all(conn: Connection, patches: list[Patch]) -> None:
+    if len(patches) == 1:
+        _patch(conn, patches[0])
+    elif patches:
+        table = patches[0].table
+        statement = (update(table)
+                     .where(table.c.id == bindparam("_id"), table.c.version < bindparam("_version"))
+                     .values({**{name: bindparam(name) for name in patches[0].values},
+                              "version": bindparam("_version")}))
+        conn.execute(statement, [{**patch.values, "_id": patch.id, "_version": patch.version} for patch in patches])
 
 
 def _flush(conn: Connection, run: list[Upsert]) -> None:
