@@ -27,7 +27,8 @@ already (the capture reads the active version; one indexed query per command).
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 RESCORE_BATCH = 200
+READERS = 8  # leads read at once (PostgreSQL's pool: 5 + 10 overflow per application)
 _OPEN = sorted(status.value for status in OPEN_STATUSES)
 # What GET answers beside the rule set: a client may send it back as it got it.
 _SHOWN_KEYS = ("version", "rescoring", "leads_to_rescore", "updated_by", "updated_at")
@@ -192,6 +194,7 @@ class Rescorer:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="leads-rescorer-read")
 
     @property
     def _recorder(self) -> ProcessRecorder:
@@ -209,8 +212,7 @@ class Rescorer:
             if not batch:
                 return 0
             changed = []
-            for lead_id, _seq in batch:
-                lead = self.app.find(Lead, UUID(lead_id))
+            for lead in self._load(lead_id for lead_id, _seq in batch):
                 if lead is not None and lead.is_open:
                     lead.rescore(rule_set, version)
                     if lead.pending_events:
@@ -230,6 +232,10 @@ class Rescorer:
         while done := self.step():
             total += done
         return total
+
+    def _load(self, lead_ids: Iterable[str]) -> list[Lead | None]:
+        """The leads, read by a few threads at once (a store round trip each)."""
+        return list(self._readers.map(lambda lead_id: self.app.find(Lead, UUID(lead_id)), lead_ids))
 
     def _next_leads(self, position: int) -> list[tuple[str, int]]:
         views = self.app.views
