@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from crm.common.v1 import money_pb2
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc import registrations
 from crm_leads.application import AssignLead, LeadsApplication
@@ -61,19 +62,19 @@ def test_leads_over_grpc(any_platform, address):
     async def scenario(stub):
         created = await stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
             name="Webinar", channel=events_pb2.CHANNEL_WEB,
-            budget=leads_pb2.Money(amount="2500.005", currency_code="usd"),
+            budget=money_pb2.Money(amount="2500.0", currency_code="USD"),
             starts_on="2025-03-01", ends_on="2025-03-01", request_id="c-1"), metadata=BOSS)
         campaign = created.campaign
-        assert created.created and campaign.budget == leads_pb2.Money(amount="2500.00", currency_code="USD")
+        assert created.created and campaign.budget == money_pb2.Money(amount="2500.00", currency_code="USD")
         assert (await stub.GetCampaign(leads_pb2.GetCampaignRequest(campaign_id=campaign.id), metadata=ANN)) == campaign
         listed = await stub.ListCampaigns(leads_pb2.ListCampaignsRequest(), metadata=ANN)
         assert [c.id for c in listed.campaigns] == [campaign.id]
         detail = await refused(stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
-            name="Bad", channel=events_pb2.CHANNEL_WEB, budget=leads_pb2.Money(amount="1", currency_code="XAU"),
+            name="Bad", channel=events_pb2.CHANNEL_WEB, budget=money_pb2.Money(amount="1", currency_code="XAU"),
             starts_on="2025-03-01", ends_on="2025-03-02"), metadata=BOSS), grpc.StatusCode.INVALID_ARGUMENT)
         assert detail.startswith("budget.currency:")
         await refused(stub.CreateCampaign(leads_pb2.CreateCampaignRequest(
-            name="Mine", channel=events_pb2.CHANNEL_WEB, budget=leads_pb2.Money(amount="1", currency_code="EUR"),
+            name="Mine", channel=events_pb2.CHANNEL_WEB, budget=money_pb2.Money(amount="1", currency_code="EUR"),
             starts_on="2025-03-01", ends_on="2025-03-02"), metadata=ANN), grpc.StatusCode.PERMISSION_DENIED)
 
         lead = await stub.CaptureLead(leads_pb2.CaptureLeadRequest(

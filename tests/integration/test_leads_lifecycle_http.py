@@ -176,13 +176,13 @@ def test_activities_are_logged_and_listed_by_time(client, leads):
 
 
 def test_campaigns_money_and_idempotency(client, leads):
-    created = client.post("/v1/campaigns", json={**FAIR, "budget": {"amount": "1234.565", "currency": "eur"}},
+    created = client.post("/v1/campaigns", json={**FAIR, "budget": {"amount": "1234.560", "currency": "EUR"}},
                           headers={"Idempotency-Key": "c-1"})
     assert created.status_code == 201, created.text
     campaign = created.json()
-    assert campaign["budget"] == {"amount": "1234.56", "currency": "EUR"}  # half-even
+    assert campaign["budget"] == {"amount": "1234.56", "currency": "EUR"}  # the currency's digits
     assert created.headers["Location"] == f"/v1/campaigns/{campaign['id']}"
-    again = client.post("/v1/campaigns", json={**FAIR, "budget": {"amount": "1234.565", "currency": "eur"}},
+    again = client.post("/v1/campaigns", json={**FAIR, "budget": {"amount": "1234.560", "currency": "EUR"}},
                         headers={"Idempotency-Key": "c-1"})
     assert again.status_code == 200 and again.json() == campaign
     problem_of(client.post("/v1/campaigns", json=FAIR, headers={"Idempotency-Key": "c-1"}), 409)
@@ -194,6 +194,8 @@ def test_campaigns_money_and_idempotency(client, leads):
                           ({"budget": {"amount": "-1", "currency": "EUR"}}, "budget.amount"),
                           ({"budget": {"amount": "10", "currency": "EUX"}}, "budget.currency"),
                           ({"budget": {"amount": "10", "currency": "XAU"}}, "budget.currency"),
+                          ({"budget": {"amount": "1234.565", "currency": "EUR"}}, "budget.amount"),
+                          ({"budget": {"amount": "10", "currency": "eur"}}, "budget.currency"),
                           ({"ends_on": "2025-02-01"}, "ends_on"), ({"channel": "tv"}, "channel")]:
         problem = problem_of(client.post("/v1/campaigns", json={**FAIR, **change}), 422)
         assert problem["errors"][0]["field"] == field, problem

@@ -270,14 +270,20 @@ def campaign(**overrides):
 
 
 @pytest.mark.parametrize("amount,currency,expected", [
-    ("5000", "EUR", "5000.00"), ("0.125", "EUR", "0.12"), ("0.135", "EUR", "0.14"),
-    ("1999.5", "JPY", "2000"), ("2000.5", "JPY", "2000"), ("1.0005", "BHD", "1.000"),
-    ("12.34", "usd", "12.34"), ("0", "EUR", "0.00"),
+    ("5000", "EUR", "5000.00"), ("0.12", "EUR", "0.12"), ("2000", "JPY", "2000"),
+    ("1.000", "BHD", "1.000"), ("1.5", "BHD", "1.500"), ("12.34", "USD", "12.34"), ("0", "EUR", "0.00"),
 ])
-def test_budgets_round_half_even_to_the_currencys_minor_unit(amount, currency, expected):
+def test_budgets_show_the_currencys_minor_unit(amount, currency, expected):
     details = campaign(budget_amount=amount, budget_currency=currency)
-    assert details.budget.amount_text == expected and details.budget.currency == currency.upper()
+    assert details.budget.amount_text == expected and details.budget.currency == currency
     assert isinstance(details.budget.amount, Decimal)
+
+
+@pytest.mark.parametrize("amount,currency", [("0.125", "EUR"), ("1999.5", "JPY"), ("1.0005", "BHD")])
+def test_a_budget_more_precise_than_its_currency_is_refused_not_rounded(amount, currency):
+    with pytest.raises(InvalidField) as caught:
+        campaign(budget_amount=amount, budget_currency=currency)
+    assert caught.value.field == "budget.amount" and "minor-unit digits" in caught.value.message
 
 
 @pytest.mark.parametrize("changes,field", [
@@ -287,6 +293,7 @@ def test_budgets_round_half_even_to_the_currencys_minor_unit(amount, currency, e
     ({"budget_amount": "1" * 19}, "budget.amount"),
     ({"budget_currency": "EURO"}, "budget.currency"), ({"budget_currency": "ABC"}, "budget.currency"),
     ({"budget_currency": "XAU"}, "budget.currency"), ({"budget_currency": None}, "budget.currency"),
+    ({"budget_currency": "eur"}, "budget.currency"),
     ({"ends_on": "2025-02-28"}, "ends_on"), ({"starts_on": "2025-13-01"}, "starts_on"),
     ({"channel": "tv"}, "channel"), ({"name": " "}, "name"),
 ])
@@ -297,7 +304,7 @@ def test_bad_campaigns_name_the_field(changes, field):
 
 
 def test_a_campaign_keeps_its_money_exact():
-    launched = Campaign.launch(campaign(budget_amount="1234.565"), campaign_id_for("k"), "boss")
+    launched = Campaign.launch(campaign(budget_amount="1234.56"), campaign_id_for("k"), "boss")
     assert launched.budget == Money(Decimal("1234.56"), "EUR")
-    assert launched.same_launch(campaign(budget_amount="1234.565"))
+    assert launched.same_launch(campaign(budget_amount="1234.560"))
     assert launched.ends_on == "2025-03-31" and campaign(ends_on="2025-03-01").ends_on == "2025-03-01"

@@ -177,7 +177,6 @@ def activity_to_message(lead_id: Any, activity: Activity) -> leads_pb2.Activity:
 def campaign_to_message(campaign: CampaignRecord) -> leads_pb2.Campaign:
     return leads_pb2.Campaign(
         id=campaign.id, name=campaign.name, channel=CHANNEL_TO_PROTO[Channel(campaign.channel)],
-        budget=leads_pb2.Money(amount=campaign.budget.amount_text,
-                               currency_code=campaign.budget.currency),
+        budget=campaign.budget.to_proto(),
         starts_on=campaign.starts_on, ends_on=campaign.ends_on, version=campaign.version,
         created_at=timestamp(campaign.created_at))
