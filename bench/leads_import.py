@@ -19,6 +19,7 @@ import resource
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from crm_leads.application import CaptureLead, LeadsApplication
@@ -62,24 +63,32 @@ def fresh_platform(store: str, folder: Path) -> tuple[PlatformSettings, object]:
         conn.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for _ in range(10):  # autovacuum may be busy on it after a large import
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except psycopg.Error:
+                time.sleep(3)
+        print(f"  (could not drop the bench database {name}; drop it by hand)")
 
     return base.model_copy(update={"postgres_dbname": name}), drop
 
 
-def bench_store(store: str, folder: Path) -> list[tuple[str, float, str]]:
+def bench_store(store: str, folder: Path) -> Iterator[tuple[str, float, str]]:
+    """Each figure as soon as it is measured."""
     folder.mkdir(parents=True, exist_ok=True)
     platform, drop = fresh_platform(store, folder)
+    app = None
     try:
         app = LeadsApplication(platform)
-        figures: list[tuple[str, float, str]] = []
+        rescorer = app.rescorer
         started = time.perf_counter()
         for i in range(CAPTURES):
             app.capture_lead(CaptureLead(name=f"Lead {i}", email=f"c{i}@acme.example", phone=None,
                                          company="Acme", channel="web", title="Director"))
         capture = CAPTURES / (time.perf_counter() - started)
-        figures.append(("lead capture in process (one per command)", capture, f"{CAPTURES} leads"))
+        yield "lead capture in process (one per command)", capture, f"{CAPTURES} leads"
         for rows in SIZES:
             path = folder / f"leads-{rows}.csv"
             write_csv(path, rows, f"{store}{rows}")
@@ -88,15 +97,15 @@ def bench_store(store: str, folder: Path) -> list[tuple[str, float, str]]:
                 result = import_leads(app, ImportLeads(file, caller="bench"))
                 seconds = time.perf_counter() - started
             assert result.failed == rows // 20 and result.captured == rows - result.failed, result.to_dict()
-            figures.append((f"import {rows:,} rows ({path.stat().st_size / 1e6:.1f} MB)", rows / seconds,
-                            f"{seconds:.1f} s, {rows / seconds / capture:.1f}x capture; peak RSS {peak_mb():.0f} MB"))
+            size = path.stat().st_size / 1e6
             path.unlink()
+            yield (f"import {rows:,} rows ({size:.1f} MB)", rows / seconds,
+                   f"{seconds:.1f} s, {rows / seconds / capture:.1f}x capture; peak RSS {peak_mb():.0f} MB")
         # A rule change that moves every open lead's score: the worst case for rescoring.
         everyone = DEFAULT_RULES.to_dict()
         everyone["rules"].append({"id": "has-domain", "description": "Has an email domain",
                                   "when": {"field": "email_domain", "op": "exists", "value": True},
                                   "points": 1})
-        rescorer = app.rescorer
         rescorer.idle_seconds = 0.05
         rescorer.start()
         try:
@@ -107,10 +116,11 @@ def bench_store(store: str, folder: Path) -> list[tuple[str, float, str]]:
             seconds = time.perf_counter() - started
         finally:
             rescorer.stop()
-        figures.append((f"rule change -> {count:,} open leads rescored", count / seconds,
-                        f"{seconds:.1f} s from the PUT to the last lead"))
-        return figures
+        yield (f"rule change -> {count:,} open leads rescored", count / seconds,
+               f"{seconds:.1f} s from the PUT to the last lead")
     finally:
+        if app is not None:
+            app.close()
         if drop is not None:
             drop()
 
