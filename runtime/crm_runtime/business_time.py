@@ -137,6 +137,15 @@ def _next_change(key: str, lo: int, cap: int) -> int:
     return cap
 
 
+@functools.lru_cache(maxsize=16384)
+def _steady_offset(key: str, day: int) -> int | None:
+    """The zone's UTC offset throughout the window of a local date, None if it changes there."""
+    base = day * _DAY
+    if _changes(key, base - _BEFORE, base + _AFTER):
+        return None
+    return _offset(ZoneInfo(key), base)
+
+
 def _zone(key: object) -> ZoneInfo:
     if not isinstance(key, str) or not key:
         raise InvalidField("time_zone", "is required: an IANA time zone such as Europe/Berlin")
@@ -326,15 +335,15 @@ def _day_pieces(calendar: Calendar, day: int) -> tuple[list[Interval], bool]:
     """The open spans (UTC microseconds, sorted) of one local date, and whether the zone's
     offset changes within the day's window."""
     base = day * _DAY
-    lo, hi = base - _BEFORE, base + _AFTER
-    changes = _changes(calendar.time_zone, lo, hi)
+    steady = _steady_offset(calendar.time_zone, day)
     intervals = calendar._day_us[(day + 3) % 7]  # 1970-01-01 was a Thursday
     if not intervals or day in calendar._holiday_set:
-        return [], bool(changes)
-    if not changes:
-        offset = _offset(calendar._zone, base)
-        return [(base + start - offset, base + end - offset) for start, end in intervals], False
+        return [], steady is None
+    if steady is not None:
+        return [(base + start - steady, base + end - steady) for start, end in intervals], False
     # Spans of constant offset; an interval is open in each where the wall clock shows it.
+    lo, hi = base - _BEFORE, base + _AFTER
+    changes = _changes(calendar.time_zone, lo, hi)
     segments: list[tuple[int, int, int]] = []
     since, offset = lo, _offset(calendar._zone, lo)
     for instant, after in changes:
@@ -386,7 +395,8 @@ def _walk(calendar: Calendar, start: int, need: int | None, end: int,
     if need == 0:
         return start, 0
     counted = 0
-    day = (start - _AFTER) // _DAY
+    # From the day before the wall date of the start: no change takes the clock back a day.
+    day = (start + _offset(calendar._zone, start)) // _DAY - 1
     upcoming = 0
     while True:
         lo = day * _DAY - _BEFORE
