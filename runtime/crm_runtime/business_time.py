@@ -286,7 +286,9 @@ class Calendar:
             if not isinstance(raw, list | tuple):
                 raise InvalidField(f"hours.{day}", 'must be a list of [start, end] pairs, such as [["09:00", "17:00"]]')
             week[DAYS.index(day)] = tuple(_parse_interval(f"hours.{day}[{i}]", item) for i, item in enumerate(raw))
-        raw_holidays = data.get("holidays") or []
+        raw_holidays = data.get("holidays")
+        if raw_holidays is None:
+            raw_holidays = []
         if not isinstance(raw_holidays, list | tuple):
             raise InvalidField("holidays", "must be a list of dates YYYY-MM-DD")
         if len(raw_holidays) > MAX_HOLIDAYS:

@@ -440,6 +440,7 @@ GOOD = {"time_zone": "Europe/Berlin", "hours": {"mon": [["09:00", "12:00"], ["13
     ({"holidays": ["2026-W52-5"]}, "holidays[0]", "not a date"),
     ({"holidays": ["2026-12-25", "2026-12-26", "2026-12-25"]}, "holidays[2]", "duplicates holidays[0]"),
     ({"holidays": "2026-12-25"}, "holidays", "list"),
+    ({"holidays": False}, "holidays", "list"),
     ({"timezone": "UTC"}, "timezone", "not a calendar field"),
 ])
 def test_bad_calendars_are_refused_naming_the_field(change, field, words):
