@@ -696,6 +696,8 @@ class SalesApplication(ServiceApplication):
         """Sends, accepts or rejects a quote. Accepting with `win_opportunity` wins its
         opportunity in the same transaction (both saved, or neither)."""
         who = _who(command.caller)
+        if command.win_opportunity and who is not None:
+            who.check(OPPORTUNITIES.name, Action.EDIT)
         quote = self._visible_quote(command.quote_id, who)
         check_version(quote, command.expected_version)
         today = self.today()
