@@ -535,8 +535,8 @@ class SalesApplication(ServiceApplication):
         pipeline = self.pipeline()
         after = None
         if request.cursor:
-            key, record_id = decode_index_cursor("opportunity", request.cursor, (str, str))
-            after = (str(key), str(record_id))
+            last_close, last_id = decode_index_cursor("opportunity", request.cursor, (str, str))
+            after = (str(last_close), str(last_id))
         query = OpportunityQuery(
             limit=_limit(request.limit), after=after,
             owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
