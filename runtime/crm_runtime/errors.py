@@ -31,6 +31,11 @@ class Conflict(ServiceError):
     """A stale expected version or a concurrent write; the caller should reload and retry."""
 
 
+class AlreadyExists(ServiceError):
+    """A record with the same natural key (a product's SKU) exists: unlike a Conflict,
+    retrying never helps."""
+
+
 class FailedPrecondition(ServiceError):
     """The command is well-formed but the record's state does not allow it."""
 
@@ -54,6 +59,7 @@ STATUS: dict[type[ServiceError], Status] = {
     InvalidField: Status(422, "INVALID_ARGUMENT", "Invalid field"),
     NotFound: Status(404, "NOT_FOUND", "Not found"),
     Conflict: Status(409, "ABORTED", "Conflict"),
+    AlreadyExists: Status(409, "ALREADY_EXISTS", "Already exists"),
     FailedPrecondition: Status(409, "FAILED_PRECONDITION", "Failed precondition"),
     Unauthenticated: Status(401, "UNAUTHENTICATED", "Unauthenticated"),
     PermissionDenied: Status(403, "PERMISSION_DENIED", "Forbidden"),

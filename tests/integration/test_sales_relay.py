@@ -76,5 +76,7 @@ def test_sales_events_are_published_as_cloudevents(any_platform, kafka_bootstrap
 
 def test_every_event_type_of_the_topic_is_a_sales_event():
     names = {message.DESCRIPTOR.full_name for message in EVENTS.message_types}
-    assert names == {"crm.sales.v1.AccountOpened", "crm.sales.v1.AccountChanged",
-                     "crm.sales.v1.ContactAdded", "crm.sales.v1.ContactChanged"}
+    assert names == {f"crm.sales.v1.{name}" for name in (
+        "AccountOpened", "AccountChanged", "ContactAdded", "ContactChanged", "PipelineConfigured",
+        "OpportunityOpened", "OpportunityStageChanged", "OpportunityWon", "OpportunityLost", "ProductAdded",
+        "PriceBookPublished", "QuoteDrafted", "QuoteSent", "QuoteAccepted", "QuoteRejected", "QuoteRevised")}

@@ -1,4 +1,5 @@
-"""Sales application: commands and queries over the sales event store (accounts, contacts).
+"""Sales application: commands and queries over the sales event store (accounts, contacts,
+the pipeline, opportunities, products, price books and quotes).
 
 Commands are small dataclasses that the HTTP and gRPC adapters both build. Each loads the
 aggregate, checks the caller may see it (crm_runtime.ownership: a `sales_rep` sees the
@@ -12,19 +13,26 @@ after every command, so a caller lists what it has just written.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from crm_runtime import logs
 from crm_runtime.auth import Action, Principal, current_principal
-from crm_runtime.errors import FailedPrecondition, InvalidField, NotFound
+from crm_runtime.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
+from crm_runtime.index import decode_cursor as decode_index_cursor
+from crm_runtime.money import Money, check_currency
 from crm_runtime.ownership import can_see, check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
+from crm_sales.catalogue import PriceBook, Product, product_id_for, validate_price_book, validate_product
+from crm_sales.catalogue import price_book_id_for as _price_book_id_for
 from crm_sales.domain import (
     NAME_MAX,
     Account,
@@ -37,14 +45,33 @@ from crm_sales.domain import (
     validate_account,
     validate_contact,
 )
-from crm_sales.permissions import ACCOUNTS
+from crm_sales.opportunities import (
+    PIPELINE_ID,
+    Opportunity,
+    SalesPipeline,
+    active_pipeline,
+    clean_reason,
+    opportunity_id_for,
+    parse_date,
+    validate_opportunity,
+)
+from crm_sales.permissions import ACCOUNTS, OPPORTUNITIES
+from crm_sales.pipeline import Pipeline
+from crm_sales.pricing import PricedQuote, parse_lines, price_quote
+from crm_sales.quotes import Quote, check_valid_until, quote_id_for
 from crm_sales.views import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     AccountRecord,
     ContactRecord,
     ListQuery,
+    OpportunityQuery,
+    OpportunityRecord,
     Page,
+    PriceBookRecord,
+    ProductQuery,
+    ProductRecord,
+    QuoteRecord,
     SalesViews,
     decode_cursor,
     open_views,
@@ -108,6 +135,151 @@ class ListRecords:
     caller: Principal | None = None
 
 
+@dataclass(frozen=True)
+class ConfigurePipeline:
+    stages: Any  # [{"name", "probability"}]
+    # Optional: the version read (0: the default pipeline); stale: Conflict.
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    pipeline: Pipeline
+    version: int  # 0: the default, never configured
+
+
+@dataclass(frozen=True)
+class OpenOpportunity:
+    name: Any
+    account_id: Any
+    amount: Any  # {"amount", "currency"} or a Money
+    expected_close_on: Any
+    owner_id: Any = None  # None or empty: the caller
+    stage: Any = None  # None or empty: the pipeline's first open stage
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class WorkOpportunity:
+    """`action`: "stage" (to `stage`), "win", or "lose" (with `reason`)."""
+
+    opportunity_id: str | UUID
+    action: str
+    stage: Any = None
+    reason: Any = None
+    expected_version: int | None = None  # optional If-Match
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ListOpportunities:
+    limit: int | None = None
+    cursor: str | None = None
+    owner_id: str | None = None
+    stage: str | None = None
+    account_id: str | None = None
+    close_month: str | None = None  # YYYY-MM
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class AddProduct:
+    sku: Any
+    name: Any
+    family: Any = None
+    active: Any = None  # None: true
+    decimal_quantities: Any = None  # None: false
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ListProducts:
+    limit: int | None = None
+    cursor: str | None = None
+    family: str | None = None
+    active: bool | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class PublishPriceBook:
+    name: Any
+    currency: Any
+    entries: Any  # [{"sku", "unit_price": {"amount", "currency"} | "12.50" | Money}]
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ListPriceBooks:
+    limit: int | None = None
+    cursor: str | None = None
+    currency: str | None = None
+    name_prefix: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class DraftQuote:
+    opportunity_id: Any
+    price_book_id: Any
+    valid_until: Any
+    lines: Any  # [{"sku", "quantity", "discount"?, "tax_rate"}]
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class WorkQuote:
+    """`action`: "send", "accept" (optionally winning the opportunity) or "reject"."""
+
+    quote_id: str | UUID
+    action: str
+    win_opportunity: bool = False
+    reason: Any = None
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ReviseQuote:
+    quote_id: str | UUID
+    lines: Any
+    valid_until: Any = None  # None: the revised quote's
+    expected_version: int | None = None
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedQuote:
+    quote: QuoteRecord
+    opportunity: OpportunityRecord | None  # when the acceptance won it
+
+
+@dataclass(frozen=True)
+class RevisedQuote:
+    quote: QuoteRecord  # the new one
+    previous: QuoteRecord  # superseded
+    created: bool
+
+
+_CLOSE_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
+
+
+def _close_month(raw: str) -> tuple[str, str]:
+    """`YYYY-MM` as [its first day, the next month's first day), ISO dates."""
+    found = _CLOSE_MONTH.fullmatch(raw)
+    if found is None:
+        raise InvalidField("close_month", f"{raw[:20]!r} is not a month such as 2025-06 (YYYY-MM)")
+    year, month = int(found.group(1)), int(found.group(2))
+    following = date(year + (month == 12), month % 12 + 1, 1)
+    return date(year, month, 1).isoformat(), following.isoformat()
+
+
 def _who(caller: Principal | None) -> Principal | None:
     return caller if caller is not None else current_principal()
 
@@ -134,9 +306,12 @@ def _check_owner(who: Principal | None, owner_id: str) -> None:
 class SalesApplication(ServiceApplication):
     name = "Sales"
 
-    def __init__(self, platform: PlatformSettings, default_phone_region: str = "US"):
+    def __init__(self, platform: PlatformSettings, default_phone_region: str = "US",
+                 clock: Callable[[], datetime] | None = None):
         super().__init__(platform)
         self.default_phone_region = default_phone_region
+        # What "today" is for quote expiry and close dates (UTC); tests set it.
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._views: SalesViews | None = None
         self._views_opening = threading.Lock()
 
@@ -263,6 +438,322 @@ class SalesApplication(ServiceApplication):
         self.views.catch_up()
         return self.views.list_contacts(query, owner_filter(_who(request.caller)))
 
+    # -- the pipeline -----------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self.clock().astimezone(UTC).date()
+
+    def _configured_pipeline(self) -> SalesPipeline | None:
+        return self.find(SalesPipeline, PIPELINE_ID)
+
+    def pipeline(self) -> Pipeline:
+        """The active pipeline: the configured one, else the default."""
+        return active_pipeline(self._configured_pipeline())
+
+    def get_pipeline(self) -> PipelineRecord:
+        configured = self._configured_pipeline()
+        return PipelineRecord(active_pipeline(configured), configured.version if configured else 0)
+
+    def configure_pipeline(self, command: ConfigurePipeline) -> PipelineRecord:
+        """Sets the stages and probabilities. Opportunities in a stage the new pipeline lacks
+        keep it (they can leave it, nobody can enter it)."""
+        who = _who(command.caller)
+        pipeline = Pipeline.parse(command.stages)
+        configured = self._configured_pipeline()
+        current = configured.version if configured else 0
+        if command.expected_version is not None and command.expected_version != current:
+            raise Conflict(f"the pipeline is at version {current}, not {command.expected_version}")
+        if configured is None:
+            configured = SalesPipeline.configure(pipeline, configured_by=_subject(who))
+        elif not configured.change(pipeline, changed_by=_subject(who)):
+            return PipelineRecord(configured.pipeline, configured.version)
+        self.save_changes(configured)
+        log.info("pipeline.configured", stages=list(pipeline.names), version=configured.version)
+        return PipelineRecord(configured.pipeline, configured.version)
+
+    # -- opportunities ----------------------------------------------------------------------
+
+    def _visible_opportunity(self, opportunity_id: str | UUID, who: Principal | None) -> Opportunity:
+        return check_visible(self.get(Opportunity, opportunity_id, "opportunity"), "opportunity", who)
+
+    def open_opportunity(self, command: OpenOpportunity) -> tuple[OpportunityRecord, bool]:
+        """Opens an opportunity on an account the caller can see; returns (opportunity, created)."""
+        who = _who(command.caller)
+        pipeline = self.pipeline()
+        owner = command.owner_id if command.owner_id not in (None, "") else (who.subject if who else None)
+        details = validate_opportunity(pipeline, command.name, command.account_id, command.amount,
+                                       command.expected_close_on, owner, command.stage)
+        if who is not None and details.owner_id != who.subject:
+            who.check(OPPORTUNITIES.name, Action.ASSIGN)
+        self._account_of_contact(details.account_id, who)  # exists and is the caller's to see
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        opportunity, created = self.create_once(
+            Opportunity.open(details, pipeline, opportunity_id_for(key), opened_by=_subject(who)),
+            same=lambda first: first.same_opening(details))
+        if created:
+            log.info("opportunity.opened", opportunity_id=str(opportunity.id), stage=opportunity.stage,
+                     amount=str(opportunity.amount))
+            self._refresh_views()
+        else:
+            check_visible(opportunity, "opportunity", who)
+        return OpportunityRecord.of(opportunity, pipeline), created
+
+    def get_opportunity(self, opportunity_id: str | UUID, caller: Principal | None = None) -> OpportunityRecord:
+        return OpportunityRecord.of(self._visible_opportunity(opportunity_id, _who(caller)), self.pipeline())
+
+    def work_opportunity(self, command: WorkOpportunity) -> OpportunityRecord:
+        """Moves an opportunity to another open stage, wins it or loses it. Won and lost are
+        final (FailedPrecondition naming the status); a stage not in the pipeline is InvalidField."""
+        who = _who(command.caller)
+        opportunity = self._visible_opportunity(command.opportunity_id, who)
+        check_version(opportunity, command.expected_version)
+        pipeline = self.pipeline()
+        if command.action == "stage":
+            opportunity.move_to(pipeline, command.stage, moved_by=_subject(who))
+        elif command.action == "win":
+            self._win(opportunity, who)
+        elif command.action == "lose":
+            opportunity.lose(command.reason, self.today(), lost_by=_subject(who))
+        else:
+            raise ValueError(f"unknown opportunity action {command.action!r}")
+        if opportunity.pending_events:
+            self.save_changes(opportunity)
+            log.info("opportunity.changed", opportunity_id=str(opportunity.id), stage=opportunity.stage)
+            self._refresh_views()
+        return OpportunityRecord.of(opportunity, pipeline)
+
+    def _win(self, opportunity: Opportunity, who: Principal | None, quote: Quote | None = None) -> None:
+        """Wins the opportunity (with the accepted quote that won it, if any): the caller
+        saves it, in the same transaction as the quote. The order of a won deal hooks in
+        here (placed with the same save) once orders exist."""
+        amount = quote.totals["net"] if quote is not None else None
+        opportunity.win(self.today(), won_by=_subject(who), amount=amount,
+                        quote_id=str(quote.id) if quote is not None else None)
+
+    def list_opportunities(self, request: ListOpportunities) -> Page[OpportunityRecord]:
+        who = _who(request.caller)
+        pipeline = self.pipeline()
+        after = None
+        if request.cursor:
+            last_close, last_id = decode_index_cursor("opportunity", request.cursor, (str, str))
+            after = (str(last_close), str(last_id))
+        query = OpportunityQuery(
+            limit=_limit(request.limit), after=after,
+            owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
+            stage=pipeline.check_stage(request.stage) if request.stage else None,
+            account_id=record_id("account_id", request.account_id) if request.account_id else None,
+            close_month=_close_month(request.close_month) if request.close_month else None)
+        self.views.catch_up()
+        ids = self.views.list_opportunity_ids(query, owner_filter(who))
+        items = []
+        for found in ids.items:
+            opportunity = self.find(Opportunity, UUID(found))
+            if opportunity is not None:
+                items.append(OpportunityRecord.of(opportunity, pipeline))
+        return Page(items, ids.next_cursor)
+
+    # -- products and price books ------------------------------------------------------------
+
+    def add_product(self, command: AddProduct) -> tuple[ProductRecord, bool]:
+        """Adds a product; its id derives from the SKU, so a second one with the SKU is
+        AlreadyExists (a repeat of the same request with the same Idempotency-Key answers the
+        first, created False)."""
+        who = _who(command.caller)
+        details = validate_product(command.sku, command.name, command.family, command.active,
+                                   command.decimal_quantities)
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        existing = self.find(Product, product_id_for(details.sku))
+        if existing is None:
+            product = Product.add(details, added_by=_subject(who), request_key=key)
+            try:
+                self.save(product)
+            except IntegrityError:  # a concurrent request for the same SKU won the race
+                existing = self.find(Product, product.id)
+                if existing is None:
+                    raise
+            else:
+                log.info("product.added", product_id=str(product.id), sku=product.sku)
+                self._refresh_views()
+                return ProductRecord.of(product), True
+        if existing.is_repeat_of(details, key):
+            return ProductRecord.of(existing), False
+        raise AlreadyExists(f"sku: a product with SKU {details.sku} exists already ({existing.id})")
+
+    def get_product(self, product_id: str | UUID) -> ProductRecord:
+        return ProductRecord.of(self.get(Product, product_id, "product"))
+
+    def list_products(self, request: ListProducts) -> Page[ProductRecord]:
+        after = None
+        if request.cursor:
+            (last,) = decode_index_cursor("product", request.cursor, (str,))
+            after = str(last)
+        family = request.family or None
+        if family is not None and (len(family) > 100 or not family.isprintable()):
+            raise InvalidField("family", "must be at most 100 printable characters")
+        query = ProductQuery(limit=_limit(request.limit), after=after, family=family, active=request.active)
+        self.views.catch_up()
+        return self.views.list_products(query)
+
+    def publish_price_book(self, command: PublishPriceBook) -> tuple[PriceBookRecord, bool]:
+        """Publishes a price book; every SKU must name an active product."""
+        who = _who(command.caller)
+        details = validate_price_book(command.name, command.currency, command.entries)
+        for index, sku in enumerate(details.prices):  # in the caller's order, each SKU once
+            product = self.find(Product, product_id_for(sku))
+            if product is None:
+                raise InvalidField(f"entries[{index}].sku", f"there is no product with SKU {sku}")
+            if not product.active:
+                raise InvalidField(f"entries[{index}].sku", f"product {sku} is inactive: it cannot be priced")
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        book, created = self.create_once(
+            PriceBook.publish(details, _price_book_id_for(key), published_by=_subject(who)),
+            same=lambda first: first.same_publication(details))
+        if created:
+            log.info("price_book.published", price_book_id=str(book.id), currency=book.currency,
+                     entries=len(book.entries))
+            self._refresh_views()
+        return PriceBookRecord.of(book), created
+
+    def get_price_book(self, price_book_id: str | UUID) -> PriceBookRecord:
+        return PriceBookRecord.of(self.get(PriceBook, price_book_id, "price_book"))
+
+    def list_price_books(self, request: ListPriceBooks) -> Page[PriceBookRecord]:
+        currency = check_currency("currency", request.currency) if request.currency else None
+        query = self._query(ListRecords(limit=request.limit, cursor=request.cursor, name_prefix=request.name_prefix),
+                            "price-book")
+        self.views.catch_up()
+        return self.views.list_price_books(query, currency)
+
+    # -- quotes ----------------------------------------------------------------------------
+
+    def _visible_quote(self, quote_id: str | UUID, who: Principal | None) -> Quote:
+        return check_visible(self.get(Quote, quote_id, "quote"), "quote", who)
+
+    def _opportunity_of(self, quote: Quote) -> Opportunity:
+        opportunity = self.find(Opportunity, UUID(quote.opportunity_id))
+        if opportunity is None:  # never: quotes are drafted for opportunities that exist
+            raise NotFound(f"opportunity {quote.opportunity_id} of quote {quote.id} does not exist")
+        return opportunity
+
+    def _price(self, raw_lines: Any, book: PriceBook, currency: str) -> PricedQuote:
+        """Prices the caller's lines from the book, in `currency` (the opportunity's)."""
+        if book.currency != currency:
+            raise InvalidField("price_book_id", f"price book {book.id} is in {book.currency}, and the quote "
+                                                f"is in {currency} (its opportunity's currency): use a "
+                                                f"{currency} price book")
+        lines = parse_lines(_discounts_as_amounts(raw_lines, currency), currency)
+        prices = book.prices
+        decimal_skus = set()
+        for index, line in enumerate(lines):
+            if line.sku not in prices:
+                continue  # price_quote names it: not in the price book
+            product = self.find(Product, product_id_for(line.sku))
+            if product is None or not product.active:
+                raise InvalidField(f"lines[{index}].sku", f"product {line.sku} is inactive: it cannot be quoted")
+            if product.decimal_quantities:
+                decimal_skus.add(line.sku)
+        return price_quote(lines, prices, currency, decimal_skus=decimal_skus)
+
+    def _book_for_quote(self, raw_id: Any) -> PriceBook:
+        book = self.find(PriceBook, parse_id("price_book_id", raw_id))
+        if book is None:
+            raise InvalidField("price_book_id", f"price book {raw_id} does not exist")
+        return book
+
+    def draft_quote(self, command: DraftQuote) -> tuple[QuoteRecord, bool]:
+        """Drafts a priced quote for an open opportunity the caller can see; returns (quote, created)."""
+        who = _who(command.caller)
+        if command.opportunity_id in (None, ""):
+            raise InvalidField("opportunity_id", "is required")
+        opportunity = self.find(Opportunity, parse_id("opportunity_id", command.opportunity_id))
+        if opportunity is None or not can_see(opportunity.owner_id, who):
+            raise InvalidField("opportunity_id", f"opportunity {command.opportunity_id} does not exist")
+        if command.price_book_id in (None, ""):
+            raise InvalidField("price_book_id", "is required")
+        book = self._book_for_quote(command.price_book_id)
+        today = self.today()
+        valid_until = check_valid_until(parse_date("valid_until", command.valid_until), today)
+        priced = self._price(command.lines, book, opportunity.amount.currency)
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        existing = self.find(Quote, quote_id_for(key)) if key else None
+        if existing is None:
+            opportunity.check_open("quoting it")
+        quote, created = self.create_once(
+            Quote.draft(quote_id_for(key), str(opportunity.id), opportunity.account_id, opportunity.owner_id,
+                        str(book.id), valid_until, priced, drafted_by=_subject(who)),
+            same=lambda first: first.same_request(str(opportunity.id), str(book.id), valid_until, priced))
+        if created:
+            log.info("quote.drafted", quote_id=str(quote.id), opportunity_id=quote.opportunity_id,
+                     gross=str(quote.totals["gross"]))
+        else:
+            check_visible(quote, "quote", who)
+        return QuoteRecord.of(quote, today), created
+
+    def get_quote(self, quote_id: str | UUID, caller: Principal | None = None) -> QuoteRecord:
+        return QuoteRecord.of(self._visible_quote(quote_id, _who(caller)), self.today())
+
+    def work_quote(self, command: WorkQuote) -> AcceptedQuote:
+        """Sends, accepts or rejects a quote. Accepting with `win_opportunity` wins its
+        opportunity in the same transaction (both saved, or neither)."""
+        who = _who(command.caller)
+        if command.win_opportunity and who is not None:
+            who.check(OPPORTUNITIES.name, Action.EDIT)
+        quote = self._visible_quote(command.quote_id, who)
+        check_version(quote, command.expected_version)
+        today = self.today()
+        won: Opportunity | None = None
+        if command.action == "send":
+            quote.send(today, sent_by=_subject(who))
+            self._opportunity_of(quote).check_open("sending a quote of it")
+        elif command.action == "accept":
+            quote.accept(today, accepted_by=_subject(who), opportunity_won=command.win_opportunity)
+            opportunity = self._opportunity_of(quote)
+            opportunity.check_open("accepting a quote of it")
+            if command.win_opportunity:
+                self._win(opportunity, who, quote)
+                won = opportunity
+        elif command.action == "reject":
+            quote.reject(today, clean_reason(command.reason), rejected_by=_subject(who))
+        else:
+            raise ValueError(f"unknown quote action {command.action!r}")
+        self.save_changes(quote, won)
+        log.info("quote.changed", quote_id=str(quote.id), status=str(quote.stored_status),
+                 opportunity_won=won is not None)
+        if won is not None:
+            self._refresh_views()
+        return AcceptedQuote(QuoteRecord.of(quote, today),
+                             OpportunityRecord.of(won, self.pipeline()) if won is not None else None)
+
+    def revise_quote(self, command: ReviseQuote) -> RevisedQuote:
+        """Drafts version n + 1 of a draft, sent or expired quote with new lines (and,
+        optionally, a new valid_until), superseding it in the same transaction."""
+        who = _who(command.caller)
+        previous = self._visible_quote(command.quote_id, who)
+        today = self.today()
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        valid_until = check_valid_until(
+            parse_date("valid_until", command.valid_until) if command.valid_until not in (None, "")
+            else date.fromisoformat(previous.valid_until), today)
+        book = self._book_for_quote(previous.price_book_id)
+        priced = self._price(command.lines, book, previous.currency)
+        repeat = self.find(Quote, quote_id_for(key)) if key else None
+        if repeat is not None:
+            if not repeat.same_request(previous.opportunity_id, previous.price_book_id, valid_until, priced,
+                                       previous_quote_id=str(previous.id)):
+                raise Conflict("Idempotency-Key was already used for a different request")
+            return RevisedQuote(QuoteRecord.of(repeat, today), QuoteRecord.of(previous, today), False)
+        check_version(previous, command.expected_version)
+        previous.check_revisable(today)
+        opportunity = self._opportunity_of(previous)
+        opportunity.check_open("revising a quote of it")
+        quote = Quote.draft(quote_id_for(key), previous.opportunity_id, previous.account_id, previous.owner_id,
+                            previous.price_book_id, valid_until, priced, drafted_by=_subject(who),
+                            number=previous.number + 1, previous_quote_id=str(previous.id))
+        previous.supersede(today, str(quote.id), revised_by=_subject(who))
+        self.save_changes(previous, quote)
+        log.info("quote.revised", quote_id=str(previous.id), next_quote_id=str(quote.id), number=quote.number)
+        return RevisedQuote(QuoteRecord.of(quote, today), QuoteRecord.of(previous, today), True)
+
     # -- lead conversion --------------------------------------------------------------------
 
     def conversion_lookups(self) -> ConversionLookups:
@@ -293,6 +784,33 @@ class SalesApplication(ServiceApplication):
             name_prefix=prefix,
             updated_since=since,
             account_id=record_id("account_id", request.account_id) if request.account_id else None)
+
+
+def _limit(limit: int | None) -> int:
+    limit = DEFAULT_LIMIT if limit is None else limit
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidField("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _discounts_as_amounts(raw_lines: Any, currency: str) -> Any:
+    """Lines whose discount amount may be Money (`{"amount", "currency"}`, or a Money from
+    gRPC) made the bare decimal string in the quote's currency that pricing reads; Money in
+    another currency is refused, naming the line."""
+    if not isinstance(raw_lines, Sequence) or isinstance(raw_lines, str | bytes):
+        return raw_lines
+    lines = []
+    for index, line in enumerate(raw_lines):
+        discount = line.get("discount") if isinstance(line, Mapping) else None
+        amount = discount.get("amount") if isinstance(discount, Mapping) else None
+        if isinstance(discount, Mapping) and isinstance(amount, Mapping | Money):
+            where = f"lines[{index}].discount.amount"
+            money = amount if isinstance(amount, Money) else Money.parse(amount, field=where)
+            if money.currency != currency:
+                raise InvalidField(f"{where}.currency", f"the quote is in {currency}, not {money.currency}")
+            line = {**line, "discount": {**discount, "amount": money.amount_text}}
+        lines.append(line)
+    return lines
 
 
 class ConversionLookups:

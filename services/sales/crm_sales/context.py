@@ -5,7 +5,7 @@ from crm_sales import consumers
 from crm_sales.adapters import grpc, http
 from crm_sales.adapters.messages import EVENTS
 from crm_sales.application import SalesApplication
-from crm_sales.permissions import ACCOUNTS, CONTACTS
+from crm_sales.permissions import ACCOUNTS, CONTACTS, OPPORTUNITIES, PIPELINE, PRICE_BOOKS, PRODUCTS, QUOTES
 from crm_sales.settings import SalesSettings
 
 CONTEXT = Context(
@@ -18,5 +18,5 @@ CONTEXT = Context(
     grpc=grpc.registrations,
     # Converted leads (crm.leads.v1.LeadConverted) become accounts and contacts.
     consumers=(Consumer("conversions", topics=("leads",), handler=consumers.lead_conversions),),
-    resources=(ACCOUNTS, CONTACTS),
+    resources=(ACCOUNTS, CONTACTS, PIPELINE, OPPORTUNITIES, PRODUCTS, PRICE_BOOKS, QUOTES),
 )

@@ -1,9 +1,10 @@
 """The records the sales service owns, and which role may do what with them (admin: all).
 
 What a role may do is one half; which records it may do it to is the other: a `sales_rep`
-sees and changes only the accounts it owns and the contacts of those accounts
-(crm_runtime.ownership, applied by every get, list and command in crm_sales.application).
-Setting an account's owner to anyone but yourself is `accounts:assign`.
+sees and changes only the accounts it owns and the contacts of those accounts, and the opportunities it owns and their
+quotes (crm_runtime.ownership, applied by every get, list and command in
+crm_sales.application). Setting an account's or an opportunity's owner to anyone but
+yourself is `accounts:assign` / `opportunities:assign`.
 """
 
 from crm_runtime.auth import ALL_ACTIONS, Action, Resource
@@ -21,5 +22,47 @@ CONTACTS = Resource("contacts", {
     "sales_manager": ALL_ACTIONS,
     "sales_rep": {Action.VIEW, Action.CREATE, Action.EDIT},
     "service": {Action.VIEW, Action.CREATE, Action.EDIT},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# The pipeline's stages and probabilities: everyone working deals reads them, managers
+# (and admins) change them.
+PIPELINE = Resource("pipeline", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# Opportunities have an owner: a rep opens and works their own (another owner than the
+# caller is `opportunities:assign`).
+OPPORTUNITIES = Resource("opportunities", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW, Action.CREATE, Action.EDIT},
+    "service": {Action.VIEW, Action.CREATE, Action.EDIT},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# The catalogue: managers keep it, everyone selling reads it.
+PRODUCTS = Resource("products", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+PRICE_BOOKS = Resource("price_books", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# A quote belongs to its opportunity's owner: a rep drafts, sends, accepts and revises the
+# quotes of their own opportunities.
+QUOTES = Resource("quotes", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW, Action.CREATE, Action.EDIT},
+    "service": {Action.VIEW},
     "analyst": {Action.VIEW, Action.EXPORT},
 })

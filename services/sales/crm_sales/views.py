@@ -1,15 +1,19 @@
 # mypy: disable-error-code="attr-defined,name-defined"
 # (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
 # methods when the class is created, which mypy cannot see.)
-"""The sales query model: index tables of accounts and contacts, for lists.
+"""The sales query model: index tables of accounts, contacts, opportunities, products and
+price books, for lists.
 
 The machinery (following the store's notification log with a position written in the
 same transaction as the rows, upserts that only move forward in version, cursors, pages)
 is the runtime's (crm_runtime.index); this module declares the tables and which row each
 sales event writes. Every sales event carries its record's whole state, so a row is simply
-its record's latest event.
+its record's latest event; an opportunity's later events patch its stage (and, won, its
+amount and close date). Opportunity lists answer ids from the index and the records from
+the store (an opportunity's stage history is not in the index).
 
-Lists are ordered by name (case-insensitive), then id, and paged with an opaque cursor
+Accounts, contacts and price books are listed by name (case-insensitive), then id;
+opportunities by expected close date, then id; products by SKU. Lists are paged with an opaque cursor
 (the last row's sort key); filters combine with AND. Contacts have no owner of their own:
 a contact row is joined to its account's row, whose owner it lists and is filtered by.
 `python -m crm_sales.views rebuild` rebuilds the index of the configured store (lists fail
@@ -21,16 +25,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from eventsourcing.application import Application
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     DateTime,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -47,6 +53,7 @@ from crm_runtime.index import (
     Change,
     LogIndex,
     Page,
+    Patch,
     SortKey,
     Upsert,
     encode_cursor,
@@ -59,13 +66,19 @@ from crm_runtime.index import (
     utc,
 )
 from crm_runtime.index import decode_cursor as _decode_cursor
+from crm_runtime.money import Money
 from crm_runtime.settings import PlatformSettings
+from crm_sales.catalogue import PriceBook, Product
 from crm_sales.domain import ID_MAX, Account, Contact
+from crm_sales.opportunities import Opportunity
+from crm_sales.pipeline import Pipeline
+from crm_sales.quotes import Quote
 
 log = logs.get(__name__)
 
 __all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "ContactRecord",
-           "ListQuery", "SalesViews", "decode_cursor", "open_views"]
+           "ListQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
+           "ProductRecord", "QuoteRecord", "SalesViews", "decode_cursor", "open_views"]
 
 metadata = MetaData()
 accounts = Table(
@@ -101,6 +114,51 @@ contacts = Table(
     Index("sales_contact_index_by_name", "name_key", "id"),
     Index("sales_contact_index_by_account", "account_id", "name_key", "id"),
     Index("sales_contact_index_by_update", "updated_at"),
+)
+opportunities = Table(
+    "sales_opportunity_index", metadata,
+    Column("id", SortKey, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("owner_id", String(ID_MAX), nullable=False),
+    Column("stage", String(64), nullable=False),
+    Column("amount", String(40), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("expected_close_on", SortKey, nullable=False),  # ISO 8601: orders as a date
+    Column("closed_on", String(10)),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_opportunity_index_by_close", "expected_close_on", "id"),
+    Index("sales_opportunity_index_by_owner", "owner_id", "expected_close_on", "id"),
+    Index("sales_opportunity_index_by_account", "account_id", "expected_close_on", "id"),
+    Index("sales_opportunity_index_by_stage", "stage", "expected_close_on", "id"),
+)
+products = Table(
+    "sales_product_index", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("sku", SortKey, nullable=False, unique=True),
+    Column("name", String, nullable=False),
+    Column("family", String),
+    Column("active", Boolean, nullable=False),
+    Column("decimal_quantities", Boolean, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_product_index_by_family", "family", "sku"),
+)
+price_books = Table(
+    "sales_price_book_index", metadata,
+    Column("id", SortKey, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("name_key", SortKey, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_price_book_index_by_name", "name_key", "id"),
+    Index("sales_price_book_index_by_currency", "currency", "name_key", "id"),
 )
 positions = position_table(metadata, "sales_index_position")
 POSITION_NAME = "sales-index"
@@ -151,6 +209,150 @@ class ContactRecord:
 
 
 @dataclass(frozen=True)
+class StageEntry:
+    from_stage: str | None
+    stage: str
+    at: datetime
+    by: str
+
+
+@dataclass(frozen=True)
+class OpportunityRecord:
+    id: str
+    name: str
+    account_id: str
+    amount: Money
+    expected_close_on: str
+    owner_id: str
+    stage: str
+    probability: int  # the active pipeline's, for the stage
+    status: str  # open, won, lost
+    closed_on: str | None
+    lost_reason: str | None
+    won_quote_id: str | None
+    stage_history: list[StageEntry]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, opportunity: Opportunity, pipeline: Pipeline) -> OpportunityRecord:
+        return cls(
+            id=str(opportunity.id), name=opportunity.name, account_id=opportunity.account_id,
+            amount=opportunity.amount, expected_close_on=opportunity.expected_close_on,
+            owner_id=opportunity.owner_id, stage=opportunity.stage,
+            probability=pipeline.probability_of(opportunity.stage), status=opportunity.status,
+            closed_on=opportunity.closed_on, lost_reason=opportunity.lost_reason,
+            won_quote_id=opportunity.won_quote_id,
+            stage_history=[StageEntry(entry["from_stage"], entry["stage"], datetime.fromisoformat(entry["at"]),
+                                      entry["by"]) for entry in opportunity.stage_history],
+            version=opportunity.version, created_at=opportunity.created_on, updated_at=opportunity.modified_on)
+
+
+@dataclass(frozen=True)
+class ProductRecord:
+    id: str
+    sku: str
+    name: str
+    family: str | None
+    active: bool
+    decimal_quantities: bool
+    version: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, product: Product) -> ProductRecord:
+        return cls(id=str(product.id), sku=product.sku, name=product.name, family=product.family,
+                   active=product.active, decimal_quantities=product.decimal_quantities,
+                   version=product.version, created_at=product.created_on)
+
+
+@dataclass(frozen=True)
+class PriceBookRecord:
+    id: str
+    name: str
+    currency: str
+    entries: list[tuple[str, Money]] | None  # None in lists
+    entry_count: int
+    version: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, book: PriceBook) -> PriceBookRecord:
+        return cls(id=str(book.id), name=book.name, currency=book.currency,
+                   entries=list(book.prices.items()), entry_count=len(book.entries),
+                   version=book.version, created_at=book.created_on)
+
+
+@dataclass(frozen=True)
+class QuoteLineRecord:
+    sku: str
+    quantity: str
+    tax_rate: str
+    discount: dict[str, str] | None  # {"percent": "10"} or {"amount": "5.00"} (quote currency)
+    unit_price: Money
+    list_amount: Money
+    discount_amount: Money
+    net: Money
+    tax: Money
+    gross: Money
+
+
+@dataclass(frozen=True)
+class QuoteRecord:
+    id: str
+    opportunity_id: str
+    account_id: str
+    owner_id: str
+    price_book_id: str
+    currency: str
+    valid_until: str
+    number: int
+    previous_quote_id: str | None
+    next_quote_id: str | None
+    status: str  # as of today: an open quote past valid_until shows expired
+    lines: list[QuoteLineRecord]
+    totals: dict[str, Money]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, quote: Quote, today: date) -> QuoteRecord:
+        money = quote.money
+        lines = [QuoteLineRecord(
+            sku=line["sku"], quantity=line["quantity"], tax_rate=line["tax_rate"],
+            discount=dict(line["discount"]) if line.get("discount") else None,
+            unit_price=money(line["unit_price"]), list_amount=money(line["list_amount"]),
+            discount_amount=money(line["discount_amount"]), net=money(line["net"]), tax=money(line["tax"]),
+            gross=money(line["gross"])) for line in quote.lines]
+        return cls(id=str(quote.id), opportunity_id=quote.opportunity_id, account_id=quote.account_id,
+                   owner_id=quote.owner_id, price_book_id=quote.price_book_id, currency=quote.currency,
+                   valid_until=quote.valid_until, number=quote.number, previous_quote_id=quote.previous_quote_id,
+                   next_quote_id=quote.next_quote_id, status=str(quote.status_on(today)), lines=lines,
+                   totals=quote.totals, version=quote.version, created_at=quote.created_on,
+                   updated_at=quote.modified_on)
+
+
+@dataclass(frozen=True)
+class OpportunityQuery:
+    limit: int = DEFAULT_LIMIT
+    after: tuple[str, str] | None = None  # (expected_close_on, id)
+    owner_id: str | None = None
+    stage: str | None = None
+    account_id: str | None = None
+    close_month: tuple[str, str] | None = None  # [first day, first day of the next month)
+
+
+@dataclass(frozen=True)
+class ProductQuery:
+    limit: int = DEFAULT_LIMIT
+    after: str | None = None  # the last SKU
+    family: str | None = None
+    active: bool | None = None
+
+
+@dataclass(frozen=True)
 class ListQuery:
     """A list request, validated (crm_sales.application.list_query builds it)."""
 
@@ -186,6 +388,34 @@ def rows_of(event: Any, _position: int) -> Iterator[Change]:
             "id": str(event.originator_id), "account_id": event.account_id, "name": event.name,
             "name_key": name_key(event.name), "email": event.email, "phone": event.phone,
             "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Opportunity.Opened):
+        yield Upsert(opportunities, {
+            "id": str(event.originator_id), "name": event.name, "account_id": event.account_id,
+            "owner_id": event.owner_id, "stage": event.stage, "amount": event.amount,
+            "currency": event.currency, "expected_close_on": event.expected_close_on, "closed_on": None,
+            "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Opportunity.StageChanged):
+        yield Patch(opportunities, str(event.originator_id), event.originator_version,
+                    {"stage": event.stage, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Opportunity.Won):
+        yield Patch(opportunities, str(event.originator_id), event.originator_version,
+                    {"stage": "closed_won", "amount": event.amount, "currency": event.currency,
+                     "closed_on": event.closed_on, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Opportunity.Lost):
+        yield Patch(opportunities, str(event.originator_id), event.originator_version,
+                    {"stage": "closed_lost", "closed_on": event.closed_on, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Product.Added):
+        yield Upsert(products, {
+            "id": str(event.originator_id), "sku": event.sku, "name": event.name, "family": event.family,
+            "active": event.active, "decimal_quantities": event.decimal_quantities,
+            "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
+    elif isinstance(event, PriceBook.Published):
+        yield Upsert(price_books, {
+            "id": str(event.originator_id), "name": event.name, "name_key": name_key(event.name),
+            "currency": event.currency, "entry_count": len(event.entries), "version": event.originator_version,
             "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
 
 
@@ -234,6 +464,64 @@ class SalesViews(LogIndex):
             created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"])) for row in rows]
         return page_of(items, query.limit,
                        lambda last: encode_cursor("contact", name_key(last.name), last.id))
+
+    def list_opportunity_ids(self, query: OpportunityQuery, only_owner: str | None) -> Page[str]:
+        """Ids of a page of opportunities (the application loads the records)."""
+        owner = one_owner(query.owner_id, only_owner)
+        if owner is False:
+            return Page([], None)
+        table = opportunities
+        conditions: list[ColumnElement[bool]] = []
+        if owner is not None:
+            conditions.append(table.c.owner_id == owner)
+        if query.stage is not None:
+            conditions.append(table.c.stage == query.stage)
+        if query.account_id is not None:
+            conditions.append(table.c.account_id == query.account_id)
+        if query.close_month is not None:
+            first, following = query.close_month
+            conditions += [table.c.expected_close_on >= first, table.c.expected_close_on < following]
+        if query.after is not None:
+            key, record_id = query.after
+            conditions.append(or_(table.c.expected_close_on > key,
+                                  and_(table.c.expected_close_on == key, table.c.id > record_id)))
+        statement = (select(table.c.id, table.c.expected_close_on).where(*conditions)
+                     .order_by(table.c.expected_close_on, table.c.id).limit(query.limit + 1))
+        with self.read() as conn:
+            rows = conn.execute(statement).all()
+        keys = {str(row[0]): str(row[1]) for row in rows}
+        return page_of([str(row[0]) for row in rows], query.limit,
+                       lambda last: encode_cursor("opportunity", keys[last], last))
+
+    def list_products(self, query: ProductQuery) -> Page[ProductRecord]:
+        table = products
+        conditions: list[ColumnElement[bool]] = []
+        if query.family is not None:
+            conditions.append(table.c.family == query.family)
+        if query.active is not None:
+            conditions.append(table.c.active == query.active)
+        if query.after is not None:
+            conditions.append(table.c.sku > query.after)
+        statement = select(table).where(*conditions).order_by(table.c.sku).limit(query.limit + 1)
+        with self.read() as conn:
+            rows = conn.execute(statement).mappings().all()
+        items = [ProductRecord(id=row["id"], sku=row["sku"], name=row["name"], family=row["family"],
+                               active=bool(row["active"]), decimal_quantities=bool(row["decimal_quantities"]),
+                               version=row["version"], created_at=utc(row["created_at"])) for row in rows]
+        return page_of(items, query.limit, lambda last: encode_cursor("product", last.sku))
+
+    def list_price_books(self, query: ListQuery, currency: str | None) -> Page[PriceBookRecord]:
+        conditions = _common(price_books, query)
+        if currency is not None:
+            conditions.append(price_books.c.currency == currency)
+        statement = (select(price_books).where(*conditions)
+                     .order_by(price_books.c.name_key, price_books.c.id).limit(query.limit + 1))
+        with self.read() as conn:
+            rows = conn.execute(statement).mappings().all()
+        items = [PriceBookRecord(id=row["id"], name=row["name"], currency=row["currency"], entries=None,
+                                 entry_count=row["entry_count"], version=row["version"],
+                                 created_at=utc(row["created_at"])) for row in rows]
+        return page_of(items, query.limit, lambda last: encode_cursor("price-book", name_key(last.name), last.id))
 
     def account_with_domain(self, domain: str) -> str | None:
         """The id of the earliest account opened with this domain (lower-case ASCII, as

@@ -11,9 +11,36 @@ from crm.sales.v1 import events_pb2, sales_pb2, sales_pb2_grpc
 from crm_runtime.auth import current_principal
 from crm_runtime.errors import InvalidField
 from crm_runtime.grpc_server import Registration, rpc
-from crm_sales.adapters.messages import PROTO_TO_TIER, account_to_message, contact_to_message
-from crm_sales.application import AddContact, ChangeAccount, ChangeContact, ListRecords, OpenAccount, SalesApplication
-from crm_sales.permissions import ACCOUNTS, CONTACTS
+from crm_sales.adapters.messages import (
+    PROTO_TO_TIER,
+    account_to_message,
+    contact_to_message,
+    opportunity_to_message,
+    pipeline_to_message,
+    price_book_to_message,
+    product_to_message,
+    quote_to_message,
+)
+from crm_sales.application import (
+    AddContact,
+    AddProduct,
+    ChangeAccount,
+    ChangeContact,
+    ConfigurePipeline,
+    DraftQuote,
+    ListOpportunities,
+    ListPriceBooks,
+    ListProducts,
+    ListRecords,
+    OpenAccount,
+    OpenOpportunity,
+    PublishPriceBook,
+    ReviseQuote,
+    SalesApplication,
+    WorkOpportunity,
+    WorkQuote,
+)
+from crm_sales.permissions import ACCOUNTS, CONTACTS, OPPORTUNITIES, PIPELINE, PRICE_BOOKS, PRODUCTS, QUOTES
 from crm_sales.views import DEFAULT_LIMIT, MAX_LIMIT
 
 # The list fields' names on this protocol.
@@ -49,7 +76,39 @@ def _list_request(request, account_id: str | None = None) -> ListRecords:
         account_id=account_id, caller=current_principal())
 
 
-async def _listed(fn, request: ListRecords):
+def _money(message, present: bool) -> dict[str, str] | None:
+    """crm.common.v1.Money as the JSON form the application parses (None when unset)."""
+    return {"amount": message.amount, "currency": message.currency_code} if present else None
+
+
+def _lines(lines) -> list[dict[str, Any]]:
+    """QuoteLineInput messages as the line objects the application prices."""
+    out = []
+    for line in lines:
+        item: dict[str, Any] = {"sku": line.sku, "quantity": line.quantity, "tax_rate": line.tax_rate}
+        kind = line.discount.WhichOneof("kind") if line.HasField("discount") else None
+        if kind == "percent":
+            item["discount"] = {"percent": line.discount.percent}
+        elif kind == "amount":
+            item["discount"] = {"amount": _money(line.discount.amount, True)}
+        out.append(item)
+    return out
+
+
+def _version(value: int) -> int | None:
+    """expected_version: 0 is unset (no check)."""
+    if value < 0:
+        raise InvalidField("expected_version", "must not be negative")
+    return value or None
+
+
+def _page(page_size: int) -> int:
+    if page_size < 0:
+        raise InvalidField("page_size", "must not be negative")
+    return min(page_size, MAX_LIMIT) or DEFAULT_LIMIT
+
+
+async def _listed(fn, request):
     try:
         return await asyncio.to_thread(fn, request)
     except InvalidField as exc:
@@ -120,6 +179,158 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
                              _list_request(request, account_id=request.account_id or None))
         return sales_pb2.ListContactsResponse(contacts=[contact_to_message(c) for c in page.items],
                                               next_page_token=page.next_cursor or "")
+
+
+    # -- pipeline ---------------------------------------------------------------------------
+
+    @rpc(PIPELINE.view)
+    async def GetPipeline(self, request, context):
+        record = await asyncio.to_thread(self.app.get_pipeline)
+        return sales_pb2.GetPipelineResponse(pipeline=pipeline_to_message(record.pipeline, record.version))
+
+    @rpc(PIPELINE.edit)
+    async def UpdatePipeline(self, request, context):
+        expected = request.expected_version if request.HasField("expected_version") else None
+        record = await asyncio.to_thread(self.app.configure_pipeline, ConfigurePipeline(
+            stages=[{"name": stage.name, "probability": stage.probability} for stage in request.stages],
+            expected_version=expected, caller=current_principal()))
+        return sales_pb2.UpdatePipelineResponse(pipeline=pipeline_to_message(record.pipeline, record.version))
+
+    # -- opportunities ----------------------------------------------------------------------
+
+    @rpc(OPPORTUNITIES.create)
+    async def CreateOpportunity(self, request, context):
+        record, created = await asyncio.to_thread(self.app.open_opportunity, OpenOpportunity(
+            name=request.name, account_id=request.account_id,
+            amount=_money(request.amount, request.HasField("amount")),
+            expected_close_on=request.expected_close_on, owner_id=request.owner_id or None,
+            stage=request.stage or None, request_key=request.request_id or None, caller=current_principal()))
+        return sales_pb2.CreateOpportunityResponse(opportunity=opportunity_to_message(record), created=created)
+
+    @rpc(OPPORTUNITIES.view)
+    async def GetOpportunity(self, request, context):
+        record = await asyncio.to_thread(self.app.get_opportunity, request.opportunity_id, current_principal())
+        return sales_pb2.GetOpportunityResponse(opportunity=opportunity_to_message(record))
+
+    @rpc(OPPORTUNITIES.view)
+    async def ListOpportunities(self, request, context):
+        page = await _listed(self.app.list_opportunities, ListOpportunities(
+            limit=_page(request.page_size), cursor=request.page_token or None, owner_id=request.owner_id or None,
+            stage=request.stage or None, account_id=request.account_id or None,
+            close_month=request.close_month or None, caller=current_principal()))
+        return sales_pb2.ListOpportunitiesResponse(
+            opportunities=[opportunity_to_message(o) for o in page.items], next_page_token=page.next_cursor or "")
+
+    async def _work_opportunity(self, request, action: str, **fields):
+        return opportunity_to_message(await asyncio.to_thread(self.app.work_opportunity, WorkOpportunity(
+            opportunity_id=request.opportunity_id, action=action, expected_version=_version(request.expected_version),
+            caller=current_principal(), **fields)))
+
+    @rpc(OPPORTUNITIES.edit)
+    async def MoveOpportunityStage(self, request, context):
+        return sales_pb2.MoveOpportunityStageResponse(
+            opportunity=await self._work_opportunity(request, "stage", stage=request.stage))
+
+    @rpc(OPPORTUNITIES.edit)
+    async def WinOpportunity(self, request, context):
+        return sales_pb2.WinOpportunityResponse(opportunity=await self._work_opportunity(request, "win"))
+
+    @rpc(OPPORTUNITIES.edit)
+    async def LoseOpportunity(self, request, context):
+        return sales_pb2.LoseOpportunityResponse(
+            opportunity=await self._work_opportunity(request, "lose", reason=request.reason))
+
+    # -- products and price books -----------------------------------------------------------
+
+    @rpc(PRODUCTS.create)
+    async def CreateProduct(self, request, context):
+        record, created = await asyncio.to_thread(self.app.add_product, AddProduct(
+            sku=request.sku, name=request.name, family=request.family or None,
+            active=request.active if request.HasField("active") else None,
+            decimal_quantities=request.decimal_quantities, request_key=request.request_id or None,
+            caller=current_principal()))
+        return sales_pb2.CreateProductResponse(product=product_to_message(record), created=created)
+
+    @rpc(PRODUCTS.view)
+    async def GetProduct(self, request, context):
+        record = await asyncio.to_thread(self.app.get_product, request.product_id)
+        return sales_pb2.GetProductResponse(product=product_to_message(record))
+
+    @rpc(PRODUCTS.view)
+    async def ListProducts(self, request, context):
+        page = await _listed(self.app.list_products, ListProducts(
+            limit=_page(request.page_size), cursor=request.page_token or None, family=request.family or None,
+            active=request.active if request.HasField("active") else None))
+        return sales_pb2.ListProductsResponse(products=[product_to_message(p) for p in page.items],
+                                              next_page_token=page.next_cursor or "")
+
+    @rpc(PRICE_BOOKS.create)
+    async def CreatePriceBook(self, request, context):
+        entries = [{"sku": entry.sku, "unit_price": _money(entry.unit_price, entry.HasField("unit_price"))}
+                   for entry in request.entries]
+        record, created = await asyncio.to_thread(self.app.publish_price_book, PublishPriceBook(
+            name=request.name, currency=request.currency_code, entries=entries,
+            request_key=request.request_id or None, caller=current_principal()))
+        return sales_pb2.CreatePriceBookResponse(price_book=price_book_to_message(record), created=created)
+
+    @rpc(PRICE_BOOKS.view)
+    async def GetPriceBook(self, request, context):
+        record = await asyncio.to_thread(self.app.get_price_book, request.price_book_id)
+        return sales_pb2.GetPriceBookResponse(price_book=price_book_to_message(record))
+
+    @rpc(PRICE_BOOKS.view)
+    async def ListPriceBooks(self, request, context):
+        page = await _listed(self.app.list_price_books, ListPriceBooks(
+            limit=_page(request.page_size), cursor=request.page_token or None,
+            currency=request.currency_code or None))
+        return sales_pb2.ListPriceBooksResponse(price_books=[price_book_to_message(b) for b in page.items],
+                                                next_page_token=page.next_cursor or "")
+
+    # -- quotes -----------------------------------------------------------------------------
+
+    @rpc(QUOTES.create)
+    async def CreateQuote(self, request, context):
+        record, created = await asyncio.to_thread(self.app.draft_quote, DraftQuote(
+            opportunity_id=request.opportunity_id, price_book_id=request.price_book_id,
+            valid_until=request.valid_until, lines=_lines(request.lines), request_key=request.request_id or None,
+            caller=current_principal()))
+        return sales_pb2.CreateQuoteResponse(quote=quote_to_message(record), created=created)
+
+    @rpc(QUOTES.view)
+    async def GetQuote(self, request, context):
+        record = await asyncio.to_thread(self.app.get_quote, request.quote_id, current_principal())
+        return sales_pb2.GetQuoteResponse(quote=quote_to_message(record))
+
+    async def _work_quote(self, request, action: str, **fields):
+        return await asyncio.to_thread(self.app.work_quote, WorkQuote(
+            quote_id=request.quote_id, action=action, expected_version=_version(request.expected_version),
+            caller=current_principal(), **fields))
+
+    @rpc(QUOTES.edit)
+    async def SendQuote(self, request, context):
+        result = await self._work_quote(request, "send")
+        return sales_pb2.SendQuoteResponse(quote=quote_to_message(result.quote))
+
+    @rpc(QUOTES.edit)
+    async def AcceptQuote(self, request, context):
+        result = await self._work_quote(request, "accept", win_opportunity=request.win_opportunity)
+        return sales_pb2.AcceptQuoteResponse(
+            quote=quote_to_message(result.quote),
+            opportunity=opportunity_to_message(result.opportunity) if result.opportunity else None)
+
+    @rpc(QUOTES.edit)
+    async def RejectQuote(self, request, context):
+        result = await self._work_quote(request, "reject", reason=request.reason or None)
+        return sales_pb2.RejectQuoteResponse(quote=quote_to_message(result.quote))
+
+    @rpc(QUOTES.create)
+    async def ReviseQuote(self, request, context):
+        result = await asyncio.to_thread(self.app.revise_quote, ReviseQuote(
+            quote_id=request.quote_id, lines=_lines(request.lines), valid_until=request.valid_until or None,
+            expected_version=_version(request.expected_version), request_key=request.request_id or None,
+            caller=current_principal()))
+        return sales_pb2.ReviseQuoteResponse(quote=quote_to_message(result.quote),
+                                             previous=quote_to_message(result.previous))
 
 
 def registrations(app: SalesApplication) -> list[Registration]:

@@ -1,4 +1,5 @@
-"""HTTP adapter: /v1/accounts and /v1/contacts. Pydantic models live here, at the edge only.
+"""HTTP adapter: /v1/accounts and /v1/contacts (the deals' routes are in
+crm_sales.adapters.deals). Pydantic models live here, at the edge only.
 
 Creating is `POST` (honours `Idempotency-Key`, per caller; answers `Location` and `ETag`),
 reading `GET /{id}`, changing `PATCH /{id}` with only the fields to change (null clears an
@@ -144,7 +145,9 @@ PATCH_ERRORS = error_responses(404, 409, 422, 428)
 
 
 def routers(app: SalesApplication) -> list[APIRouter]:
-    return [accounts_router(app), contacts_router(app)]
+    from crm_sales.adapters import deals  # pipeline, opportunities, products, price books, quotes
+
+    return [accounts_router(app), contacts_router(app), *deals.routers(app)]
 
 
 def accounts_router(app: SalesApplication) -> APIRouter:

@@ -2,16 +2,34 @@
 # (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
 # methods when the class is created, which mypy cannot see.)
 """Sales domain events to their protobuf messages (crm.sales.v1): the events the sales
-context publishes on crm.sales.events.v1, and the Account and Contact resources the gRPC
-API answers with. Absent optional values are empty strings (tier: TIER_UNSPECIFIED)."""
+context publishes on crm.sales.events.v1, and the resources the gRPC API answers with.
+Absent optional values are empty strings (tier: TIER_UNSPECIFIED). Money is
+crm.common.v1.Money: stored amounts are decimal strings with their currency, which
+`crm_runtime.money.Money.to_proto` writes with exactly the currency's minor-unit digits."""
 
 from __future__ import annotations
 
-from crm.sales.v1 import events_pb2, sales_pb2
+from decimal import Decimal
+from typing import Any
+
+from crm.sales.v1 import events_pb2, sales_pb2, values_pb2
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
+from crm_runtime.money import Money
+from crm_sales.catalogue import PriceBook, Product
 from crm_sales.domain import Account, Contact, DomainAccount, Tier
-from crm_sales.views import AccountRecord, ContactRecord
+from crm_sales.opportunities import Opportunity, SalesPipeline
+from crm_sales.pipeline import FINAL_STAGES, Pipeline
+from crm_sales.quotes import Quote
+from crm_sales.views import (
+    AccountRecord,
+    ContactRecord,
+    OpportunityRecord,
+    PriceBookRecord,
+    ProductRecord,
+    QuoteLineRecord,
+    QuoteRecord,
+)
 
 TIER_TO_PROTO = {tier.value: events_pb2.Tier.Value(f"TIER_{tier.name}") for tier in Tier}
 PROTO_TO_TIER = {value: tier for tier, value in TIER_TO_PROTO.items()}
@@ -78,3 +96,210 @@ def contact_to_message(contact: ContactRecord) -> sales_pb2.Contact:
         email=contact.email or "", phone=contact.phone or "", owner_id=contact.owner_id,
         version=contact.version, created_at=timestamp(contact.created_at),
         updated_at=timestamp(contact.updated_at))
+
+
+# -- money and values -------------------------------------------------------------------------
+
+def money(amount: str, currency: str) -> Any:
+    """A stored amount (a decimal string) as crm.common.v1.Money."""
+    return Money(Decimal(amount), currency).to_proto()
+
+
+def stages_to_proto(stages: list[dict[str, Any]] | Pipeline) -> list[values_pb2.PipelineStage]:
+    pairs = ([(stage.name, stage.probability) for stage in stages.stages] if isinstance(stages, Pipeline)
+             else [(stage["name"], stage["probability"]) for stage in stages])
+    return [values_pb2.PipelineStage(name=name, probability=probability, final=name in FINAL_STAGES)
+            for name, probability in pairs]
+
+
+def discount_to_proto(discount: dict[str, str] | None, currency: str) -> values_pb2.Discount | None:
+    if not discount:
+        return None
+    if "percent" in discount:
+        return values_pb2.Discount(percent=discount["percent"])
+    return values_pb2.Discount(amount=money(discount["amount"], currency))
+
+
+def stored_line_to_proto(line: dict[str, Any], currency: str) -> values_pb2.PricedQuoteLine:
+    return values_pb2.PricedQuoteLine(
+        sku=line["sku"], quantity=line["quantity"], tax_rate=line["tax_rate"],
+        discount=discount_to_proto(line.get("discount"), currency),
+        **{name: money(line[name], currency)
+           for name in ("unit_price", "list_amount", "discount_amount", "net", "tax", "gross")})
+
+
+def totals_to_proto(net: str, tax: str, gross: str, currency: str) -> values_pb2.QuoteTotals:
+    return values_pb2.QuoteTotals(net=money(net, currency), tax=money(tax, currency),
+                                  gross=money(gross, currency))
+
+
+# -- pipeline and opportunities ---------------------------------------------------------------
+
+@EVENTS.publishes(SalesPipeline.Configured, SalesPipeline.Changed)
+def pipeline_configured(event: Any) -> events_pb2.PipelineConfigured:
+    return events_pb2.PipelineConfigured(
+        stages=stages_to_proto(event.stages), version=event.originator_version,
+        configured_at=timestamp(event.timestamp), configured_by=event.configured_by)
+
+
+@EVENTS.publishes(Opportunity.Opened)
+def opportunity_opened(event: Opportunity.Opened) -> events_pb2.OpportunityOpened:
+    return events_pb2.OpportunityOpened(
+        opportunity_id=str(event.originator_id), name=event.name, account_id=event.account_id,
+        amount=money(event.amount, event.currency), expected_close_on=event.expected_close_on,
+        owner_id=event.owner_id, stage=event.stage, probability=event.probability,
+        version=event.originator_version, opened_at=timestamp(event.timestamp), opened_by=event.opened_by)
+
+
+def _opportunity(event: Any) -> dict[str, Any]:
+    """The whole opportunity every later opportunity event carries, as message fields."""
+    return {"opportunity_id": str(event.originator_id), "name": event.name, "account_id": event.account_id,
+            "amount": money(event.amount, event.currency), "expected_close_on": event.expected_close_on,
+            "owner_id": event.owner_id, "from_stage": event.from_stage, "version": event.originator_version}
+
+
+@EVENTS.publishes(Opportunity.StageChanged)
+def opportunity_stage_changed(event: Opportunity.StageChanged) -> events_pb2.OpportunityStageChanged:
+    return events_pb2.OpportunityStageChanged(
+        **_opportunity(event), stage=event.stage, probability=event.probability,
+        changed_at=timestamp(event.timestamp), changed_by=event.changed_by)
+
+
+@EVENTS.publishes(Opportunity.Won)
+def opportunity_won(event: Opportunity.Won) -> events_pb2.OpportunityWon:
+    return events_pb2.OpportunityWon(
+        **_opportunity(event), closed_on=event.closed_on, quote_id=event.quote_id or "",
+        won_at=timestamp(event.timestamp), won_by=event.won_by)
+
+
+@EVENTS.publishes(Opportunity.Lost)
+def opportunity_lost(event: Opportunity.Lost) -> events_pb2.OpportunityLost:
+    return events_pb2.OpportunityLost(
+        **_opportunity(event), closed_on=event.closed_on, reason=event.reason,
+        lost_at=timestamp(event.timestamp), lost_by=event.lost_by)
+
+
+# -- catalogue ----------------------------------------------------------------------------------
+
+@EVENTS.publishes(Product.Added)
+def product_added(event: Product.Added) -> events_pb2.ProductAdded:
+    return events_pb2.ProductAdded(
+        product_id=str(event.originator_id), sku=event.sku, name=event.name, family=event.family or "",
+        active=event.active, decimal_quantities=event.decimal_quantities, version=event.originator_version,
+        added_at=timestamp(event.timestamp), added_by=event.added_by)
+
+
+@EVENTS.publishes(PriceBook.Published)
+def price_book_published(event: PriceBook.Published) -> events_pb2.PriceBookPublished:
+    return events_pb2.PriceBookPublished(
+        price_book_id=str(event.originator_id), name=event.name, currency_code=event.currency,
+        entries=[values_pb2.PriceBookEntry(sku=entry["sku"], unit_price=money(entry["unit_price"], event.currency))
+                 for entry in event.entries],
+        version=event.originator_version, published_at=timestamp(event.timestamp),
+        published_by=event.published_by)
+
+
+# -- quotes -------------------------------------------------------------------------------------
+# Status events name the quote and its opportunity; the relay sees one event at a time, so
+# what they carry beyond their own change is what the aggregate put in them.
+
+@EVENTS.publishes(Quote.Drafted)
+def quote_drafted(event: Quote.Drafted) -> events_pb2.QuoteDrafted:
+    return events_pb2.QuoteDrafted(
+        quote_id=str(event.originator_id), opportunity_id=event.opportunity_id, account_id=event.account_id,
+        owner_id=event.owner_id, price_book_id=event.price_book_id, currency_code=event.currency,
+        valid_until=event.valid_until, number=event.number, previous_quote_id=event.previous_quote_id or "",
+        lines=[stored_line_to_proto(line, event.currency) for line in event.lines],
+        totals=totals_to_proto(event.net, event.tax, event.gross, event.currency),
+        version=event.originator_version, drafted_at=timestamp(event.timestamp), drafted_by=event.drafted_by)
+
+
+def _quote(event: Any) -> dict[str, Any]:
+    return {"quote_id": str(event.originator_id), "opportunity_id": event.opportunity_id,
+            "owner_id": event.owner_id, "version": event.originator_version}
+
+
+@EVENTS.publishes(Quote.Sent)
+def quote_sent(event: Quote.Sent) -> events_pb2.QuoteSent:
+    return events_pb2.QuoteSent(
+        **_quote(event), valid_until=event.valid_until,
+        totals=totals_to_proto(event.net, event.tax, event.gross, event.currency),
+        sent_at=timestamp(event.timestamp), sent_by=event.sent_by)
+
+
+@EVENTS.publishes(Quote.Accepted)
+def quote_accepted(event: Quote.Accepted) -> events_pb2.QuoteAccepted:
+    return events_pb2.QuoteAccepted(
+        **_quote(event), account_id=event.account_id,
+        totals=totals_to_proto(event.net, event.tax, event.gross, event.currency),
+        accepted_on=event.accepted_on, opportunity_won=event.opportunity_won,
+        accepted_at=timestamp(event.timestamp), accepted_by=event.accepted_by)
+
+
+@EVENTS.publishes(Quote.Rejected)
+def quote_rejected(event: Quote.Rejected) -> events_pb2.QuoteRejected:
+    return events_pb2.QuoteRejected(
+        **_quote(event), reason=event.reason or "", rejected_at=timestamp(event.timestamp),
+        rejected_by=event.rejected_by)
+
+
+@EVENTS.publishes(Quote.Revised)
+def quote_revised(event: Quote.Revised) -> events_pb2.QuoteRevised:
+    return events_pb2.QuoteRevised(
+        **_quote(event), next_quote_id=event.next_quote_id, next_number=event.next_number,
+        revised_at=timestamp(event.timestamp), revised_by=event.revised_by)
+
+
+# -- resources the gRPC API answers with ----------------------------------------------------------
+
+def _money(value: Money) -> Any:
+    return value.to_proto()
+
+
+def pipeline_to_message(pipeline: Pipeline, version: int) -> sales_pb2.Pipeline:
+    return sales_pb2.Pipeline(stages=stages_to_proto(pipeline), version=version)
+
+
+def opportunity_to_message(record: OpportunityRecord) -> sales_pb2.Opportunity:
+    return sales_pb2.Opportunity(
+        id=record.id, name=record.name, account_id=record.account_id, amount=_money(record.amount),
+        expected_close_on=record.expected_close_on, owner_id=record.owner_id, stage=record.stage,
+        probability=record.probability, status=record.status, closed_on=record.closed_on or "",
+        lost_reason=record.lost_reason or "", won_quote_id=record.won_quote_id or "",
+        stage_history=[values_pb2.StageChange(from_stage=entry.from_stage or "", stage=entry.stage,
+                                              changed_at=timestamp(entry.at), changed_by=entry.by)
+                       for entry in record.stage_history],
+        version=record.version, created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+
+
+def product_to_message(record: ProductRecord) -> sales_pb2.Product:
+    return sales_pb2.Product(
+        id=record.id, sku=record.sku, name=record.name, family=record.family or "", active=record.active,
+        decimal_quantities=record.decimal_quantities, version=record.version,
+        created_at=timestamp(record.created_at))
+
+
+def price_book_to_message(record: PriceBookRecord) -> sales_pb2.PriceBook:
+    return sales_pb2.PriceBook(
+        id=record.id, name=record.name, currency_code=record.currency,
+        entries=[values_pb2.PriceBookEntry(sku=sku, unit_price=_money(price)) for sku, price in record.entries or ()],
+        entry_count=record.entry_count, version=record.version, created_at=timestamp(record.created_at))
+
+
+def _line_to_message(line: QuoteLineRecord, currency: str) -> values_pb2.PricedQuoteLine:
+    return values_pb2.PricedQuoteLine(
+        sku=line.sku, quantity=line.quantity, tax_rate=line.tax_rate,
+        discount=discount_to_proto(line.discount, currency), unit_price=_money(line.unit_price),
+        list_amount=_money(line.list_amount), discount_amount=_money(line.discount_amount),
+        net=_money(line.net), tax=_money(line.tax), gross=_money(line.gross))
+
+
+def quote_to_message(record: QuoteRecord) -> sales_pb2.Quote:
+    return sales_pb2.Quote(
+        id=record.id, opportunity_id=record.opportunity_id, account_id=record.account_id,
+        owner_id=record.owner_id, price_book_id=record.price_book_id, currency_code=record.currency,
+        valid_until=record.valid_until, number=record.number, previous_quote_id=record.previous_quote_id or "",
+        next_quote_id=record.next_quote_id or "", status=record.status,
+        lines=[_line_to_message(line, record.currency) for line in record.lines],
+        totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
+        version=record.version, created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
