@@ -475,11 +475,11 @@ class BusinessCalendar(Aggregate):
         data = calendar.to_dict()
         if data == self.calendar:
             return False
-        self._changed(calendar=data, by=by)
+        self._changed(calendar_id=self.calendar_id, calendar=data, by=by)
         return True
 
     @event("Changed")
-    def _changed(self, calendar: dict[str, Any], by: str) -> None:
+    def _changed(self, calendar_id: str, calendar: dict[str, Any], by: str) -> None:
         self.calendar = calendar
 
     def parsed(self) -> Calendar:
@@ -506,11 +506,11 @@ class Policy(Aggregate):
         data = policy.to_dict()
         if data == self.policy:
             return False
-        self._changed(policy=data, by=by)
+        self._changed(policy_id=self.policy_id, policy=data, by=by)
         return True
 
     @event("Changed")
-    def _changed(self, policy: dict[str, Any], by: str) -> None:
+    def _changed(self, policy_id: str, policy: dict[str, Any], by: str) -> None:
         self.policy = policy
 
     def parsed(self) -> SlaPolicy:
