@@ -98,7 +98,7 @@ TRANSITIONS: dict[TicketStatus, frozenset[TicketStatus]] = {
 
 def _choice(field_name: str, raw: object, kind: type[StrEnum]) -> Any:
     try:
-        return kind(raw.strip().lower() if isinstance(raw, str) else raw)
+        return kind(raw.strip().lower() if isinstance(raw, str) else str(raw))
     except ValueError:
         allowed = ", ".join(member.value for member in kind)  # type: ignore[attr-defined]
         raise InvalidField(field_name, f"{str(raw)[:40]!r} is not one of: {allowed}") from None
@@ -226,6 +226,9 @@ class Ticket(Aggregate):
         facts = ClockFacts(opened_at=at, priority=details.priority)
         snapshot = {"status": S.NEW.value, "priority": details.priority.value, "group": details.group,
                     "category": details.category, "account_tier": details.account_tier,
+                    # never changed, but every event's state carries them (routing by skills)
+                    "channel": details.channel.value, "account_id": details.account_id,
+                    "tags": list(details.tags),
                     "assignee_id": None, "escalation_level": 0, "clock": _clock_dict(facts),
                     "sla": compute(policy, calendar, facts).to_dict()}
         return cls(id=ticket_id, subject=details.subject, description=details.description,
