@@ -169,7 +169,7 @@ def test_opening_sets_both_clocks_on_the_calendar():
     assert sla.first_response.due == utc(2026, 3, 6, 16)
     assert sla.resolution.due == utc(2026, 3, 9, 11)
     assert sla.first_response.warn_at == utc(2026, 3, 6, 15, 30)  # 50 %
-    assert sla.resolution.escalate_at == (utc(2026, 3, 9, 11), utc(2026, 3, 9, 14))  # +0, +2 h (lunch)
+    assert sla.resolution.escalate_at == (utc(2026, 3, 9, 11), utc(2026, 3, 9, 13))  # due +0, +2 h
     assert sla.first_response.state == sla.resolution.state == TargetState.RUNNING
 
 

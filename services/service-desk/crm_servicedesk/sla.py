@@ -4,8 +4,8 @@ A policy names a business calendar, a target per priority (time to the first res
 to resolution, ISO 8601 durations of business time), which tickets it applies to
 (`applies_to`: account tiers and categories; an empty or missing list matches every
 ticket), the percentage of a target at which the workflow warns, and escalation steps
-(offsets of business time after a breach, one escalation level each: level 1 at the first
-step, level 2 at the second, ...).
+(wall-clock offsets after a breach, one escalation level each: level 1 at the first step,
+level 2 at the second, ...).
 
 Which policy applies (`choose_policy`): among the policies whose every criterion matches
 the ticket, the one with the most criteria (account tier and category: 2, one of them: 1,
@@ -21,8 +21,8 @@ the moment the ticket was opened:
   customer) and between a solve and a reopen; those spans do not count.
 
 For each target the result says its state and, for the workflow's timers, the instants at
-which it is due, at which the warning falls (`warn_at_percent` of the target), and at which
-each escalation level falls (the target plus the step, in business time): see
+which it is due, at which the warning falls (`warn_at_percent` of the target, in business
+time), and at which each escalation level falls (the due time plus the step): see
 `SlaTarget`. A paused target whose due time was not reached before the pause has no due
 time (the clock is stopped; it gets one when it resumes).
 """
@@ -291,13 +291,10 @@ def compute(policy: SlaPolicy, calendar: Calendar, facts: ClockFacts) -> Sla:
                                                                   tuple[datetime, ...]]:
         due_at = due(calendar, facts.opened_at, target, pauses)
         warn_at = due(calendar, facts.opened_at, target * policy.warn_at_percent / 100, pauses)
-        escalate: list[datetime] = []
-        for step in steps:
-            at = due(calendar, facts.opened_at, target + step, pauses)
-            if at is None:
-                break
-            escalate.append(at)
-        return due_at, warn_at, tuple(escalate)
+        # Escalations are wall-clock offsets after the breach (people are waiting, whatever
+        # the opening hours), as the workflow's timers count them.
+        escalate = tuple(due_at + step for step in steps) if due_at is not None else ()
+        return due_at, warn_at, escalate
 
     # First response: never paused.
     fr_due, fr_warn, fr_escalate = instants(targets.first_response, [])
