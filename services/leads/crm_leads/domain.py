@@ -26,6 +26,7 @@ from eventsourcing.domain import Aggregate, event
 
 from crm_leads.scoring import LeadFacts, RuleSet, Score, score
 from crm_runtime import contact_points
+from crm_runtime.email_domains import email_domain_of
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField
 from crm_runtime.money import Money, parse_money
 from crm_runtime.text import IDENTIFIER_MAX as ID_MAX  # noqa: F401 - the adapters' limit
@@ -470,6 +471,9 @@ class Lead(Aggregate):
             if (existing.kind, existing.at, existing.note) != (clean_kind, clean_at, clean_note):
                 raise Conflict("Idempotency-Key was already used for a different activity")
             return existing, False
+        if self.status == LeadStatus.MERGED:
+            raise FailedPrecondition(f"lead {self.id} is merged into {self.merged_into}; "
+                                     "log activities on that lead")
         self._activity_logged(activity_id=str(activity_id), kind=clean_kind.value,
                               at=clean_at.isoformat(), note=clean_note, by=by,
                               logged_at=datetime.now(UTC).isoformat())
@@ -561,9 +565,153 @@ class Lead(Aggregate):
         self.score_reasons = reasons
         self.rule_set_version = rule_set_version
 
+    # -- duplicates, merge and conversion (crm_leads.merging, crm_leads.conversion) ------------
+    # Class defaults, so that leads recorded before these existed replay as they were.
+    duplicate_of: str | None = None  # the earliest open lead it matched when captured
+    matched_on: str | None = None  # "email" or "phone"
+    merged_into: str | None = None  # the lead that survived the merge of this one
+    account_id: str | None = None  # conversion: the account named, then the one joined
+    contact_id: str | None = None
+    account_linked: bool = False  # sales reported the account the contact joined
+
+    def mark_duplicate(self, duplicate_of: str, matched_on: str) -> None:
+        """Records that an open lead with the same email or phone was there first."""
+        if matched_on not in MATCHED_ON:
+            raise ValueError(f"matched_on must be one of {MATCHED_ON}")
+        if str(self.id) == duplicate_of:
+            raise ValueError("a lead is not a duplicate of itself")
+        self._duplicate_detected(duplicate_of=duplicate_of, matched_on=matched_on)
+
+    @event("DuplicateDetected")
+    def _duplicate_detected(self, duplicate_of: str, matched_on: str) -> None:
+        self.duplicate_of = duplicate_of
+        self.matched_on = matched_on
+
+    def merge(self, duplicate: Lead, by: str) -> MergeGains:
+        """Merges `duplicate` into this lead (MERGE_RULES): this lead gains the other's
+        activities and the fields it lacks; the other ends merged into this one. Both record
+        one event; the caller saves both in one transaction."""
+        check_merge(self, duplicate)
+        gains = merge_gains(self, duplicate)
+        self._duplicate_merged(
+            merged_lead_id=str(duplicate.id), fields=dict(gains.fields),
+            activities=[_activity_state(activity) for activity in gains.activities], by=by)
+        duplicate._merged_into(survivor_id=str(self.id), previous_status=duplicate.status.value, by=by)
+        return gains
+
+    @event("DuplicateMerged")
+    def _duplicate_merged(self, merged_lead_id: str, fields: dict[str, Any],
+                          activities: list[dict[str, Any]], by: str) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+        for state in activities:
+            self.activities.append(Activity(
+                id=state["id"], kind=ActivityKind(state["kind"]), at=datetime.fromisoformat(state["at"]),
+                note=state["note"], logged_by=state["logged_by"],
+                logged_at=datetime.fromisoformat(state["logged_at"]), seq=len(self.activities) + 1))
+        if self.duplicate_of == merged_lead_id:
+            self.duplicate_of = self.matched_on = None  # it is this lead now
+
+    @event("MergedInto")
+    def _merged_into(self, survivor_id: str, previous_status: str, by: str) -> None:
+        self.status = LeadStatus.MERGED
+        self.merged_into = survivor_id
+
+    def convert(self, by: str) -> tuple[str, str]:
+        """Converts a qualified lead; returns the (account_id, contact_id) the sales service
+        is to use, derived from the lead's id (conversion_ids)."""
+        self.check_transition("convert")
+        account_id, contact_id = conversion_ids(self.id)
+        self._converted(account_id=str(account_id), contact_id=str(contact_id), name=self.name,
+                        email=self.email, phone=self.phone, company=self.company, title=self.title,
+                        industry=self.industry, company_size=self.company_size, country=self.country,
+                        owner_id=self.owner_id, email_domain=email_domain_of(self.email), by=by)
+        return str(account_id), str(contact_id)
+
+    @event("Converted")
+    def _converted(self, account_id: str, contact_id: str, name: str, email: str, phone: str,
+                   company: str, title: str | None, industry: str | None, company_size: int | None,
+                   country: str | None, owner_id: str | None, email_domain: str | None,
+                   by: str) -> None:
+        # The lead's details travel in the event: LeadConverted carries them to sales.
+        self.status = LeadStatus.CONVERTED
+        self.account_id = account_id
+        self.contact_id = contact_id
+
+    def link_account(self, account_id: str, contact_id: str, reused: bool) -> bool:
+        """Records the account the lead's contact joined (sales' ContactAdded); returns
+        False when that is already recorded. A contact this lead's conversion did not
+        name is refused (FailedPrecondition)."""
+        if self.status != LeadStatus.CONVERTED or self.contact_id != contact_id:
+            raise FailedPrecondition(f"lead {self.id} is {self.status.value} and its conversion "
+                                     f"named contact {self.contact_id}, not {contact_id}")
+        if self.account_linked and self.account_id == account_id:
+            return False
+        self._account_linked(account_id=account_id, contact_id=contact_id, account_reused=reused)
+        return True
+
+    @event("AccountLinked")
+    def _account_linked(self, account_id: str, contact_id: str, account_reused: bool) -> None:
+        self.account_id = account_id
+        self.account_linked = True
+
 
 def _reasons(result: Score) -> list[dict[str, Any]]:
     return [reason.to_dict() for reason in result.reasons]
+
+
+# -- merge rules (pure) -----------------------------------------------------------------------
+
+MATCHED_ON = ("email", "phone")
+# What a surviving lead takes from the merged one when it has no value of its own. Name and
+# email are required, so never missing; the owner is the workflow's decision, the status the
+# survivor's own, and neither moves.
+MERGED_FIELDS = ("phone", "company", "title", "industry", "company_size", "country",
+                 "follow_up_on", "campaign_id")
+_CONVERSION_NAMESPACE = uuid5(NAMESPACE_URL, "crm:leads:conversion")
+
+
+@dataclass(frozen=True)
+class MergeGains:
+    fields: Mapping[str, Any]  # name -> the merged lead's value, in MERGED_FIELDS order
+    activities: tuple[Activity, ...]  # the merged lead's activities, in the order logged
+
+
+def check_merge(survivor: Lead, duplicate: Lead) -> None:
+    """The merge rules: two different leads, neither merged nor converted (the survivor may
+    be open or disqualified, as may the merged lead: TRANSITIONS["merge"]). Else a
+    FailedPrecondition naming the lead and its status."""
+    if survivor.id == duplicate.id:
+        raise FailedPrecondition(f"lead {survivor.id} cannot be merged into itself")
+    allowed, _ = TRANSITIONS["merge"]
+    if survivor.status not in allowed:
+        starts = " or ".join(sorted(status.value for status in allowed))
+        raise FailedPrecondition(f"lead {survivor.id} is {survivor.status.value}; "
+                                 f"a merge needs the surviving lead to be {starts}")
+    duplicate.check_transition("merge")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def merge_gains(survivor: Lead, duplicate: Lead) -> MergeGains:
+    fields = {name: getattr(duplicate, name) for name in MERGED_FIELDS
+              if _missing(getattr(survivor, name)) and not _missing(getattr(duplicate, name))}
+    known = {activity.id for activity in survivor.activities}
+    return MergeGains(fields, tuple(a for a in duplicate.activities if a.id not in known))
+
+
+def _activity_state(activity: Activity) -> dict[str, Any]:
+    return {"id": activity.id, "kind": activity.kind.value, "at": activity.at.isoformat(),
+            "note": activity.note, "logged_by": activity.logged_by,
+            "logged_at": activity.logged_at.isoformat()}
+
+
+def conversion_ids(lead_id: UUID | str) -> tuple[UUID, UUID]:
+    """The account and contact ids a lead's conversion names: stable, derived from its id."""
+    return (uuid5(_CONVERSION_NAMESPACE, f"account/{lead_id}"),
+            uuid5(_CONVERSION_NAMESPACE, f"contact/{lead_id}"))
 
 
 # -- campaigns ----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ whole row; every later event patches the columns it changes (status, owner, fiel
 - `score`, `grade` and `score_reasons` (JSON) come with the capture and are patched by
   `Scored` / `ScoreExplained`; they are null for leads captured before scoring existed,
   until they are scored.
+- A lead's links (`duplicate_of`, `merged_into`, `account_id`, `contact_id`) are columns
+  too, patched by the events of de-duplication, merge and conversion.
 
 `python -m crm_leads.views rebuild` rebuilds the index of the configured store.
 """
@@ -45,6 +47,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     or_,
     select,
 )
@@ -97,6 +100,10 @@ leads = Table(
     Column("score", Integer),
     Column("score_reasons", Text),  # JSON: [{"rule_id", "description", "points"}]
     Column("disqualified_reason", String),
+    Column("duplicate_of", String(36)),
+    Column("merged_into", String(36)),
+    Column("account_id", String(36)),
+    Column("contact_id", String(36)),
     Column("version", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -152,6 +159,10 @@ class LeadRecord:
     updated_at: datetime
     score: int | None = None
     score_reasons: tuple[dict[str, Any], ...] = ()
+    duplicate_of: str | None = None
+    merged_into: str | None = None
+    account_id: str | None = None
+    contact_id: str | None = None
 
     @classmethod
     def of(cls, lead: Lead) -> LeadRecord:
@@ -164,7 +175,9 @@ class LeadRecord:
                    disqualified_reason=lead.disqualified_reason, version=lead.version,
                    created_at=lead.created_on, updated_at=lead.modified_on,
                    score=getattr(lead, "score", None),
-                   score_reasons=tuple(getattr(lead, "score_reasons", ())))
+                   score_reasons=tuple(getattr(lead, "score_reasons", ())),
+                   duplicate_of=lead.duplicate_of, merged_into=lead.merged_into,
+                   account_id=lead.account_id, contact_id=lead.contact_id)
 
     @classmethod
     def of_row(cls, row: Any) -> LeadRecord:
@@ -175,7 +188,8 @@ class LeadRecord:
 
 _LEAD_FIELDS = ("id", "name", "email", "phone", "company", "channel", "status", "owner_id",
                 "title", "industry", "company_size", "country", "campaign_id", "follow_up_on",
-                "grade", "disqualified_reason", "version")
+                "grade", "disqualified_reason", "version", "duplicate_of", "merged_into",
+                "account_id", "contact_id")
 
 
 @dataclass(frozen=True)
@@ -235,7 +249,8 @@ def rows_of(event: Any, position: int) -> Iterator[Change]:
             "campaign_id": getattr(event, "campaign_id", None), "follow_up_on": None,
             "grade": getattr(event, "grade", None), "score": getattr(event, "score", None),
             "score_reasons": _json(getattr(event, "score_reasons", None)),
-            "disqualified_reason": None, "version": version,
+            "disqualified_reason": None, "duplicate_of": None, "merged_into": None,
+            "account_id": None, "contact_id": None, "version": version,
             "created_at": at, "updated_at": at}, keep=("id", "created_at", "seq"))
         return
     if isinstance(event, Campaign.Launched):
@@ -264,6 +279,21 @@ def rows_of(event: Any, position: int) -> Iterator[Change]:
         values.update(score=event.score, grade=event.grade, score_reasons=_json(event.reasons))
     elif isinstance(event, Lead.ScoreExplained):
         values.update(score_reasons=_json(event.reasons))
+    elif isinstance(event, Lead.DuplicateDetected):
+        values["duplicate_of"] = event.duplicate_of
+    elif isinstance(event, Lead.DuplicateMerged):
+        values.update(event.fields)
+        if "company" in event.fields:
+            values["company_key"] = fold(event.fields["company"])
+        # A survivor that was the merged lead's duplicate is no longer anyone's.
+        values["duplicate_of"] = case((leads.c.duplicate_of == event.merged_lead_id, None),
+                                      else_=leads.c.duplicate_of)
+    elif isinstance(event, Lead.MergedInto):
+        values.update(status="merged", merged_into=event.survivor_id)
+    elif isinstance(event, Lead.Converted):
+        values.update(status="converted", account_id=event.account_id, contact_id=event.contact_id)
+    elif isinstance(event, Lead.AccountLinked):
+        values["account_id"] = event.account_id
     elif not isinstance(event, Lead.ActivityLogged):
         return  # an event of a kind the index does not follow
     yield Patch(leads, lead_id, version, values)

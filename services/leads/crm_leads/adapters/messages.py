@@ -148,6 +148,56 @@ def scoring_rules_replaced(event: Any) -> events_pb2.ScoringRulesReplaced:
         replaced_by=event.by, replaced_at=timestamp(event.timestamp))
 
 
+# -- duplicates, merge and conversion ------------------------------------------------------------
+
+@EVENTS.publishes(Lead.DuplicateDetected)
+def duplicate_detected(event: Lead.DuplicateDetected) -> events_pb2.LeadDuplicateDetected:
+    return events_pb2.LeadDuplicateDetected(
+        lead_id=str(event.originator_id), duplicate_of=event.duplicate_of, matched_on=event.matched_on,
+        version=event.originator_version, detected_at=timestamp(event.timestamp))
+
+
+@EVENTS.publishes(Lead.DuplicateMerged)
+def leads_merged(event: Lead.DuplicateMerged) -> events_pb2.LeadsMerged:
+    """The survivor's side; the values are those it gained (the rest did not change)."""
+    fields = event.fields
+    message = events_pb2.LeadsMerged(
+        lead_id=str(event.originator_id), merged_lead_id=event.merged_lead_id,
+        gained_fields=list(fields), gained_activity_ids=[activity["id"] for activity in event.activities],
+        version=event.originator_version, merged_at=timestamp(event.timestamp), merged_by=event.by)
+    for name in ("phone", "company", "title", "industry", "country", "follow_up_on", "campaign_id"):
+        setattr(message, name, fields.get(name) or "")
+    if fields.get("company_size") is not None:
+        message.company_size = fields["company_size"]
+    return message
+
+
+@EVENTS.publishes(Lead.MergedInto)
+def merged_into(event: Lead.MergedInto) -> events_pb2.LeadMergedInto:
+    return events_pb2.LeadMergedInto(
+        lead_id=str(event.originator_id), merged_into=event.survivor_id,
+        previous_status=LeadStatus(event.previous_status).value, version=event.originator_version,
+        merged_at=timestamp(event.timestamp), merged_by=event.by)
+
+
+@EVENTS.publishes(Lead.Converted)
+def converted(event: Lead.Converted) -> events_pb2.LeadConverted:
+    return events_pb2.LeadConverted(
+        lead_id=str(event.originator_id), account_id=event.account_id, contact_id=event.contact_id,
+        name=event.name, email=event.email, phone=event.phone, company=event.company,
+        title=event.title or "", industry=event.industry or "", company_size=event.company_size or 0,
+        country=event.country or "", owner_id=event.owner_id or "",
+        email_domain=event.email_domain or "", converted_at=timestamp(event.timestamp))
+
+
+@EVENTS.publishes(Lead.AccountLinked)
+def account_linked(event: Lead.AccountLinked) -> events_pb2.LeadAccountLinked:
+    return events_pb2.LeadAccountLinked(
+        lead_id=str(event.originator_id), account_id=event.account_id, contact_id=event.contact_id,
+        account_reused=event.account_reused, version=event.originator_version,
+        linked_at=timestamp(event.timestamp))
+
+
 def lead_to_message(lead: Lead | LeadRecord) -> leads_pb2.Lead:
     record = LeadRecord.of(lead) if isinstance(lead, Lead) else lead
     message = leads_pb2.Lead(
@@ -158,7 +208,9 @@ def lead_to_message(lead: Lead | LeadRecord) -> leads_pb2.Lead:
         title=record.title or "", industry=record.industry or "", country=record.country or "",
         campaign_id=record.campaign_id or "", follow_up_on=record.follow_up_on or "",
         grade=record.grade or "", disqualified_reason=record.disqualified_reason or "",
-        updated_at=timestamp(record.updated_at))
+        updated_at=timestamp(record.updated_at), duplicate_of=record.duplicate_of or "",
+        merged_into=record.merged_into or "", account_id=record.account_id or "",
+        contact_id=record.contact_id or "")
     if record.company_size is not None:
         message.company_size = record.company_size
     if record.score is not None:
