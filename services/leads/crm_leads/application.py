@@ -10,8 +10,10 @@ to the same lead, is a Conflict. A capture answers the lead to the caller who ca
 Lists and look-ups are answered by the query model (crm_leads.views), which catches up with
 the store before each of them, so a caller lists what it has just written. Working a lead
 (status, changes, activities) and launching a campaign also catch it up afterwards; capture
-and assignment, the hot path (every lead, and the workflow's AssignLead for each), leave it
-to the next read.
+catches it up before its duplicate look-up (crm_leads.merging), and assignment, the hot
+path of the workflow's AssignLead, leaves it to the next read.
+
+Duplicates, merge and conversion are in crm_leads.merging and crm_leads.conversion.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from crm_leads import merging
 from crm_leads.domain import (
     Activity,
     Campaign,
@@ -220,11 +223,17 @@ class LeadsApplication(ScoringRulesMixin, ServiceApplication):
         return Lead.capture(details, lead_id_for(key), scoring or self.scoring()), details
 
     def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
-        """Captures a lead; returns (lead, created). A repeated request key returns the first lead."""
+        """Captures a lead; returns (lead, created). A repeated request key returns the first lead.
+
+        A lead whose email or phone matches an open lead is captured as its duplicate
+        (`duplicate_of`, see crm_leads.merging; the importer marks its batches the same way)."""
         new, details = self.new_lead(command)
-        lead, created = self.create_once(new, same=lambda first: first.same_capture(details))
+        with merging.contact_point_guard(new):  # look-up and save, one capture at a time
+            merging.flag_duplicates(self, [new])
+            lead, created = self.create_once(new, same=lambda first: first.same_capture(details))
         if created:
-            log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value)
+            log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value,
+                     duplicate_of=lead.duplicate_of)
         return lead, created
 
     def _visible_lead(self, lead_id: str | UUID, who: Principal | None) -> Lead:

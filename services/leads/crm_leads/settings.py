@@ -10,6 +10,7 @@ class LeadsSettings(ServiceSettings):
     http_port: int = 8001
     grpc_port: int = 50051
     relay_metrics_port: int = 9101
+    worker_metrics_port: int = 9201
     # Region used to read phone numbers written without a country code.
     default_phone_region: str = "US"
     # The largest CSV import (POST /v1/leads/imports request body, bytes); larger: 413.

@@ -168,6 +168,12 @@ class LeadOut(BaseModel):
     score: int | None = Field(default=None, description="The sum of the matched scoring rules' points")
     score_reasons: list[ScoreReasonOut] = Field(default_factory=list,
                                                 description="Every matched rule, with its points")
+    duplicate_of: str | None = Field(default=None, description=(
+        "The earliest open lead with the same email or phone when this one was captured"))
+    merged_into: str | None = Field(default=None, description="The lead this one was merged into")
+    account_id: str | None = Field(default=None, description=(
+        "Once converted: the account the conversion named, then the one the contact joined"))
+    contact_id: str | None = Field(default=None, description="Once converted: the contact in sales")
 
     @classmethod
     def of(cls, lead: Lead | LeadRecord) -> LeadOut:
@@ -242,9 +248,10 @@ COMMAND_ERRORS = error_responses(404, 409, 422)
 
 def routers(app: LeadsApplication) -> list[APIRouter]:
     from crm_leads.adapters.http_imports import imports_router
+    from crm_leads.adapters.http_merge import merge_router
     from crm_leads.adapters.http_scoring import scoring_router
 
-    return [leads_router(app), campaigns_router(app), scoring_router(app), imports_router(app)]
+    return [leads_router(app), campaigns_router(app), scoring_router(app), imports_router(app), merge_router(app)]
 
 
 def leads_router(app: LeadsApplication) -> APIRouter:

@@ -1,0 +1,41 @@
+"""gRPC methods for a lead's duplicates, merge and conversion (ListDuplicates, MergeLeads,
+ConvertLead of crm.leads.v1.LeadsService), mixed into `LeadsServicer`: the same commands
+as HTTP (crm_leads.merging, crm_leads.conversion); a refused merge or conversion is
+FAILED_PRECONDITION naming the status, a stale expected_version ABORTED."""
+
+from __future__ import annotations
+
+import asyncio
+
+from crm.leads.v1 import leads_pb2
+from crm_leads.adapters.messages import lead_to_message
+from crm_leads.application import LeadsApplication
+from crm_leads.conversion import ConvertLead, convert_lead
+from crm_leads.merging import MergeLeads, list_duplicates, merge_leads
+from crm_leads.permissions import LEADS
+from crm_runtime.auth import current_principal
+from crm_runtime.grpc_server import rpc
+
+
+class MergeRpcs:
+    app: LeadsApplication
+
+    @rpc(LEADS.view)
+    async def ListDuplicates(self, request, context):
+        matches = await asyncio.to_thread(list_duplicates, self.app, request.lead_id, current_principal())
+        return leads_pb2.ListDuplicatesResponse(leads=[lead_to_message(match) for match in matches])
+
+    @rpc(LEADS.edit)
+    async def MergeLeads(self, request, context):
+        survivor, merged = await asyncio.to_thread(merge_leads, self.app, MergeLeads(
+            lead_id=request.lead_id, duplicate_id=request.duplicate_id,
+            expected_version=request.expected_version or None, caller=current_principal()))
+        return leads_pb2.MergeLeadsResponse(survivor=lead_to_message(survivor), merged=lead_to_message(merged))
+
+    @rpc(LEADS.edit)
+    async def ConvertLead(self, request, context):
+        lead = await asyncio.to_thread(convert_lead, self.app, ConvertLead(
+            lead_id=request.lead_id, expected_version=request.expected_version or None,
+            caller=current_principal()))
+        return leads_pb2.ConvertLeadResponse(account_id=lead.account_id or "", contact_id=lead.contact_id or "",
+                                             lead=lead_to_message(lead))

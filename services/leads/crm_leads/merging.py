@@ -1,0 +1,151 @@
+"""De-duplication at the door, the duplicates of a lead, and merging two leads.
+
+At the door. Every capture (HTTP and gRPC through `LeadsApplication.capture_lead`, and
+each batch of a CSV import, crm_leads.importer) asks the query model for the OPEN leads
+(new, contacted or qualified: `OPEN_STATUSES`) whose normalised email (case-folded) or
+E.164 phone equals the new lead's. A disqualified, converted or merged lead is not a
+duplicate: someone coming back after a disqualification is worked afresh, and a converted
+lead is a customer now. When there are matches the lead is still captured, and marked
+`duplicate_of` the earliest of them (by capture order) with what matched (`email` first,
+else `phone`): `LeadDuplicateDetected`, saved in the same transaction as its capture. In
+an import batch, a row also matches the earlier rows of its batch (one look-up per batch).
+
+How race-safe that is. The index is caught up with the store before the look-up, so it
+sees every lead committed before the capture began. Within one API process, captures that
+share an email or phone take a lock (striped by the normalised contact point) around the
+look-up and the save, so of two concurrent captures of the same email the second sees the
+first. What remains: two PROCESSES (two API instances, or the API and an importer run from
+the command line) capturing the same email or phone within the same few milliseconds can
+both miss each other, and neither is marked. `GET /v1/leads/{id}/duplicates` still lists
+the other (it asks at read time), so a reviewer finds them.
+
+Merge. `merge_leads` merges the duplicate into the lead named in the path (the survivor):
+the domain's rules (`crm_leads.domain.check_merge`, `merge_gains`) decide, both leads
+record their event, and both are saved in ONE transaction. The visibility rule applies to
+both: a rep merges only leads they own (another's lead is answered as missing).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import or_, select
+
+from crm_leads.domain import OPEN_STATUSES, Lead, email_key
+from crm_leads.views import LeadRecord
+from crm_leads.views import leads as lead_index
+from crm_runtime import logs
+from crm_runtime.auth import Principal, current_principal
+from crm_runtime.errors import InvalidField
+from crm_runtime.eventstore import check_version, parse_id
+from crm_runtime.index import MAX_LIMIT
+from crm_runtime.ownership import can_see, check_visible
+
+if TYPE_CHECKING:
+    from crm_leads.application import LeadsApplication
+
+log = logs.get(__name__)
+
+_STRIPES = 64
+_LOCKS = tuple(threading.Lock() for _ in range(_STRIPES))
+
+
+def _points(lead: Lead) -> list[str]:
+    return [f"email:{email_key(lead.email)}"] + ([f"phone:{lead.phone}"] if lead.phone else [])
+
+
+@contextmanager
+def contact_point_guard(*leads: Lead) -> Iterator[None]:
+    """Holds the locks of the leads' emails and phones (in a fixed order: no deadlock), so
+    that captures sharing one take turns between their look-up and their save."""
+    stripes = sorted({hash(point) % _STRIPES for lead in leads for point in _points(lead)})
+    with ExitStack() as held:
+        for stripe in stripes:
+            held.enter_context(_LOCKS[stripe])
+        yield
+
+
+def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
+    """Marks each lead about to be captured (in capture order) that shares its email or phone
+    with an open lead, stored or earlier in `leads`, as a duplicate of the earliest such
+    lead; returns how many it marked. Catches the index up first; one query for them all."""
+    if not leads:
+        return 0
+    app.views.catch_up()
+    emails = {email_key(lead.email) for lead in leads}
+    phones = {lead.phone for lead in leads if lead.phone}
+    ids = [str(lead.id) for lead in leads]
+    open_statuses = sorted(status.value for status in OPEN_STATUSES)
+    statement = (select(lead_index.c.id, lead_index.c.email_key, lead_index.c.phone)
+                 .where(or_(lead_index.c.email_key.in_(sorted(emails)), lead_index.c.phone.in_(sorted(phones))),
+                        lead_index.c.status.in_(open_statuses), lead_index.c.id.not_in(ids))
+                 .order_by(lead_index.c.seq))
+    first_by: dict[str, str] = {}  # contact point -> the earliest open lead with it
+    rank: dict[str, int] = {}  # lead id -> capture order (stored ones by seq, then this batch)
+    with app.views.read() as conn:
+        for lead_id, key, phone in conn.execute(statement):
+            rank.setdefault(lead_id, len(rank))
+            first_by.setdefault(f"email:{key}", lead_id)
+            if phone:
+                first_by.setdefault(f"phone:{phone}", lead_id)
+    marked = 0
+    for lead in leads:
+        points = _points(lead)
+        found = [(first_by[point], point.split(":", 1)[0]) for point in points if point in first_by]
+        if found:  # the earliest lead; email before phone when it matched on both
+            earliest, matched_on = min(found, key=lambda match: rank[match[0]])
+            lead.mark_duplicate(earliest, matched_on)
+            marked += 1
+        rank[str(lead.id)] = len(rank)
+        for point in points:
+            first_by.setdefault(point, str(lead.id))
+    return marked
+
+
+def list_duplicates(app: LeadsApplication, lead_id: str | UUID,
+                    caller: Principal | None = None) -> list[LeadRecord]:
+    """The open leads (other than this one) sharing its email or phone, earliest first, at
+    most MAX_LIMIT; a rep sees only their own among them."""
+    who = caller if caller is not None else current_principal()
+    lead = check_visible(app.get(Lead, lead_id, "lead"), "lead", who)
+    matches = app.open_leads_matching(lead.email, lead.phone or None, exclude=str(lead.id))
+    return [match for match in matches if can_see(match.owner_id, who)][:MAX_LIMIT]
+
+
+@dataclass(frozen=True)
+class MergeLeads:
+    """Merge `duplicate_id` into `lead_id` (the survivor)."""
+
+    lead_id: str | UUID
+    duplicate_id: Any
+    # Optional: the survivor's version the caller read (If-Match); stale is a Conflict.
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+def merge_leads(app: LeadsApplication, command: MergeLeads) -> tuple[Lead, Lead]:
+    """Merges; returns (survivor, merged). Merging a lead into itself, or a merged or
+    converted lead (either side), is a FailedPrecondition; nothing is saved then."""
+    who = command.caller if command.caller is not None else current_principal()
+    raw = command.duplicate_id
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        raise InvalidField("duplicate_id", "is required: the id of the lead to merge into this one")
+    duplicate_id = parse_id("duplicate_id", raw.strip() if isinstance(raw, str) else raw)
+    if command.expected_version is not None and command.expected_version < 1:
+        raise InvalidField("expected_version", "versions start at 1")
+    survivor = check_visible(app.get(Lead, command.lead_id, "lead"), "lead", who)
+    check_version(survivor, command.expected_version)
+    duplicate = survivor if duplicate_id == survivor.id else check_visible(
+        app.get(Lead, duplicate_id, "lead"), "lead", who)
+    gains = survivor.merge(duplicate, by=who.subject if who is not None else "")
+    app.score_changes(survivor)  # its fields and activities changed: its score may move
+    app.save_changes(survivor, duplicate)  # one transaction: both or neither
+    log.info("lead.merged", lead_id=str(survivor.id), merged_lead_id=str(duplicate.id),
+             fields=list(gains.fields), activities=len(gains.activities))
+    app._refresh_views()
+    return survivor, duplicate
