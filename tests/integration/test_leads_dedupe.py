@@ -1,0 +1,276 @@
+"""De-duplication at the door, a lead's duplicates, merge and conversion, over HTTP and over
+gRPC (in-process grpc.aio server with the runtime's interceptor), on SQLite and PostgreSQL."""
+
+import asyncio
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from uuid import uuid4
+
+import grpc
+import pytest
+from fastapi.testclient import TestClient
+
+from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
+from crm_leads.adapters.grpc import registrations
+from crm_leads.adapters.http import routers
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
+from crm_leads.domain import conversion_ids
+from crm_runtime import grpc_server, http
+from tests.conftest import TOKENS, bearer, grpc_auth
+
+PROBLEM = "application/problem+json"
+ANN = bearer("sales_rep", subject="ann")
+BOB = bearer("sales_rep", subject="bob")
+BOSS = bearer("sales_manager", subject="boss")
+ADA = {"name": "Ada Lovelace", "email": "Ada@Engines.example", "channel": "web"}
+
+
+@pytest.fixture
+def leads(any_platform):
+    return LeadsApplication(any_platform)
+
+
+@pytest.fixture
+def client(leads):
+    api = http.create_app("leads", "1", checks={"store": leads.check_store}, tokens=TOKENS)
+    for router in routers(leads):
+        api.include_router(router)
+    with TestClient(api, headers=BOSS) as test_client:
+        yield test_client
+
+
+def capture(client, **fields) -> dict:
+    response = client.post("/v1/leads", json={**ADA, **fields})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def problem_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    return response.json()
+
+
+def qualified(client, **fields) -> dict:
+    lead = capture(client, **fields)
+    for action in ("contact", "qualify"):
+        assert client.post(f"/v1/leads/{lead['id']}/{action}").status_code == 200
+    return lead
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+def test_a_capture_matching_an_open_lead_names_the_earliest(client):
+    first = capture(client, phone="+44 20 7183 8750")
+    assert first["duplicate_of"] is None
+    by_email = capture(client, email="ada@ENGINES.example", name="Ada L.")
+    by_phone = capture(client, email="lovelace@elsewhere.example", phone="+44 (20) 71838750", country="GB")
+    other = capture(client, email="grace@navy.example")
+    assert by_email["duplicate_of"] == first["id"] and by_phone["duplicate_of"] == first["id"]
+    assert other["duplicate_of"] is None
+    assert client.get(f"/v1/leads/{by_email['id']}").json()["duplicate_of"] == first["id"]
+    listed = {lead["id"]: lead["duplicate_of"] for lead in client.get("/v1/leads").json()["items"]}
+    assert listed[by_phone["id"]] == first["id"] and listed[first["id"]] is None
+
+    duplicates = client.get(f"/v1/leads/{first['id']}/duplicates")
+    assert duplicates.status_code == 200
+    assert [lead["id"] for lead in duplicates.json()["items"]] == [by_email["id"], by_phone["id"]]
+    # by_email shares only the email with first (by_phone shares first's phone, not by_email's email)
+    assert [lead["id"] for lead in client.get(f"/v1/leads/{by_email['id']}/duplicates").json()["items"]] == [
+        first["id"]]
+    assert client.get(f"/v1/leads/{other['id']}/duplicates").json() == {"items": []}
+    assert client.get(f"/v1/leads/{uuid4()}/duplicates").status_code == 404
+
+
+def test_closed_leads_are_not_duplicates_and_the_earliest_open_one_is_named(client):
+    gone = capture(client)
+    assert client.post(f"/v1/leads/{gone['id']}/disqualify", json={"reason": "spam"}).status_code == 200
+    second = capture(client)
+    third = capture(client)
+    assert second["duplicate_of"] is None and third["duplicate_of"] == second["id"]
+    assert gone["id"] not in [lead["id"] for lead in
+                              client.get(f"/v1/leads/{third['id']}/duplicates").json()["items"]]
+
+
+def test_concurrent_captures_of_one_email_do_not_miss_each_other(client):
+    def one(i: int) -> dict:
+        return capture(client, name=f"Racer {i}", email="racer@engines.example")
+
+    with ThreadPoolExecutor(8) as pool:
+        captured = list(pool.map(one, range(8)))
+    originals = [lead for lead in captured if lead["duplicate_of"] is None]
+    assert len(originals) == 1, [lead["duplicate_of"] for lead in captured]
+    assert {lead["duplicate_of"] for lead in captured if lead is not originals[0]} == {originals[0]["id"]}
+
+
+def test_duplicates_and_merge_follow_the_visibility_rule(client, leads):
+    mine, theirs = capture(client), capture(client)
+    leads.assign_lead(AssignLead(lead_id=mine["id"], owner_id="ann", idempotency_key="k1"))
+    leads.assign_lead(AssignLead(lead_id=theirs["id"], owner_id="bob", idempotency_key="k2"))
+    assert client.get(f"/v1/leads/{mine['id']}/duplicates", headers=ANN).json() == {"items": []}
+    assert len(client.get(f"/v1/leads/{mine['id']}/duplicates").json()["items"]) == 1
+    assert client.get(f"/v1/leads/{theirs['id']}/duplicates", headers=ANN).status_code == 404
+    problem_of(client.post(f"/v1/leads/{mine['id']}/merge", json={"duplicate_id": theirs["id"]}, headers=ANN), 404)
+    problem_of(client.post(f"/v1/leads/{theirs['id']}/merge", json={"duplicate_id": mine["id"]}, headers=ANN), 404)
+    assert client.get(f"/v1/leads/{theirs['id']}").json()["status"] == "new"
+
+
+def test_merge_keeps_the_survivor_and_gains_the_others_activities_and_missing_fields(client, leads):
+    survivor = capture(client, title="CTO")
+    duplicate = capture(client, phone="+44 20 7183 8750", company="Analytical Engines", title="Engineer",
+                        company_size=40)
+    assert duplicate["duplicate_of"] == survivor["id"]
+    for lead, note in ((survivor, "first call"), (duplicate, "met at the fair")):
+        logged = client.post(f"/v1/leads/{lead['id']}/activities",
+                             json={"kind": "meeting", "at": "2025-03-01T10:00:00+01:00", "note": note})
+        assert logged.status_code == 201
+    stored = leads.recorder.max_notification_id()
+
+    merged = client.post(f"/v1/leads/{survivor['id']}/merge", json={"duplicate_id": duplicate["id"]},
+                         headers={"If-Match": '"2"'})
+    assert merged.status_code == 200, merged.text
+    body = merged.json()
+    kept, gone = body["survivor"], body["merged"]
+    assert (kept["phone"], kept["company"], kept["title"], kept["company_size"]) == (
+        "+442071838750", "Analytical Engines", "CTO", 40)
+    assert kept["status"] == "new" and kept["merged_into"] is None and kept["version"] == 3
+    assert merged.headers["ETag"] == '"3"'
+    assert gone["status"] == "merged" and gone["merged_into"] == survivor["id"]
+    assert leads.recorder.max_notification_id() == stored + 2  # one transaction, one event each
+    notes = [a["note"] for a in client.get(f"/v1/leads/{survivor['id']}/activities").json()["items"]]
+    assert sorted(notes) == ["first call", "met at the fair"]
+    assert client.get(f"/v1/leads/{duplicate['id']}").json()["status"] == "merged"
+    assert client.get("/v1/leads", params={"status": "merged"}).json()["items"][0]["id"] == duplicate["id"]
+    assert client.get(f"/v1/leads/{survivor['id']}/duplicates").json() == {"items": []}
+
+    # Refusals: 409 naming why, and nothing stored.
+    stored = leads.recorder.max_notification_id()
+    converted = qualified(client, email="someone@else.example")
+    assert client.post(f"/v1/leads/{converted['id']}/convert").status_code == 202
+    fresh = capture(client, email="fresh@else.example")
+    stored = leads.recorder.max_notification_id()
+    for lead_id, other_id, says in [
+            (survivor["id"], survivor["id"], "into itself"),
+            (survivor["id"], duplicate["id"], "is merged"),
+            (duplicate["id"], fresh["id"], "is merged"),
+            (fresh["id"], converted["id"], "is converted"),
+            (converted["id"], fresh["id"], "is converted")]:
+        problem = problem_of(client.post(f"/v1/leads/{lead_id}/merge", json={"duplicate_id": other_id}), 409)
+        assert says in problem["detail"], problem
+    problem_of(client.post(f"/v1/leads/{fresh['id']}/merge", json={"duplicate_id": survivor["id"]},
+                           headers={"If-Match": '"9"'}), 409)
+    assert leads.recorder.max_notification_id() == stored
+    problem_of(client.post(f"/v1/leads/{fresh['id']}/merge", json={"duplicate_id": str(uuid4())}), 404)
+    assert problem_of(client.post(f"/v1/leads/{fresh['id']}/merge", json={"duplicate_id": "x"}),
+                      422)["errors"][0]["field"] == "duplicate_id"
+    problem_of(client.post(f"/v1/leads/{fresh['id']}/merge", json={}), 422)
+
+
+def test_convert_answers_the_stable_ids_once_and_only_from_qualified(client, leads):
+    lead = capture(client)
+    problem = problem_of(client.post(f"/v1/leads/{lead['id']}/convert"), 409)
+    assert "is new; convert needs it to be qualified" in problem["detail"]
+    for action in ("contact", "qualify"):
+        client.post(f"/v1/leads/{lead['id']}/{action}")
+    converted = client.post(f"/v1/leads/{lead['id']}/convert")
+    assert converted.status_code == 202, converted.text
+    account_id, contact_id = (str(i) for i in conversion_ids(lead["id"]))
+    assert converted.json() == {"lead_id": lead["id"], "account_id": account_id, "contact_id": contact_id}
+    again = problem_of(client.post(f"/v1/leads/{lead['id']}/convert"), 409)
+    assert "is converted" in again["detail"]
+    shown = client.get(f"/v1/leads/{lead['id']}").json()
+    assert (shown["status"], shown["account_id"], shown["contact_id"]) == ("converted", account_id, contact_id)
+    # A converted lead is no longer open: a new capture of the person is no duplicate of it.
+    assert capture(client)["duplicate_of"] is None
+
+
+def test_the_importer_path_flags_duplicates_too(leads):
+    first, _ = leads.capture_lead(CaptureLead(name="Row 1", email="row@engines.example", phone=None,
+                                              company=None, channel="event", request_key="file#1"))
+    second, created = leads.capture_lead(CaptureLead(name="Row 2", email="row@engines.example", phone=None,
+                                                     company=None, channel="event", request_key="file#2"))
+    assert created and second.duplicate_of == str(first.id)
+    repeat, created = leads.capture_lead(CaptureLead(name="Row 2", email="row@engines.example", phone=None,
+                                                     company=None, channel="event", request_key="file#2"))
+    assert not created and repeat.id == second.id and repeat.duplicate_of == str(first.id)
+
+
+# -- gRPC ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def address():
+    folder = tempfile.mkdtemp(prefix="leads-dedupe-grpc-")
+    yield f"unix:{folder}/leads.sock"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(app: LeadsApplication, address: str, scenario) -> None:
+    async def main():
+        server = grpc_server.build_server(address, registrations(app), TOKENS)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                await scenario(leads_pb2_grpc.LeadsServiceStub(channel))
+        finally:
+            await server.stop(grace=None)
+
+    asyncio.run(main())
+
+
+async def refused(call, code: grpc.StatusCode) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    assert caught.value.code() == code, caught.value.details()
+    return caught.value.details()
+
+
+def test_duplicates_merge_and_convert_over_grpc(leads, address):
+    boss, ann = grpc_auth("sales_manager", subject="boss"), grpc_auth("sales_rep", subject="ann")
+
+    async def scenario(stub):
+        def capture_request(**fields):
+            return leads_pb2.CaptureLeadRequest(**{"name": "Grace", "email": "grace@navy.example",
+                                                   "channel": events_pb2.CHANNEL_REFERRAL, **fields})
+
+        first = await stub.CaptureLead(capture_request(), metadata=boss)
+        second = await stub.CaptureLead(capture_request(phone="+1 202 555 0140", company="Navy"), metadata=boss)
+        assert first.duplicate_of == "" and second.duplicate_of == first.id
+        assert (await stub.GetLead(leads_pb2.GetLeadRequest(lead_id=second.id), metadata=boss)).duplicate_of == first.id
+        listed = await stub.ListDuplicates(leads_pb2.ListDuplicatesRequest(lead_id=first.id), metadata=boss)
+        assert [lead.id for lead in listed.leads] == [second.id]
+        await refused(stub.ListDuplicates(leads_pb2.ListDuplicatesRequest(lead_id=first.id), metadata=ann),
+                      grpc.StatusCode.NOT_FOUND)
+
+        details = await refused(stub.MergeLeads(leads_pb2.MergeLeadsRequest(
+            lead_id=first.id, duplicate_id=first.id), metadata=boss), grpc.StatusCode.FAILED_PRECONDITION)
+        assert "into itself" in details
+        await refused(stub.MergeLeads(leads_pb2.MergeLeadsRequest(lead_id=first.id, duplicate_id=second.id,
+                                                                  expected_version=5), metadata=boss),
+                      grpc.StatusCode.ABORTED)
+        await refused(stub.MergeLeads(leads_pb2.MergeLeadsRequest(lead_id=first.id, duplicate_id="nope"),
+                                      metadata=boss), grpc.StatusCode.INVALID_ARGUMENT)
+        merged = await stub.MergeLeads(leads_pb2.MergeLeadsRequest(lead_id=first.id, duplicate_id=second.id),
+                                       metadata=boss)
+        assert merged.survivor.phone == "+12025550140" and merged.survivor.company == "Navy"
+        assert merged.merged.status == leads_pb2.LEAD_STATUS_MERGED and merged.merged.merged_into == first.id
+        details = await refused(stub.MergeLeads(leads_pb2.MergeLeadsRequest(
+            lead_id=first.id, duplicate_id=second.id), metadata=boss), grpc.StatusCode.FAILED_PRECONDITION)
+        assert "is merged" in details
+
+        details = await refused(stub.ConvertLead(leads_pb2.ConvertLeadRequest(lead_id=first.id), metadata=boss),
+                                grpc.StatusCode.FAILED_PRECONDITION)
+        assert "is new" in details
+        await stub.ContactLead(leads_pb2.ContactLeadRequest(lead_id=first.id), metadata=boss)
+        await stub.QualifyLead(leads_pb2.QualifyLeadRequest(lead_id=first.id), metadata=boss)
+        converted = await stub.ConvertLead(leads_pb2.ConvertLeadRequest(lead_id=first.id), metadata=boss)
+        assert (converted.account_id, converted.contact_id) == tuple(str(i) for i in conversion_ids(first.id))
+        assert converted.lead.status == leads_pb2.LEAD_STATUS_CONVERTED
+        assert converted.lead.account_id == converted.account_id
+        details = await refused(stub.ConvertLead(leads_pb2.ConvertLeadRequest(lead_id=first.id), metadata=boss),
+                                grpc.StatusCode.FAILED_PRECONDITION)
+        assert "is converted" in details
+        await refused(stub.MergeLeads(leads_pb2.MergeLeadsRequest(lead_id=first.id, duplicate_id=str(uuid4())),
+                                      metadata=boss), grpc.StatusCode.NOT_FOUND)
+
+    run(leads, address, scenario)
