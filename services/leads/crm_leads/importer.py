@@ -15,9 +15,10 @@ meanwhile (the same file imported twice at once) is saved lead by lead.
 A row without a `channel` column (or with it empty) takes the import's `channel` (default
 `event`: a trade-fair list). `company_size` must be a whole number.
 
-`duplicates` counts the rows whose capture the de-duplication at the door marks as a
-duplicate of an open lead (`duplicate_of`, `DUPLICATE_OF` below); until capture marks
-them, it is 0.
+`duplicates` counts the rows the de-duplication at the door marks as a duplicate of an
+open lead (`duplicate_of`): before each batch is saved, `crm_leads.merging.flag_duplicates`
+looks its rows up in one query, a row also matching the earlier rows of its batch, under
+the same contact-point locks as a capture.
 
 `python -m crm_leads.importer FILE [--channel event] [--by SUBJECT]` imports a file into
 the configured store (the CRM_* settings of the leads service) from the command line, with
@@ -38,6 +39,7 @@ from uuid import NAMESPACE_URL, uuid5
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy import select
 
+from crm_leads import merging
 from crm_leads.csv_rows import Row, RowError, content_hash, open_lead_csv, row_identity
 from crm_leads.domain import Lead
 from crm_leads.views import leads as lead_index
@@ -157,18 +159,20 @@ def _save_batch(app: LeadsApplication, batch: list[Lead], result: ImportResult) 
         known = {str(lead_id) for lead_id in found}
     new = [lead for lead in batch if str(lead.id) not in known]
     result.already_imported += len(batch) - len(new)
-    try:
-        if new:
-            app.save(*new)
-        saved = new
-    except IntegrityError:  # someone saved some of them meanwhile: one at a time
-        saved = []
-        for lead in new:
-            try:
-                app.save(lead)
-                saved.append(lead)
-            except IntegrityError:
-                result.already_imported += 1
+    with merging.contact_point_guard(*new):  # look-up and save, as a capture does
+        merging.flag_duplicates(app, new)
+        try:
+            if new:
+                app.save(*new)
+            saved = new
+        except IntegrityError:  # someone saved some of them meanwhile: one at a time
+            saved = []
+            for lead in new:
+                try:
+                    app.save(lead)
+                    saved.append(lead)
+                except IntegrityError:
+                    result.already_imported += 1
     result.captured += len(saved)
     result.duplicates += sum(1 for lead in saved if getattr(lead, DUPLICATE_OF, None))
 
