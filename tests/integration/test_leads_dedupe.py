@@ -2,6 +2,7 @@
 gRPC (in-process grpc.aio server with the runtime's interceptor), on SQLite and PostgreSQL."""
 
 import asyncio
+import io
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from crm_leads.adapters.grpc import registrations
 from crm_leads.adapters.http import routers
 from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_leads.domain import conversion_ids
+from crm_leads.importer import ImportLeads, import_leads
 from crm_runtime import grpc_server, http
 from tests.conftest import TOKENS, bearer, grpc_auth
 
@@ -126,18 +128,20 @@ def test_merge_keeps_the_survivor_and_gains_the_others_activities_and_missing_fi
                              json={"kind": "meeting", "at": "2025-03-01T10:00:00+01:00", "note": note})
         assert logged.status_code == 201
     stored = leads.recorder.max_notification_id()
+    version = client.get(f"/v1/leads/{survivor['id']}").json()["version"]  # captured, logged, scored
 
     merged = client.post(f"/v1/leads/{survivor['id']}/merge", json={"duplicate_id": duplicate["id"]},
-                         headers={"If-Match": '"2"'})
+                         headers={"If-Match": f'"{version}"'})
     assert merged.status_code == 200, merged.text
     body = merged.json()
     kept, gone = body["survivor"], body["merged"]
     assert (kept["phone"], kept["company"], kept["title"], kept["company_size"]) == (
         "+442071838750", "Analytical Engines", "CTO", 40)
-    assert kept["status"] == "new" and kept["merged_into"] is None and kept["version"] == 3
-    assert merged.headers["ETag"] == '"3"'
+    assert kept["status"] == "new" and kept["merged_into"] is None and kept["version"] > version
+    assert merged.headers["ETag"] == f'"{kept["version"]}"'
     assert gone["status"] == "merged" and gone["merged_into"] == survivor["id"]
-    assert leads.recorder.max_notification_id() == stored + 2  # one transaction, one event each
+    # The survivor's merge (and, when its score moved, its new score) and the other's end.
+    assert leads.recorder.max_notification_id() == stored + (kept["version"] - version) + 1
     notes = [a["note"] for a in client.get(f"/v1/leads/{survivor['id']}/activities").json()["items"]]
     assert sorted(notes) == ["first call", "met at the fair"]
     assert client.get(f"/v1/leads/{duplicate['id']}").json()["status"] == "merged"
@@ -185,15 +189,35 @@ def test_convert_answers_the_stable_ids_once_and_only_from_qualified(client, lea
     assert capture(client)["duplicate_of"] is None
 
 
-def test_the_importer_path_flags_duplicates_too(leads):
-    first, _ = leads.capture_lead(CaptureLead(name="Row 1", email="row@engines.example", phone=None,
-                                              company=None, channel="event", request_key="file#1"))
-    second, created = leads.capture_lead(CaptureLead(name="Row 2", email="row@engines.example", phone=None,
-                                                     company=None, channel="event", request_key="file#2"))
+def test_a_repeated_capture_keeps_its_mark(leads):
+    first, _ = leads.capture_lead(CaptureLead(name="One", email="row@engines.example", phone=None,
+                                              company=None, channel="event", request_key="k1"))
+    second, created = leads.capture_lead(CaptureLead(name="Two", email="row@engines.example", phone=None,
+                                                     company=None, channel="event", request_key="k2"))
     assert created and second.duplicate_of == str(first.id)
-    repeat, created = leads.capture_lead(CaptureLead(name="Row 2", email="row@engines.example", phone=None,
-                                                     company=None, channel="event", request_key="file#2"))
+    repeat, created = leads.capture_lead(CaptureLead(name="Two", email="row@engines.example", phone=None,
+                                                     company=None, channel="event", request_key="k2"))
     assert not created and repeat.id == second.id and repeat.duplicate_of == str(first.id)
+
+
+def test_an_import_flags_duplicates_in_the_store_and_in_the_file(client, leads):
+    stored = capture(client, email="ada@engines.example", phone="+44 20 7183 8750")
+    csv = (b"name,email,phone\n"
+           b"Ada again,ADA@engines.example,\n"          # line 2: the stored lead, by email
+           b"Grace,grace@navy.example,\n"               # line 3: new
+           b"Grace again,grace@navy.example,\n"         # line 4: line 3's lead, in the same batch
+           b"Ada's office,office@engines.example,+442071838750\n"  # line 5: the stored lead, by phone
+           b"Linus,linus@example.org,\n")       # line 6: new
+    result = import_leads(leads, ImportLeads(io.BytesIO(csv), caller="boss"))
+    assert (result.captured, result.duplicates, result.failed) == (5, 3, 0)
+    marks = {lead["name"]: lead["duplicate_of"] for lead in client.get("/v1/leads").json()["items"]}
+    assert marks["Ada again"] == marks["Ada's office"] == stored["id"]
+    assert marks["Grace"] is None and marks["Linus"] is None
+    grace = next(lead for lead in client.get("/v1/leads", params={"q": "grace"}).json()["items"]
+                 if lead["name"] == "Grace")
+    assert marks["Grace again"] == grace["id"]
+    again = import_leads(leads, ImportLeads(io.BytesIO(csv), caller="boss"))
+    assert (again.captured, again.already_imported, again.duplicates) == (0, 5, 0)
 
 
 # -- gRPC ---------------------------------------------------------------------------------------
