@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -163,8 +165,7 @@ class LogIndex:
             return self._position(conn)
 
     def _position(self, conn: Connection) -> int:
-        found = conn.execute(select(self.positions.c.position)
-                             .where(self.positions.c.name == self.position_name)).scalar()
+        found = conn.execute(_position_query(self.positions), {"name": self.position_name}).scalar()
         return int(found or 0)
 
     def catch_up(self) -> int:
@@ -190,11 +191,8 @@ class LogIndex:
                 read += len(batch)
 
     def _move_position(self, conn: Connection, position: int) -> None:
-        table = self.positions
-        statement = insert_for(conn)(table).values(name=self.position_name, position=position)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=[table.c.name], set_={"position": statement.excluded.position},
-            where=table.c.position < statement.excluded.position))
+        conn.execute(_position_upsert(conn.dialect.name, self.positions),
+                     {"name": self.position_name, "position": position})
 
     def read(self) -> AbstractContextManager[Connection]:
         """A connection to query the index with (taking turns when serialised)."""
@@ -281,14 +279,33 @@ def _flush(conn: Connection, run: list[Upsert]) -> None:
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]],
            keep: tuple[str, ...] = ("id", "created_at")) -> None:
     """Inserts or replaces rows, but never with an older version than the one stored."""
-    if not rows:
-        return
-    statement = insert_for(conn)(table)
+    if rows:
+        conn.execute(_upsert_statement(conn.dialect.name, table, tuple(keep)), rows)
+
+
+# Statements are built once per table and dialect: building an ON CONFLICT statement costs
+# more than running it, and an index catches up after every command of its service.
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, keep: tuple[str, ...]) -> Any:
+    statement = _INSERTS[dialect](table)
     replaced = {column.name: statement.excluded[column.name] for column in table.columns
                 if column.name not in keep}
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.id], set_=replaced,
-        where=table.c.version < statement.excluded.version), rows)
+    return statement.on_conflict_do_update(index_elements=[table.c.id], set_=replaced,
+                                           where=table.c.version < statement.excluded.version)
+
+
+@functools.lru_cache(maxsize=64)
+def _position_upsert(dialect: str, table: Table) -> Any:
+    statement = _INSERTS[dialect](table).values(name=bindparam("name"), position=bindparam("position"))
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.name], set_={"position": statement.excluded.position},
+        where=table.c.position < statement.excluded.position)
+
+
+@functools.lru_cache(maxsize=64)
+def _position_query(table: Table) -> Any:
+    return select(table.c.position).where(table.c.name == bindparam("name"))
 
 
 def _patch(conn: Connection, change: Patch) -> None:
@@ -299,9 +316,10 @@ def _patch(conn: Connection, change: Patch) -> None:
 
 def insert_for(conn: Connection) -> Any:
     """The dialect's INSERT (both have ON CONFLICT)."""
-    from sqlalchemy.dialects import postgresql, sqlite
+    return _INSERTS[conn.dialect.name]
 
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def open_engine(platform: PlatformSettings, name: str) -> tuple[Engine, bool]:
