@@ -1242,6 +1242,12 @@ class ConversionLookups:
     def contact(self, contact_id: UUID) -> Contact | None:
         return self._find(Contact, contact_id, "contact_id")  # type: ignore[no-any-return]
 
+    def opportunity(self, opportunity_id: UUID) -> Opportunity | None:
+        return self._find(Opportunity, opportunity_id, "lead_id")  # type: ignore[no-any-return]
+
+    def pipeline(self) -> Pipeline:
+        return self.app.pipeline()
+
     def domain_account(self, domain: str) -> DomainAccount | None:
         return self.app.find(DomainAccount, DomainAccount.id_for(domain))
 

@@ -28,7 +28,10 @@ from crm_sales.quotes import Quote
 from crm_sales.views import (
     AccountRecord,
     ContactRecord,
+    ContractRecord,
+    LoyaltyRecord,
     OpportunityRecord,
+    OrderRecord,
     PriceBookRecord,
     ProductRecord,
     QuoteLineRecord,
@@ -494,3 +497,69 @@ def commission_earned(event: RepQuarter.CommissionEarned) -> events_pb2.Commissi
         family=event.family or "", net=_stored_money(event.net), percent=event.percent,
         amount=_stored_money(event.amount), attainment=_stored_money(event.attainment), won_on=event.won_on,
         version=event.originator_version, earned_at=timestamp(event.timestamp))
+
+
+# -- the lead-to-cash resources the gRPC API answers with ---------------------------------------
+
+def fx_rates_to_message(record: Any) -> sales_pb2.FxRates:
+    return sales_pb2.FxRates(base_currency=record.base_currency, on=record.on,
+                             rates=fx_rates_to_proto([rate.to_json() for rate in record.rates]),
+                             version=record.version)
+
+
+def contract_to_message(record: ContractRecord) -> sales_pb2.Contract:
+    return sales_pb2.Contract(
+        id=record.id, quote_id=record.quote_id, opportunity_id=record.opportunity_id, account_id=record.account_id,
+        owner_id=record.owner_id, status=record.status, total=_money(record.total), starts_on=record.starts_on,
+        ends_on=record.ends_on, payment_terms=terms_to_proto(record.payment_terms),
+        payment_schedule=[sales_pb2.ScheduledInstalment(
+            instalment=item.instalment, due_on=item.due_on, amount=_money(item.amount), paid=_money(item.paid),
+            outstanding=_money(item.outstanding)) for item in record.payment_schedule],
+        outstanding=_money(record.outstanding), approval_required=bool(record.approval_required),
+        base_total=_money(record.base_total) if record.base_total is not None else None,
+        submitted_by=record.submitted_by or "", approved_by=record.approved_by or "",
+        approval_comment=record.approval_comment or "", rejection_comment=record.rejection_comment or "",
+        signed_on=record.signed_on or "", activated_on=record.activated_on or "",
+        terminated_on=record.terminated_on or "", termination_reason=record.termination_reason or "",
+        renews_contract_id=record.renews_contract_id or "",
+        renewed_by_contract_id=record.renewed_by_contract_id or "", version=record.version,
+        created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+
+
+def order_to_message(record: OrderRecord) -> sales_pb2.Order:
+    return sales_pb2.Order(
+        id=record.id, opportunity_id=record.opportunity_id, quote_id=record.quote_id, account_id=record.account_id,
+        owner_id=record.owner_id,
+        lines=[values_pb2.OrderLine(sku=line.sku, family=line.family or "", quantity=line.quantity,
+                                    net=_money(line.net), tax=_money(line.tax), gross=_money(line.gross))
+               for line in record.lines],
+        totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
+        base_net=_money(record.base_net), placed_on=record.placed_on, version=record.version,
+        created_at=timestamp(record.created_at))
+
+
+def loyalty_rule_to_message(record: Any) -> sales_pb2.LoyaltyRule:
+    rule = record.rule.to_json()
+    return sales_pb2.LoyaltyRule(base_currency=rule["base_currency"], points_per_unit=rule["points_per_unit"],
+                                 tier_multipliers=rule["tier_multipliers"], version=record.version)
+
+
+def loyalty_to_message(record: LoyaltyRecord) -> sales_pb2.Loyalty:
+    return sales_pb2.Loyalty(account_id=record.account_id, balance=record.balance,
+                             ledger=[sales_pb2.LoyaltyEntry(**entry) for entry in record.ledger])
+
+
+def commission_plan_to_message(record: Any) -> sales_pb2.CommissionPlan:
+    return sales_pb2.CommissionPlan(base_currency=record.plan.base_currency,
+                                    rules=commission_rules_to_proto(record.plan.to_json()), version=record.version)
+
+
+def commissions_to_message(record: Any) -> sales_pb2.ListCommissionsResponse:
+    return sales_pb2.ListCommissionsResponse(
+        owner_id=record.owner_id, period=record.period, attainment=_money(record.attainment),
+        commissions=[sales_pb2.Commission(
+            opportunity_id=item["opportunity_id"], order_id=item["order_id"] or "", sku=item["sku"],
+            family=item["family"] or "", net=_stored_money(item["net"]), percent=item["percent"],
+            amount=_stored_money(item["amount"]), attainment=_stored_money(item["attainment"]),
+            won_on=item["won_on"]) for item in record.commissions],
+        totals=[_money(total) for total in record.totals])
