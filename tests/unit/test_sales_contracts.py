@@ -561,8 +561,8 @@ def test_a_plain_win_counts_the_opportunity_amount_as_one_line(sales, account):
         "Deal", account.id, {"amount": "2500.00", "currency": "EUR"}, "2025-06-30", caller=ANN))[0]
     sales.work_opportunity(WorkOpportunity(opportunity.id, "win", caller=ANN))
     listed = sales.list_commissions(ListCommissions(caller=ANN))
-    assert [(c["sku"], c["family"], c["percent"], c["amount"]["amount"], c["order_id"]) for c in listed.commissions] == [
-        ("", None, "2", "50.00", None)]
+    assert [(c["sku"], c["family"], c["percent"], c["amount"]["amount"], c["order_id"])
+            for c in listed.commissions] == [("", None, "2", "50.00", None)]
     quarter = sales.repository.get(quarter_id_for("ann", period_of(TODAY.date())))
     assert quarter.deals == [opportunity.id]
 

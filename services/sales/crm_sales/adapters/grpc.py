@@ -479,7 +479,7 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
     async def SetCommissionPlan(self, request, context):
         rules = []
         for rule in request.rules:
-            item: dict[str, Any] = {"percent": rule.percent}
+            item = {"percent": rule.percent}
             if rule.owner_id:
                 item["owner_id"] = rule.owner_id
             if rule.family:
