@@ -28,7 +28,7 @@ check: setup
 	$(PY) -m ruff check runtime services tools tests bench
 	$(PY) -m mypy $(addprefix -p ,$(TYPED_PKGS))
 
-# BENCH=steady_load.py (or throughput.py) runs one of the two.
+# BENCH=steady_load.py (or throughput.py, leads_import.py) runs one of them.
 bench: setup
 	$(PY) -m crm_devstack bench $(BENCH)
 

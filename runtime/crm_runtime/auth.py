@@ -58,6 +58,7 @@ ROLES: dict[str, Role] = {
     "sales_rep": Role("works their own records", sees_all_records=False),
     "analyst": Role("reads reports"),
     "service": Role("service accounts calling other services (e.g. service:workflow)"),
+    "agent": Role("works the service desk's tickets"),
 }
 
 

@@ -50,6 +50,21 @@ class Consumer:
 
 
 @dataclass(frozen=True)
+class Periodic:
+    """Work the context's worker process runs every `interval_setting` seconds (a settings
+    field), beside its consumers: e.g. firing the workflow's due timers.
+
+    `handler(settings, app)` builds a synchronous step (called in a thread). A step must be
+    safe to run in several worker instances at once and to repeat after a crash: its state
+    is in the store, not in the process.
+    """
+
+    name: str
+    interval_setting: str
+    handler: Callable[[Any, Any], Callable[[], Any]]
+
+
+@dataclass(frozen=True)
 class Process:
     context: Context
     kind: str  # one of KINDS
@@ -88,6 +103,7 @@ class Context:
     http: Callable[[Any], Sequence[APIRouter]] | None = None
     grpc: Callable[[Any], Sequence[Registration]] | None = None
     consumers: Sequence[Consumer] = ()
+    periodic: Sequence[Periodic] = ()
     commands: CommandMap | None = None
     # The records it owns and which role may do what with them (see crm_runtime.auth).
     resources: Sequence[Resource] = ()
@@ -100,7 +116,7 @@ class Context:
             kinds.append("api")
         if self.events is not None and self.events.published:
             kinds.append("relay")
-        if self.consumers:
+        if self.consumers or self.periodic:
             kinds.append("worker")
         if self.commands is not None:
             kinds.append("dispatcher")

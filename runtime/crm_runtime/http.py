@@ -10,7 +10,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from fastapi import FastAPI, Request
@@ -175,15 +175,60 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body exceeds {limit} bytes", headers={"Connection": "close"})
 
 
+BODY_LIMIT_ATTRIBUTE = "crm_max_body_bytes"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def body_limit(max_bytes: int) -> Callable[[F], F]:
+    """Marks a route's endpoint as taking bodies up to `max_bytes` instead of the service's
+    `max_body_bytes` (an upload, say); put it under the route decorator:
+
+        @router.post("/imports")
+        @body_limit(50 * 1024 * 1024)
+        async def upload(...): ...
+
+    RequestLimits applies it, before anything is parsed, to requests that route matches."""
+    if max_bytes < 1:
+        raise ValueError("max_bytes must be positive")
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, BODY_LIMIT_ATTRIBUTE, max_bytes)
+        return endpoint
+
+    return mark
+
+
 class RequestLimits:
     """Refuses oversized requests before anything parses them: headers over `max_header_bytes`
-    with 431, bodies over `max_body_bytes` with 413, by Content-Length up front and, for a
-    streamed (chunked) body, by counting what arrives. Plain ASGI, like ContextAndMetrics."""
+    with 431, bodies over `max_body_bytes` (or the route's own `body_limit`) with 413, by
+    Content-Length up front and, for a streamed (chunked) body, by counting what arrives.
+    Plain ASGI, like ContextAndMetrics."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_header_bytes: int):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
+        # (path pattern, methods, limit) of the routes with their own limit; read from the
+        # application's routes at the first request (they are all added by then).
+        self._route_limits: list[tuple[re.Pattern[str], frozenset[str], int]] | None = None
+
+    def _limit_for(self, scope: Scope) -> int:
+        """The body limit of the route the request goes to: its own, else the service's (one
+        pattern match per route that has its own limit: usually none or one)."""
+        if self._route_limits is None:
+            from fastapi.routing import iter_route_contexts
+            from starlette.routing import compile_path
+
+            found = []
+            for route in iter_route_contexts(getattr(scope.get("app"), "routes", [])):
+                limit = getattr(route.endpoint, BODY_LIMIT_ATTRIBUTE, None)
+                if isinstance(limit, int) and route.path:
+                    found.append((compile_path(route.path)[0], frozenset(route.methods or ()), limit))
+            self._route_limits = found
+        for pattern, methods, limit in self._route_limits:
+            if scope["method"] in methods and pattern.match(scope["path"]):
+                return limit
+        return self.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -199,8 +244,9 @@ class RequestLimits:
             await _send_problem(send, 431, "Request header fields too large",
                                 f"the request's headers exceed {self.max_header_bytes} bytes")
             return
-        if declared is not None and declared > self.max_body_bytes:
-            await _send_problem(send, 413, BodyTooLarge.title, BodyTooLarge(self.max_body_bytes).detail)
+        max_body_bytes = self._limit_for(scope)
+        if declared is not None and declared > max_body_bytes:
+            await _send_problem(send, 413, BodyTooLarge.title, BodyTooLarge(max_body_bytes).detail)
             return
         received = 0
         started = False
@@ -210,8 +256,8 @@ class RequestLimits:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
+                if received > max_body_bytes:
+                    raise BodyTooLarge(max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -16,7 +16,9 @@ says, per event and its position in the log, which rows change (`rows_of`):
 The index follows the log with a position that is written in the same transaction as the
 rows it changed, so it is always exactly "the log up to its position": it cannot diverge,
 a crash loses nothing (the next catch-up starts at the stored position), and `rebuild()`
-(drop, recreate, catch up from the start) gives the same rows. Rows only move forward in
+(drop, recreate, catch up from the start) gives the same rows. An index whose stored tables
+lack a column its declaration has (a column added by a new release) is dropped when it is
+opened and so rebuilt by the next catch-up: no migration to write. Rows only move forward in
 version and the position only forward, so catch-ups that race (threads, API processes) are
 harmless. A service catches up when its API starts, synchronously after each command (a
 client reads its own writes) and before each list (another process's writes show too).
@@ -38,7 +40,18 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from eventsourcing.application import Application
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, create_engine, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -115,6 +128,9 @@ class LogIndex:
 
     def create_tables(self) -> None:
         def create() -> None:
+            if self._outdated():
+                with self._writing:
+                    self.metadata.drop_all(self.engine)
             self.metadata.create_all(self.engine)
             # create_all makes a table's indexes only with the table: an index declared
             # since the table was made is made here.
@@ -123,6 +139,17 @@ class LogIndex:
                     index.create(self.engine, checkfirst=True)
 
         retry_schema_race(create, errors=DBAPIError)
+
+    def _outdated(self) -> bool:
+        """Whether a stored table lacks a declared column (its rows cannot be patched)."""
+        stored = inspect(self.engine)
+        for table in self.metadata.sorted_tables:
+            if table is self.positions or not stored.has_table(table.name):
+                continue
+            have = {column["name"] for column in stored.get_columns(table.name)}
+            if any(column.name not in have for column in table.columns):
+                return True
+        return False
 
     def rebuild(self) -> int:
         """Drops the index and builds it again from the whole log; returns the events read."""
@@ -198,20 +225,41 @@ class _Reading:
 
 
 def apply_changes(conn: Connection, changes: Sequence[Change]) -> None:
-    """Applies changes in log order; consecutive upserts into one table go in one statement."""
+    """Applies changes in log order; consecutive upserts into one table go in one statement,
+    consecutive patches of the same columns of one table in one executemany."""
     run: list[Upsert] = []
+    patches: list[Patch] = []
     for change in changes:
-        if isinstance(change, Upsert) and (not run or (run[0].table is change.table
-                                                       and run[0].keep == change.keep)):
+        if isinstance(change, Upsert):
+            _patch_all(conn, patches)
+            patches = []
+            if run and (run[0].table is not change.table or run[0].keep != change.keep):
+                _flush(conn, run)
+                run = []
             run.append(change)
             continue
         _flush(conn, run)
         run = []
-        if isinstance(change, Upsert):
-            run.append(change)
-        else:
-            _patch(conn, change)
+        if patches and (patches[0].table is not change.table
+                        or patches[0].values.keys() != change.values.keys()
+                        or any(p.id == change.id for p in patches)):  # one record twice: in order
+            _patch_all(conn, patches)
+            patches = []
+        patches.append(change)
     _flush(conn, run)
+    _patch_all(conn, patches)
+
+
+def _patch_all(conn: Connection, patches: list[Patch]) -> None:
+    if len(patches) == 1:
+        _patch(conn, patches[0])
+    elif patches:
+        table = patches[0].table
+        statement = (update(table)
+                     .where(table.c.id == bindparam("_id"), table.c.version < bindparam("_version"))
+                     .values({**{name: bindparam(name) for name in patches[0].values},
+                              "version": bindparam("_version")}))
+        conn.execute(statement, [{**patch.values, "_id": patch.id, "_version": patch.version} for patch in patches])
 
 
 def _flush(conn: Connection, run: list[Upsert]) -> None:

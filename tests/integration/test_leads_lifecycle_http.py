@@ -61,7 +61,8 @@ def test_capture_with_the_new_fields_and_a_campaign(client, leads):
     lead = capture(client, title="CTO", industry="Machinery", company_size=120, country="gb",
                    campaign_id=campaign["id"])
     assert (lead["title"], lead["industry"], lead["company_size"], lead["country"]) == ("CTO", "Machinery", 120, "GB")
-    assert lead["campaign_id"] == campaign["id"] and lead["grade"] is None and lead["status"] == "new"
+    assert lead["campaign_id"] == campaign["id"] and lead["status"] == "new"
+    assert (lead["score"], lead["grade"], lead["score_reasons"]) == (0, "cold", [])
     stored = leads.recorder.max_notification_id()
     for change, field in [({"campaign_id": str(uuid4())}, "campaign_id"), ({"campaign_id": "nope"}, "campaign_id"),
                           ({"country": "Britain"}, "country"), ({"country": "XX"}, "country"),

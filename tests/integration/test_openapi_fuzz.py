@@ -31,6 +31,7 @@ def api(service, sqlite_platform):
 @pytest.mark.parametrize("service,mode", [
     ("leads", GenerationMode.POSITIVE), ("leads", GenerationMode.NEGATIVE),
     ("sales", GenerationMode.POSITIVE), ("sales", GenerationMode.NEGATIVE),
+    ("service-desk", GenerationMode.POSITIVE), ("service-desk", GenerationMode.NEGATIVE),
     ("workflow", GenerationMode.POSITIVE), ("analytics", GenerationMode.POSITIVE)])
 def test_no_input_makes_a_service_fail(api, service, mode):
     schema = schemathesis.openapi.from_asgi("/openapi.json", api)

@@ -58,7 +58,7 @@ def test_the_aggregate_events_of_a_lead_are_its_recorded_ones():
 
     assert {cls.__name__ for cls in aggregate_event_classes(Lead)} == {
         "Captured", "Assigned", "Contacted", "Qualified", "Disqualified", "Reopened",
-        "ActivityLogged", "Changed"}
+        "ActivityLogged", "Changed", "Scored", "ScoreExplained"}
 
 
 def test_an_unmapped_event_is_an_error_and_an_internal_one_is_passed():

@@ -26,6 +26,7 @@ from uuid import UUID
 from crm_leads.domain import (
     Activity,
     Campaign,
+    CaptureDetails,
     Channel,
     Grade,
     Lead,
@@ -38,6 +39,8 @@ from crm_leads.domain import (
     validate_campaign,
     validate_capture,
 )
+from crm_leads.scoring import RuleSet
+from crm_leads.scoring_rules import ScoringRulesMixin
 from crm_leads.views import (
     CampaignQuery,
     CampaignRecord,
@@ -170,7 +173,7 @@ def _activity_position(cursor: str) -> tuple[datetime, int]:
     return when, seq
 
 
-class LeadsApplication(ServiceApplication):
+class LeadsApplication(ScoringRulesMixin, ServiceApplication):
     name = "Leads"
 
     def __init__(self, platform: PlatformSettings, default_phone_region: str = "US"):
@@ -202,8 +205,10 @@ class LeadsApplication(ServiceApplication):
 
     # -- leads ----------------------------------------------------------------------------------
 
-    def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
-        """Captures a lead; returns (lead, created). A repeated request key returns the first lead."""
+    def new_lead(self, command: CaptureLead,
+                 scoring: tuple[RuleSet, int] | None = None) -> tuple[Lead, CaptureDetails]:
+        """The lead a capture would save, validated and scored (by `scoring`, else the active
+        rules), not saved yet: a capture and each row of an import (crm_leads.importer)."""
         details = validate_capture(command.name, command.email, command.phone, command.company,
                                    command.channel, self.default_phone_region,
                                    title=command.title, industry=command.industry,
@@ -212,8 +217,12 @@ class LeadsApplication(ServiceApplication):
         if details.campaign_id is not None and self.find(Campaign, UUID(details.campaign_id)) is None:
             raise InvalidField("campaign_id", f"campaign {details.campaign_id} does not exist")
         key = caller_scoped(command.caller, command.request_key)
-        lead, created = self.create_once(Lead.capture(details, lead_id_for(key)),
-                                         same=lambda first: first.same_capture(details))
+        return Lead.capture(details, lead_id_for(key), scoring or self.scoring()), details
+
+    def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
+        """Captures a lead; returns (lead, created). A repeated request key returns the first lead."""
+        new, details = self.new_lead(command)
+        lead, created = self.create_once(new, same=lambda first: first.same_capture(details))
         if created:
             log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value)
         return lead, created
@@ -250,6 +259,7 @@ class LeadsApplication(ServiceApplication):
             lead.reopen(by)
         else:
             raise InvalidField("action", f"{command.action!r} is not a lead command")
+        self.score_changes(lead)
         self.save_changes(lead)
         log.info(f"lead.{command.action}", lead_id=str(lead.id), status=lead.status.value)
         self._refresh_views()
@@ -267,6 +277,7 @@ class LeadsApplication(ServiceApplication):
         check_version(lead, command.expected_version)
         changed = lead.change(command.changes, by=_subject(who), default_region=self.default_phone_region)
         if changed:
+            self.score_changes(lead)
             self.save_changes(lead)
             log.info("lead.changed", lead_id=str(lead.id), changed=changed)
             self._refresh_views()
@@ -306,6 +317,7 @@ class LeadsApplication(ServiceApplication):
         activity, logged = lead.log_activity(activity_id_for(lead.id, key), command.kind,
                                              command.at, command.note, by=_subject(who))
         if logged:
+            self.score_changes(lead)
             self.save_changes(lead)
             log.info("lead.activity_logged", lead_id=str(lead.id), kind=activity.kind.value)
             self._refresh_views()

@@ -3,7 +3,7 @@
 from crm_leads.adapters import grpc, http
 from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import LeadsApplication
-from crm_leads.permissions import CAMPAIGNS, LEADS
+from crm_leads.permissions import CAMPAIGNS, LEADS, SCORING_RULES
 from crm_leads.settings import LeadsSettings
 from crm_runtime.context import Context
 
@@ -15,5 +15,5 @@ CONTEXT = Context(
     events=EVENTS,
     http=http.routers,
     grpc=grpc.registrations,
-    resources=(LEADS, CAMPAIGNS),
+    resources=(LEADS, CAMPAIGNS, SCORING_RULES),
 )

@@ -24,6 +24,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 import pycountry
 from eventsourcing.domain import Aggregate, event
 
+from crm_leads.scoring import LeadFacts, RuleSet, Score, score
 from crm_runtime import contact_points
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField
 from crm_runtime.money import Money, parse_money
@@ -335,8 +336,10 @@ class Lead(Aggregate):
     def __init__(self, id: UUID, name: str, email: str, phone: str, company: str,  # noqa: A002
                  channel: str, title: str | None = None, industry: str | None = None,
                  company_size: int | None = None, country: str | None = None,
-                 campaign_id: str | None = None):
-        # (Leads captured before title..campaign_id existed replay with the defaults.)
+                 campaign_id: str | None = None, score: int | None = None,
+                 grade: str | None = None, score_reasons: list[dict[str, Any]] | None = None,
+                 rule_set_version: int | None = None):
+        # (Leads captured before title..campaign_id, or scoring, existed replay with the defaults.)
         self.name = name
         self.email = email
         self.phone = phone
@@ -354,16 +357,29 @@ class Lead(Aggregate):
         self.disqualified_reason: str | None = None
         self.ever_contacted = False
         self.activities: list[Activity] = []
-        # Scoring sets these (LeadScored); a lead has no score or grade until then.
-        self.score: int | None = None
-        self.grade: Grade | None = None
+        # Scoring (crm_leads.scoring): the first score comes with the capture, later ones
+        # with Scored (score or grade changed) or ScoreExplained (only the reasons did).
+        self.score: int | None = score
+        self.grade: Grade | None = Grade(grade) if grade else None
+        self.score_reasons: list[dict[str, Any]] = list(score_reasons or [])
+        self.rule_set_version: int | None = rule_set_version
 
     @classmethod
-    def capture(cls, details: CaptureDetails, lead_id: UUID) -> Lead:
+    def capture(cls, details: CaptureDetails, lead_id: UUID,
+                scoring: tuple[RuleSet, int] | None = None) -> Lead:
+        """A new lead; with `scoring` (the active rule set and its version) it is scored too."""
+        first: dict[str, Any] = {}
+        if scoring is not None:
+            rule_set, version = scoring
+            result = score(rule_set, LeadFacts.of(
+                email=details.email, channel=details.channel.value, industry=details.industry,
+                company_size=details.company_size, title=details.title, country=details.country))
+            first = {"score": result.points, "grade": result.grade.value,
+                     "score_reasons": _reasons(result), "rule_set_version": version}
         return cls(id=lead_id, name=details.name, email=details.email, phone=details.phone,
                    company=details.company, channel=details.channel.value, title=details.title,
                    industry=details.industry, company_size=details.company_size,
-                   country=details.country, campaign_id=details.campaign_id)
+                   country=details.country, campaign_id=details.campaign_id, **first)
 
     def same_capture(self, details: CaptureDetails) -> bool:
         return (self.name, self.email, self.phone, self.company, self.channel, self.title,
@@ -509,6 +525,45 @@ class Lead(Aggregate):
         self.company_size = company_size
         self.country = country
         self.follow_up_on = follow_up_on
+
+    # -- scoring ------------------------------------------------------------------------------
+
+    def facts(self) -> LeadFacts:
+        return LeadFacts.of(email=self.email, channel=self.channel.value, industry=self.industry,
+                            company_size=self.company_size, title=self.title, country=self.country,
+                            activities=[activity.kind.value for activity in self.activities])
+
+    def rescore(self, rule_set: RuleSet, rule_set_version: int) -> bool:
+        """Scores the lead by `rule_set`; returns True when its score or grade changed (a
+        Scored event). Reasons that changed alone are a ScoreExplained event; nothing that
+        changed, no event: rescoring again is a no-op."""
+        result = score(rule_set, self.facts())
+        reasons = _reasons(result)
+        if (result.points, result.grade.value) != (self.score, self.grade.value if self.grade else None):
+            self._scored(score=result.points, grade=result.grade.value, reasons=reasons,
+                         rule_set_version=rule_set_version, previous_score=self.score,
+                         previous_grade=self.grade.value if self.grade else None)
+            return True
+        if reasons != self.score_reasons:
+            self._score_explained(reasons=reasons, rule_set_version=rule_set_version)
+        return False
+
+    @event("Scored")
+    def _scored(self, score: int, grade: str, reasons: list[dict[str, Any]], rule_set_version: int,
+                previous_score: int | None, previous_grade: str | None) -> None:
+        self.score = score
+        self.grade = Grade(grade)
+        self.score_reasons = reasons
+        self.rule_set_version = rule_set_version
+
+    @event("ScoreExplained")
+    def _score_explained(self, reasons: list[dict[str, Any]], rule_set_version: int) -> None:
+        self.score_reasons = reasons
+        self.rule_set_version = rule_set_version
+
+
+def _reasons(result: Score) -> list[dict[str, Any]]:
+    return [reason.to_dict() for reason in result.reasons]
 
 
 # -- campaigns ----------------------------------------------------------------------------------

@@ -20,3 +20,11 @@ CAMPAIGNS = Resource("campaigns", {
     "service": {Action.VIEW},
     "analyst": {Action.VIEW, Action.EXPORT},
 })
+
+# The active lead-scoring rule set: managers (and admins) replace it; whoever views leads
+# may read it, since every lead shows the reasons of its score.
+SCORING_RULES = Resource("scoring_rules", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+})

@@ -48,6 +48,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+from eventsourcing.domain import Aggregate, event
 
 from crm_runtime.email_domains import FREE_MAIL_DOMAINS, email_domain_of
 from crm_runtime.errors import InvalidField
@@ -451,3 +454,33 @@ DEFAULT_RULES = RuleSet.from_dict({
     ],
     "grades": {"hot": 60, "warm": 30},
 })
+
+
+# --- the active rule set, as an aggregate ------------------------------------------------
+
+RULE_SET_ID = uuid5(NAMESPACE_URL, "crm:leads:scoring-rules")  # one per platform
+
+
+class ScoringRules(Aggregate):
+    """The platform's active rule set, one aggregate with a fixed id (RULE_SET_ID). Its
+    version is the rule set's version: 1 after the first replacement; before it, none is
+    stored and DEFAULT_RULES (version 0) apply. Each replacement records the whole rule set
+    in canonical form (`RuleSet.to_dict`): `Introduced` the first time (replacing the
+    defaults), `Replaced` after; both are published as ScoringRulesReplaced."""
+
+    @event("Introduced")
+    def __init__(self, rules: dict[str, Any], by: str):
+        self.rules = RuleSet.from_dict(rules)
+        self.updated_by = by
+
+    @classmethod
+    def first(cls, rule_set: RuleSet, by: str) -> ScoringRules:
+        return cls._create(cls.Introduced, id=RULE_SET_ID, rules=rule_set.to_dict(), by=by)  # type: ignore[attr-defined]
+
+    def replace(self, rule_set: RuleSet, by: str) -> None:
+        self._replaced(rules=rule_set.to_dict(), by=by)
+
+    @event("Replaced")
+    def _replaced(self, rules: dict[str, Any], by: str) -> None:
+        self.rules = RuleSet.from_dict(rules)
+        self.updated_by = by

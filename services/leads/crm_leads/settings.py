@@ -12,3 +12,5 @@ class LeadsSettings(ServiceSettings):
     relay_metrics_port: int = 9101
     # Region used to read phone numbers written without a country code.
     default_phone_region: str = "US"
+    # The largest CSV import (POST /v1/leads/imports request body, bytes); larger: 413.
+    import_max_bytes: int = 50 * 1024 * 1024

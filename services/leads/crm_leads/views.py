@@ -16,14 +16,16 @@ whole row; every later event patches the columns it changes (status, owner, fiel
 - `open_leads_matching(email, phone)` answers "open leads whose normalised email or E.164
   phone equals these", from indexed columns (`email_key`, `phone`): what de-duplication at
   the door asks on every capture.
-- `grade` is null until a lead is scored (scoring is its own piece of work: its event
-  patches `grade`, see `_scored` below).
+- `score`, `grade` and `score_reasons` (JSON) come with the capture and are patched by
+  `Scored` / `ScoreExplained`; they are null for leads captured before scoring existed,
+  until they are scored.
 
 `python -m crm_leads.views rebuild` rebuilds the index of the configured store.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     and_,
     or_,
     select,
@@ -91,6 +94,8 @@ leads = Table(
     Column("campaign_id", String(36)),
     Column("follow_up_on", String(10)),
     Column("grade", String(10)),
+    Column("score", Integer),
+    Column("score_reasons", Text),  # JSON: [{"rule_id", "description", "points"}]
     Column("disqualified_reason", String),
     Column("version", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -101,6 +106,7 @@ leads = Table(
     Index("leads_lead_index_by_update", "updated_at"),
     Index("leads_lead_index_by_email", "email_key"),
     Index("leads_lead_index_by_phone", "phone"),
+    Index("leads_lead_index_by_grade", "grade", "seq"),
 )
 campaigns = Table(
     "leads_campaign_index", metadata,
@@ -144,6 +150,8 @@ class LeadRecord:
     version: int
     created_at: datetime
     updated_at: datetime
+    score: int | None = None
+    score_reasons: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def of(cls, lead: Lead) -> LeadRecord:
@@ -154,12 +162,15 @@ class LeadRecord:
                    campaign_id=lead.campaign_id, follow_up_on=lead.follow_up_on,
                    grade=lead.grade.value if lead.grade else None,
                    disqualified_reason=lead.disqualified_reason, version=lead.version,
-                   created_at=lead.created_on, updated_at=lead.modified_on)
+                   created_at=lead.created_on, updated_at=lead.modified_on,
+                   score=getattr(lead, "score", None),
+                   score_reasons=tuple(getattr(lead, "score_reasons", ())))
 
     @classmethod
     def of_row(cls, row: Any) -> LeadRecord:
         return cls(**{name: row[name] for name in _LEAD_FIELDS},
-                   created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]))
+                   created_at=utc(row["created_at"]), updated_at=utc(row["updated_at"]),
+                   score=row["score"], score_reasons=tuple(json.loads(row["score_reasons"] or "[]")))
 
 
 _LEAD_FIELDS = ("id", "name", "email", "phone", "company", "channel", "status", "owner_id",
@@ -222,7 +233,9 @@ def rows_of(event: Any, position: int) -> Iterator[Change]:
             "company_size": getattr(event, "company_size", None),
             "country": getattr(event, "country", None),
             "campaign_id": getattr(event, "campaign_id", None), "follow_up_on": None,
-            "grade": None, "disqualified_reason": None, "version": version,
+            "grade": getattr(event, "grade", None), "score": getattr(event, "score", None),
+            "score_reasons": _json(getattr(event, "score_reasons", None)),
+            "disqualified_reason": None, "version": version,
             "created_at": at, "updated_at": at}, keep=("id", "created_at", "seq"))
         return
     if isinstance(event, Campaign.Launched):
@@ -247,10 +260,17 @@ def rows_of(event: Any, position: int) -> Iterator[Change]:
         values.update({name: getattr(event, name) for name in (
             "name", "phone", "company", "title", "industry", "company_size", "country", "follow_up_on")})
         values.update(name_key=fold(event.name), company_key=fold(event.company))
+    elif isinstance(event, Lead.Scored):
+        values.update(score=event.score, grade=event.grade, score_reasons=_json(event.reasons))
+    elif isinstance(event, Lead.ScoreExplained):
+        values.update(score_reasons=_json(event.reasons))
     elif not isinstance(event, Lead.ActivityLogged):
         return  # an event of a kind the index does not follow
-    # (The hook for scoring: a LeadScored event patches {"grade": event.grade} here.)
     yield Patch(leads, lead_id, version, values)
+
+
+def _json(reasons: Any) -> str | None:
+    return None if reasons is None else json.dumps(reasons, separators=(",", ":"))
 
 
 class LeadsViews(LogIndex):

@@ -1,2 +1,2 @@
-"""ServiceDesk service. Runs with health, readiness, metrics, its store and its topic
-(crm.servicedesk.events.v1); its domain arrives in the following issues."""
+"""Service desk: tickets with SLA clocks on business calendars, SLA policies; publishes
+crm.servicedesk.events.v1."""

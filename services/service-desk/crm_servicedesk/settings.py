@@ -9,3 +9,4 @@ class ServiceDeskSettings(ServiceSettings):
     name: str = "service-desk"
     http_port: int = 8003
     grpc_port: int = 50053
+    relay_metrics_port: int = 9103

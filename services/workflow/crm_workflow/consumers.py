@@ -15,6 +15,7 @@ from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime import logs, tracing
 from crm_runtime.consumer import Delivery, EventStoreHandler
 from crm_runtime.eventstore import stamp_trace
+from crm_workflow.adapters.servicedesk import fact_of
 from crm_workflow.application import WorkflowApplication
 
 log = logs.get(__name__)
@@ -37,3 +38,36 @@ def lead_events(_settings: Any, app: WorkflowApplication) -> EventStoreHandler:
 
     # Every decision turns the one rotation: partitions decide one after the other.
     return EventStoreHandler(app, "assignments", decide, serialize=True)
+
+
+def ticket_events(_settings: Any, app: WorkflowApplication) -> EventStoreHandler:
+    """Service-desk ticket events -> loads, routing decisions, queues and timers, saved with
+    the partition's position in one transaction (crm_workflow.tickets)."""
+
+    def decide(deliveries: Sequence[Delivery]) -> list[Any]:
+        facts = [fact for d in deliveries if (fact := fact_of(d.envelope.message, d.envelope.id)) is not None]
+        if not facts:
+            return []
+        changed, desk = app.plan_tickets(facts)
+        causes = {d.envelope.id: d.envelope.context for d in deliveries}
+        for aggregate in changed:
+            stamp_trace(aggregate, causes.get(_cause_of(aggregate) or "", {}))
+        for ticket_id, agent_id in desk.outcome.routed:
+            log.info("ticket.routed", ticket_id=ticket_id, agent_id=agent_id)
+        for ticket_id in desk.outcome.queued:
+            log.info("ticket.queued", ticket_id=ticket_id)
+        if desk.outcome.scheduled or desk.outcome.cancelled:
+            log.info("timers.changed", scheduled=len(desk.outcome.scheduled), cancelled=len(desk.outcome.cancelled))
+        return changed
+
+    # Routing moves shared aggregates (a group's turn and queue, agents' loads): partitions
+    # decide one after the other rather than race and decide again.
+    return EventStoreHandler(app, "tickets", decide, serialize=True)
+
+
+def _cause_of(aggregate: Any) -> str | None:
+    for pending in aggregate.pending_events:
+        cause = getattr(pending, "cause_event_id", None)
+        if cause:
+            return str(cause)
+    return None

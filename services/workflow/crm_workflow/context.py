@@ -1,11 +1,11 @@
 """The workflow context, declared once: everything that runs it is derived from this."""
 
-from crm_runtime.context import Consumer, Context
-from crm_workflow import consumers
+from crm_runtime.context import Consumer, Context, Periodic
+from crm_workflow import consumers, firing
 from crm_workflow.adapters import grpc, http
 from crm_workflow.adapters.messages import COMMANDS, EVENTS
 from crm_workflow.application import WorkflowApplication
-from crm_workflow.permissions import ASSIGNMENTS
+from crm_workflow.permissions import AGENTS, ASSIGNMENTS, ROUTING, TIMERS
 from crm_workflow.settings import WorkflowSettings
 
 CONTEXT = Context(
@@ -16,7 +16,10 @@ CONTEXT = Context(
     events=EVENTS,
     http=http.routers,
     grpc=grpc.registrations,
-    consumers=(Consumer("assignments", topics=("leads",), handler=consumers.lead_events),),
+    consumers=(Consumer("assignments", topics=("leads",), handler=consumers.lead_events),
+               Consumer("tickets", topics=("servicedesk",), handler=consumers.ticket_events)),
+    # The worker fires due SLA timers (crm_workflow.firing) beside its consumers.
+    periodic=(Periodic("timers", "timer_poll_seconds", firing.timer_firer),),
     commands=COMMANDS,
-    resources=(ASSIGNMENTS,),
+    resources=(ASSIGNMENTS, AGENTS, ROUTING, TIMERS),
 )

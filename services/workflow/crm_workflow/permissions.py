@@ -6,3 +6,22 @@ ASSIGNMENTS = Resource("assignments", {
     "sales_manager": {Action.VIEW},
     "service": {Action.VIEW},
 })
+# Agents' profiles (groups, skills, capacity, shift) and their open work.
+AGENTS = Resource("agents", {
+    "agent": {Action.VIEW},
+    "service": {Action.VIEW, Action.EDIT},
+    "sales_manager": {Action.VIEW},
+})
+# Routing groups: strategy, members, queue.
+ROUTING = Resource("routing", {
+    "agent": {Action.VIEW},
+    "service": {Action.VIEW, Action.EDIT},
+    "sales_manager": {Action.VIEW},
+})
+# SLA timers of tickets.
+TIMERS = Resource("timers", {
+    "agent": {Action.VIEW},
+    "service": {Action.VIEW},
+    "sales_manager": {Action.VIEW},
+    "analyst": {Action.VIEW},
+})

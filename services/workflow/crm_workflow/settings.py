@@ -17,6 +17,10 @@ class WorkflowSettings(ServiceSettings):
     sales_reps: str = "rep-ada,rep-grace,rep-linus"
     # Where the dispatcher sends commands for the leads service (`<service>_grpc_target`).
     leads_grpc_target: str = "127.0.0.1:50051"
+    # ... and for the service desk (AssignTicket, EscalateTicket).
+    service_desk_grpc_target: str = "127.0.0.1:50053"
+    # How often the worker looks for due timers (seconds).
+    timer_poll_seconds: float = 0.2
 
     @field_validator("sales_reps")
     @classmethod

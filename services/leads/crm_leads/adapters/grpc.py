@@ -9,6 +9,7 @@ from datetime import UTC
 from typing import Any
 
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
+from crm_leads.adapters.grpc_scoring import ScoringServicer
 from crm_leads.adapters.messages import (
     PROTO_TO_CHANNEL,
     PROTO_TO_KIND,
@@ -72,7 +73,7 @@ async def _listed(fn: Any, *args: Any) -> Any:
         raise InvalidField(name, exc.message) from None
 
 
-class LeadsServicer(leads_pb2_grpc.LeadsServiceServicer):
+class LeadsServicer(ScoringServicer, leads_pb2_grpc.LeadsServiceServicer):
     def __init__(self, app: LeadsApplication):
         self.app = app
 

@@ -139,6 +139,12 @@ class NewCampaign(BaseModel):
 
 # -- responses ------------------------------------------------------------------------------
 
+class ScoreReasonOut(BaseModel):
+    rule_id: str
+    description: str
+    points: int
+
+
 class LeadOut(BaseModel):
     id: str
     name: str
@@ -159,6 +165,9 @@ class LeadOut(BaseModel):
     version: int = Field(description="Send it back as If-Match to change the lead")
     captured_at: datetime
     updated_at: datetime
+    score: int | None = Field(default=None, description="The sum of the matched scoring rules' points")
+    score_reasons: list[ScoreReasonOut] = Field(default_factory=list,
+                                                description="Every matched rule, with its points")
 
     @classmethod
     def of(cls, lead: Lead | LeadRecord) -> LeadOut:
@@ -232,7 +241,10 @@ COMMAND_ERRORS = error_responses(404, 409, 422)
 
 
 def routers(app: LeadsApplication) -> list[APIRouter]:
-    return [leads_router(app), campaigns_router(app)]
+    from crm_leads.adapters.http_imports import imports_router
+    from crm_leads.adapters.http_scoring import scoring_router
+
+    return [leads_router(app), campaigns_router(app), scoring_router(app), imports_router(app)]
 
 
 def leads_router(app: LeadsApplication) -> APIRouter:

@@ -7,11 +7,14 @@ answers with. Absent optional text is the empty string; an unknown company size 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from crm.leads.v1 import events_pb2, leads_pb2
 from crm_leads.domain import Activity, ActivityKind, Campaign, Channel, Lead, LeadStatus
+from crm_leads.scoring import ScoringRules
 from crm_leads.views import CampaignRecord, LeadRecord
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
@@ -39,6 +42,11 @@ def captured(event: Lead.Captured) -> events_pb2.LeadCaptured:
     size = getattr(event, "company_size", None)
     if size is not None:
         message.company_size = size
+    if getattr(event, "score", None) is not None:  # leads captured before scoring have none
+        message.score = event.score
+        message.grade = event.grade or ""
+        message.rule_set_version = event.rule_set_version or 0
+        message.score_reasons.extend(_reasons(event.score_reasons))
     return message
 
 
@@ -112,6 +120,34 @@ def campaign_launched(event: Campaign.Launched) -> events_pb2.CampaignLaunched:
         launched_by=event.launched_by)
 
 
+def _reasons(reasons: Iterable[Mapping[str, Any]] | None) -> list[events_pb2.LeadScored.Reason]:
+    return [events_pb2.LeadScored.Reason(rule_id=reason["rule_id"], description=reason["description"],
+                                         points=reason["points"]) for reason in reasons or ()]
+
+
+@EVENTS.publishes(Lead.Scored)
+def scored(event: Lead.Scored) -> events_pb2.LeadScored:
+    message = events_pb2.LeadScored(
+        lead_id=str(event.originator_id), score=event.score, grade=event.grade,
+        rule_set_version=event.rule_set_version, reasons=_reasons(event.reasons),
+        previous_grade=event.previous_grade or "", version=event.originator_version,
+        scored_at=timestamp(event.timestamp))
+    if event.previous_score is not None:
+        message.previous_score = event.previous_score
+    return message
+
+
+# The reasons alone changed (same score and grade): kept in the lead, not published.
+EVENTS.internal(Lead.ScoreExplained)
+
+
+@EVENTS.publishes(ScoringRules.Introduced, ScoringRules.Replaced)
+def scoring_rules_replaced(event: Any) -> events_pb2.ScoringRulesReplaced:
+    return events_pb2.ScoringRulesReplaced(
+        version=event.originator_version, rules_json=json.dumps(event.rules, separators=(",", ":")),
+        replaced_by=event.by, replaced_at=timestamp(event.timestamp))
+
+
 def lead_to_message(lead: Lead | LeadRecord) -> leads_pb2.Lead:
     record = LeadRecord.of(lead) if isinstance(lead, Lead) else lead
     message = leads_pb2.Lead(
@@ -125,6 +161,9 @@ def lead_to_message(lead: Lead | LeadRecord) -> leads_pb2.Lead:
         updated_at=timestamp(record.updated_at))
     if record.company_size is not None:
         message.company_size = record.company_size
+    if record.score is not None:
+        message.score = record.score
+    message.score_reasons.extend(_reasons(record.score_reasons))
     return message
 
 

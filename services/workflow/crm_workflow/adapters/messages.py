@@ -6,13 +6,19 @@ the commands its decisions carry to other services (the command outbox)."""
 
 from __future__ import annotations
 
+from google.protobuf.message import Message
+
 from crm.leads.v1 import leads_pb2
-from crm.workflow.v1 import events_pb2
+from crm.servicedesk.v1 import servicedesk_pb2
+from crm.workflow.v1 import events_pb2, workflow_pb2
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.commands import Command, CommandMap
 from crm_runtime.events import EventMap
 from crm_workflow.application import LEAD
 from crm_workflow.assignment import Assignment, Rotation
+from crm_workflow.desk import AgentRecord, RoutingGroup, TicketWork, Timer
+from crm_workflow.sla_timers import TimerKind
+from crm_workflow.views import TimerRow
 
 STRATEGY = {"round_robin": events_pb2.ASSIGNMENT_STRATEGY_ROUND_ROBIN}
 LEADS_SERVICE = leads_pb2.DESCRIPTOR.services_by_name["LeadsService"]
@@ -48,3 +54,80 @@ def assign(event: Assignment.Decided) -> Command | None:
 
 def assignment_to_message(assignment: Assignment) -> events_pb2.AssignmentDecided:
     return decided_message(assignment.id, assignment, assignment.created_on)
+
+
+# -- tickets: routing decisions, timers ------------------------------------------------------
+
+ROUTING_STRATEGY = {"round_robin": events_pb2.ROUTING_STRATEGY_ROUND_ROBIN,
+                    "least_loaded": events_pb2.ROUTING_STRATEGY_LEAST_LOADED,
+                    "skills": events_pb2.ROUTING_STRATEGY_SKILLS}
+SLA_TARGET = {"first_response": events_pb2.SLA_TARGET_KIND_FIRST_RESPONSE,
+              "resolution": events_pb2.SLA_TARGET_KIND_RESOLUTION}
+SERVICE_DESK = servicedesk_pb2.DESCRIPTOR.services_by_name["ServiceDeskService"]
+
+EVENTS.internal(
+    AgentRecord.Registered, AgentRecord.Changed, AgentRecord.WorkTaken, AgentRecord.WorkLeft,
+    RoutingGroup.Defined, RoutingGroup.StrategyChanged, RoutingGroup.MemberJoined, RoutingGroup.MemberLeft,
+    RoutingGroup.TicketQueued, RoutingGroup.TicketRouted, RoutingGroup.TicketDropped,
+    TicketWork.Observed, TicketWork.Updated, TicketWork.TimersTracked,
+    Timer.Scheduled, Timer.Moved, Timer.Cancelled,
+)
+
+
+@EVENTS.publishes(TicketWork.Routed)
+def ticket_routed(event: TicketWork.Routed) -> events_pb2.TicketRouted:
+    return events_pb2.TicketRouted(
+        ticket_id=event.ticket_id, agent_id=event.agent_id, group=event.group,
+        strategy=ROUTING_STRATEGY.get(event.strategy, events_pb2.ROUTING_STRATEGY_UNSPECIFIED),
+        cause_event_id=event.cause_event_id, idempotency_key=event.idempotency_key,
+        routed_at=timestamp(event.timestamp))
+
+
+@EVENTS.publishes(TicketWork.Queued)
+def ticket_queued(event: TicketWork.Queued) -> events_pb2.TicketQueued:
+    return events_pb2.TicketQueued(ticket_id=event.ticket_id, group=event.group,
+                                   cause_event_id=event.cause_event_id, queued_at=timestamp(event.timestamp))
+
+
+@COMMANDS.sends(TicketWork.Routed)
+def assign_ticket(event: TicketWork.Routed) -> Command:
+    return Command.to("service-desk", SERVICE_DESK, "AssignTicket", servicedesk_pb2.AssignTicketRequest(
+        ticket_id=event.ticket_id, assignee_id=event.agent_id, idempotency_key=event.idempotency_key),
+        idempotency_key=event.idempotency_key, ordering_key=event.ticket_id)
+
+
+@EVENTS.publishes(Timer.Fired)
+def timer_fired(event: Timer.Fired) -> Message:
+    common = {"ticket_id": event.subject_id, "target": SLA_TARGET[event.target], "timer_name": event.name,
+              "fire_at": timestamp(event.fire_at), "fired_at": timestamp(event.fired_at)}
+    if event.kind == TimerKind.WARNING:
+        return events_pb2.SlaWarningReached(**common)
+    if event.kind == TimerKind.BREACH:
+        return events_pb2.SlaBreached(**common)
+    return events_pb2.SlaEscalationReached(**common, level=event.level,
+                                           idempotency_key=Timer.idempotency_key_for(event.name))
+
+
+@COMMANDS.sends(Timer.Fired)
+def escalate_ticket(event: Timer.Fired) -> Command | None:
+    if event.kind != TimerKind.ESCALATION:
+        return None
+    key = Timer.idempotency_key_for(event.name)
+    return Command.to("service-desk", SERVICE_DESK, "EscalateTicket", servicedesk_pb2.EscalateTicketRequest(
+        ticket_id=event.subject_id, level=event.level, idempotency_key=key, reason=event.target),
+        idempotency_key=key, ordering_key=event.subject_id)
+
+
+def timer_to_message(row: TimerRow) -> workflow_pb2.Timer:
+    message = workflow_pb2.Timer(
+        timer_id=row.id, name=row.name, subject_id=row.subject_id, target=SLA_TARGET[row.target],
+        kind=TIMER_KIND[row.kind], level=row.level, fire_at=timestamp(row.fire_at), state=TIMER_STATE[row.state])
+    if row.fired_at is not None:
+        message.fired_at.CopyFrom(timestamp(row.fired_at))
+    return message
+
+
+TIMER_KIND = {"warning": workflow_pb2.TIMER_KIND_WARNING, "breach": workflow_pb2.TIMER_KIND_BREACH,
+              "escalation": workflow_pb2.TIMER_KIND_ESCALATION}
+TIMER_STATE = {"pending": workflow_pb2.TIMER_STATE_PENDING, "cancelled": workflow_pb2.TIMER_STATE_CANCELLED,
+               "fired": workflow_pb2.TIMER_STATE_FIRED}

@@ -1,0 +1,305 @@
+"""The workflow's durable state about tickets: agents, routing groups, what it knows of each
+ticket, and SLA timers. Pure domain (eventsourcing aggregates, no I/O).
+
+- `AgentRecord`: an agent's profile (groups, skills, capacity, on shift) and the tickets
+  that are their open work now (assigned, not solved, closed or pending). The load that
+  `least_loaded` counts is the length of that list; it is kept from the ticket events, so
+  it is rebuilt with everything else from the store.
+- `RoutingGroup`: a group's strategy, its members, the agent who got its last ticket (the
+  turn) and its queue of tickets nobody could take.
+- `TicketWork`: the last ticket state the workflow applied (version, status, group,
+  assignee), its routing decisions (`Routed` is also the `AssignTicket` command) and the
+  names of the timers it ever had.
+- `Timer`: one durable timer per `sla_timers.TimerKey` (its id derives from the key's name):
+  scheduled, moved, cancelled, fired. It fires once: firing is a new version of the
+  aggregate, so two firers racing lose one save.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from crm_workflow.routing import OPEN_STATUSES, Agent, RoutingStrategy, TicketToRoute
+from crm_workflow.sla_timers import Target, TimerKey, TimerKind
+
+_NAMESPACE = uuid5(NAMESPACE_URL, "crm:workflow")
+
+
+class AgentRecord(Aggregate):
+    @staticmethod
+    def id_for(agent_id: str) -> UUID:
+        return uuid5(_NAMESPACE, f"agent/{agent_id}")
+
+    @event("Registered")
+    def __init__(self, id: UUID, agent_id: str, groups: list[str], skills: list[str],  # noqa: A002
+                 capacity: int, on_shift: bool):
+        self.agent_id = agent_id
+        self.groups = list(groups)
+        self.skills = list(skills)
+        self.capacity = capacity
+        self.on_shift = on_shift
+        self.open_tickets: list[str] = []
+
+    @classmethod
+    def register(cls, profile: Agent) -> AgentRecord:
+        return cls(id=cls.id_for(profile.id), agent_id=profile.id, groups=sorted(profile.groups),
+                   skills=sorted(profile.skills), capacity=profile.capacity, on_shift=profile.on_shift)
+
+    @property
+    def profile(self) -> Agent:
+        return Agent(id=self.agent_id, groups=frozenset(self.groups), skills=frozenset(self.skills),
+                     capacity=self.capacity, on_shift=self.on_shift)
+
+    @property
+    def load(self) -> int:
+        return len(self.open_tickets)
+
+    def update(self, profile: Agent) -> bool:
+        """Records the new profile; False when nothing changed."""
+        if profile == self.profile:
+            return False
+        self._changed(groups=sorted(profile.groups), skills=sorted(profile.skills),
+                      capacity=profile.capacity, on_shift=profile.on_shift)
+        return True
+
+    @event("Changed")
+    def _changed(self, groups: list[str], skills: list[str], capacity: int, on_shift: bool) -> None:
+        self.groups, self.skills, self.capacity, self.on_shift = list(groups), list(skills), capacity, on_shift
+
+    def take(self, ticket_id: str) -> None:
+        if ticket_id not in self.open_tickets:
+            self._took(ticket_id=ticket_id)
+
+    @event("WorkTaken")
+    def _took(self, ticket_id: str) -> None:
+        self.open_tickets.append(ticket_id)
+
+    def leave(self, ticket_id: str) -> None:
+        if ticket_id in self.open_tickets:
+            self._left(ticket_id=ticket_id)
+
+    @event("WorkLeft")
+    def _left(self, ticket_id: str) -> None:
+        self.open_tickets.remove(ticket_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.profile.to_dict(), "load": self.load, "open_tickets": list(self.open_tickets),
+                "version": self.version}
+
+
+class RoutingGroup(Aggregate):
+    @staticmethod
+    def id_for(name: str) -> UUID:
+        return uuid5(_NAMESPACE, f"routing-group/{name}")
+
+    @event("Defined")
+    def __init__(self, id: UUID, name: str, strategy: str):  # noqa: A002
+        self.name = name
+        self.strategy = RoutingStrategy(strategy)
+        self.members: list[str] = []
+        self.queue: list[dict[str, Any]] = []
+        self.last_agent_id: str | None = None
+
+    @classmethod
+    def define(cls, name: str, strategy: RoutingStrategy = RoutingStrategy.ROUND_ROBIN) -> RoutingGroup:
+        return cls(id=cls.id_for(name), name=name, strategy=strategy.value)
+
+    def use(self, strategy: RoutingStrategy) -> bool:
+        if strategy is self.strategy:
+            return False
+        self._strategy_changed(strategy=strategy.value)
+        return True
+
+    @event("StrategyChanged")
+    def _strategy_changed(self, strategy: str) -> None:
+        self.strategy = RoutingStrategy(strategy)
+
+    def join(self, agent_id: str) -> None:
+        if agent_id not in self.members:
+            self._joined(agent_id=agent_id)
+
+    @event("MemberJoined")
+    def _joined(self, agent_id: str) -> None:
+        self.members.append(agent_id)
+
+    def leave(self, agent_id: str) -> None:
+        if agent_id in self.members:
+            self._left(agent_id=agent_id)
+
+    @event("MemberLeft")
+    def _left(self, agent_id: str) -> None:
+        self.members.remove(agent_id)
+
+    @property
+    def queued(self) -> list[TicketToRoute]:
+        return [TicketToRoute(ticket_id=item["ticket_id"], group=self.name, category=item.get("category"),
+                              tags=frozenset(item.get("tags", []))) for item in self.queue]
+
+    def is_queued(self, ticket_id: str) -> bool:
+        return any(item["ticket_id"] == ticket_id for item in self.queue)
+
+    def enqueue(self, ticket: TicketToRoute) -> None:
+        if not self.is_queued(ticket.ticket_id):
+            self._queued(ticket_id=ticket.ticket_id, category=ticket.category, tags=sorted(ticket.tags))
+
+    @event("TicketQueued")
+    def _queued(self, ticket_id: str, category: str | None, tags: list[str]) -> None:
+        self.queue.append({"ticket_id": ticket_id, "category": category, "tags": list(tags)})
+
+    @event("TicketRouted")
+    def routed(self, ticket_id: str, agent_id: str) -> None:
+        self.queue = [item for item in self.queue if item["ticket_id"] != ticket_id]
+        self.last_agent_id = agent_id
+
+    def drop(self, ticket_id: str) -> None:
+        """A queued ticket that no longer needs an agent (solved, closed, assigned by hand)."""
+        if self.is_queued(ticket_id):
+            self._dropped(ticket_id=ticket_id)
+
+    @event("TicketDropped")
+    def _dropped(self, ticket_id: str) -> None:
+        self.queue = [item for item in self.queue if item["ticket_id"] != ticket_id]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"group": self.name, "strategy": self.strategy.value, "members": sorted(self.members),
+                "last_agent_id": self.last_agent_id, "queue": [item["ticket_id"] for item in self.queue],
+                "version": self.version}
+
+
+class TicketWork(Aggregate):
+    """What the workflow knows of a ticket, as of the service desk's `version` of it."""
+
+    @staticmethod
+    def id_for(ticket_id: str) -> UUID:
+        return uuid5(_NAMESPACE, f"ticket/{ticket_id}")
+
+    @event("Observed")
+    def __init__(self, id: UUID, ticket_id: str, ticket_version: int, status: str, group: str,  # noqa: A002
+                 assignee_id: str, category: str, tags: list[str]):
+        self.ticket_id = ticket_id
+        self.ticket_version = ticket_version
+        self.status = status
+        self.group = group
+        self.assignee_id = assignee_id
+        self.category = category
+        self.tags = list(tags)
+        self.routings = 0
+        self.queued = False
+        self.timer_names: list[str] = []
+
+    @property
+    def holder(self) -> str | None:
+        """The agent whose open work this ticket is, if any."""
+        return self.assignee_id or None if self.status in OPEN_STATUSES else None
+
+    @property
+    def to_route(self) -> TicketToRoute:
+        return TicketToRoute(ticket_id=self.ticket_id, group=self.group, category=self.category or None,
+                             tags=frozenset(self.tags))
+
+    @event("Updated")
+    def observe(self, ticket_version: int, status: str, group: str, assignee_id: str, category: str,
+                tags: list[str]) -> None:
+        self.ticket_version = ticket_version
+        self.status, self.group, self.assignee_id = status, group, assignee_id
+        self.category, self.tags = category, list(tags)
+        if assignee_id:
+            self.queued = False
+
+    @event("Routed")
+    def route(self, ticket_id: str, agent_id: str, group: str, strategy: str, cause_event_id: str,
+              idempotency_key: str) -> None:
+        """The decision that `agent_id` takes the ticket; also the `AssignTicket` command."""
+        self.assignee_id = agent_id
+        self.routings += 1
+        self.queued = False
+
+    def next_routing_key(self) -> str:
+        return f"workflow/ticket/{self.ticket_id}/routing/{self.routings + 1}"
+
+    @event("Queued")
+    def queue(self, ticket_id: str, group: str, cause_event_id: str) -> None:
+        self.queued = True
+
+    def track_timers(self, names: list[str]) -> None:
+        new = [name for name in names if name not in self.timer_names]
+        if new:
+            self._timers_tracked(names=sorted(new))
+
+    @event("TimersTracked")
+    def _timers_tracked(self, names: list[str]) -> None:
+        self.timer_names.extend(names)
+
+
+class TimerState:
+    PENDING = "pending"
+    CANCELLED = "cancelled"
+    FIRED = "fired"
+
+
+class Timer(Aggregate):
+    @staticmethod
+    def id_for(key: TimerKey) -> UUID:
+        return Timer.id_for_name(key.name)
+
+    @staticmethod
+    def id_for_name(name: str) -> UUID:
+        return uuid5(_NAMESPACE, f"timer/{name}")
+
+    @event("Scheduled")
+    def __init__(self, id: UUID, name: str, subject_id: str, target: str, kind: str,  # noqa: A002
+                 level: int, fire_at: datetime, cause_event_id: str):
+        self.name = name
+        self.subject_id = subject_id
+        self.target = target
+        self.kind = kind
+        self.level = level
+        self.fire_at = fire_at
+        self.state = TimerState.PENDING
+        self.fired_at: datetime | None = None
+
+    @classmethod
+    def schedule(cls, key: TimerKey, fire_at: datetime, cause_event_id: str) -> Timer:
+        return cls(id=cls.id_for(key), name=key.name, subject_id=key.subject_id, target=key.target.value,
+                   kind=key.kind.value, level=key.level, fire_at=fire_at, cause_event_id=cause_event_id)
+
+    @property
+    def key(self) -> TimerKey:
+        return TimerKey(self.subject_id, Target(self.target), TimerKind(self.kind), self.level)
+
+    @property
+    def pending(self) -> bool:
+        return self.state == TimerState.PENDING
+
+    @event("Moved")
+    def move(self, fire_at: datetime, cause_event_id: str) -> None:
+        """A new time (or a cancelled timer armed again); never a fired one."""
+        if self.state == TimerState.FIRED:
+            raise ValueError(f"timer {self.name} has fired")
+        self.fire_at = fire_at
+        self.state = TimerState.PENDING
+
+    @event("Cancelled")
+    def cancel(self, cause_event_id: str) -> None:
+        self.state = TimerState.CANCELLED
+
+    def fire(self, now: datetime) -> None:
+        if not self.pending:
+            raise ValueError(f"timer {self.name} is {self.state}, not pending")
+        self._fired(name=self.name, subject_id=self.subject_id, target=self.target, kind=self.kind,
+                    level=self.level, fire_at=self.fire_at, fired_at=now)
+
+    @event("Fired")
+    def _fired(self, name: str, subject_id: str, target: str, kind: str, level: int, fire_at: datetime,
+               fired_at: datetime) -> None:
+        """Carries what the timer was (the published event and the command need it)."""
+        self.state = TimerState.FIRED
+        self.fired_at = fired_at
+
+    @staticmethod
+    def idempotency_key_for(name: str) -> str:
+        return f"workflow/timer/{name}"
