@@ -161,3 +161,48 @@ def test_converted_leads_become_accounts_and_contacts_exactly_once(platform, any
     assert sorted(m.account_reused for k, m in added.items() if k.startswith("lead-twin")) == [False, True]
     opened = [m for m in published if isinstance(m, sales_events.AccountOpened)]
     assert len(opened) == 4 and {m.opened_by for m in opened} == {"service:sales"}
+
+
+def test_a_conversion_with_an_opportunity_delivered_twice_opens_one_of_each(platform, any_platform,
+                                                                            kafka_bootstrap):
+    from crm.common.v1 import money_pb2
+    from crm_sales.conversion import opportunity_id_for_lead
+
+    prefix = any_platform.topic_prefix
+    leads = LeadsTopic(kafka_bootstrap, prefix)
+    client = httpx.Client(timeout=10, headers=BOSS)
+    lead = converted("lead-deal", "Edsger Dijkstra", "edsger@structured.example", "Structured Programs")
+    lead.opportunity_name = "Structured Programs: 50 seats"
+    lead.opportunity_amount.CopyFrom(money_pb2.Money(amount="42000.00", currency_code="EUR"))
+    lead.converted_at.FromDatetime(datetime(2025, 4, 1, 9, tzinfo=UTC))
+    opportunity_id = str(opportunity_id_for_lead("lead-deal"))
+    try:
+        leads.publish(lead)  # twice, same ce_id
+        wait_for(lambda: client.get(f"{url('sales')}/v1/opportunities/{opportunity_id}").status_code == 200,
+                 timeout=120, what="the converted lead's opportunity")
+        leads.publish(lead, times=1)  # once more, after it was applied
+        wait_for(lambda: worker_caught_up(platform, kafka_bootstrap, leads.topic), timeout=60,
+                 what="the sales worker at the end of the leads topic")
+        opportunity = client.get(f"{url('sales')}/v1/opportunities/{opportunity_id}").json()
+        registry = registry_for("sales")
+        sales_topic = events_topic("sales", prefix)
+
+        def published() -> list:
+            return [registry.decode(r.headers, r.value).message for r in read_all(kafka_bootstrap, sales_topic)]
+
+        messages = wait_for(lambda: (lambda ms: ms if any(isinstance(m, sales_events.OpportunityOpened)
+                                                          for m in ms) else None)(published()),
+                            timeout=60, what="OpportunityOpened on the sales topic")
+    finally:
+        leads.close()
+    assert [a["id"] for a in listed(client, "accounts")] == [lead.account_id]
+    assert [c["id"] for c in listed(client, "contacts")] == [lead.contact_id]
+    assert [o["id"] for o in listed(client, "opportunities")] == [opportunity_id]
+    assert (opportunity["name"], opportunity["account_id"], opportunity["owner_id"], opportunity["stage"]) == (
+        "Structured Programs: 50 seats", lead.account_id, "rep-ada", "prospecting")
+    assert (opportunity["amount"], opportunity["expected_close_on"]) == (
+        {"amount": "42000.00", "currency": "EUR"}, "2025-05-01")
+    opened = [m for m in messages if isinstance(m, sales_events.OpportunityOpened)]
+    assert [(m.opportunity_id, m.opened_by) for m in opened] == [(opportunity_id, "service:sales")]
+    assert sum(isinstance(m, sales_events.AccountOpened) for m in messages) == 1
+    assert sum(isinstance(m, sales_events.ContactAdded) for m in messages) == 1

@@ -79,4 +79,8 @@ def test_every_event_type_of_the_topic_is_a_sales_event():
     assert names == {f"crm.sales.v1.{name}" for name in (
         "AccountOpened", "AccountChanged", "ContactAdded", "ContactChanged", "PipelineConfigured",
         "OpportunityOpened", "OpportunityStageChanged", "OpportunityWon", "OpportunityLost", "ProductAdded",
-        "PriceBookPublished", "QuoteDrafted", "QuoteSent", "QuoteAccepted", "QuoteRejected", "QuoteRevised")}
+        "PriceBookPublished", "QuoteDrafted", "QuoteSent", "QuoteAccepted", "QuoteRejected", "QuoteRevised",
+        "FxRatesSet", "ContractDrafted", "ContractSubmitted", "ContractApproved", "ContractRejected",
+        "ContractSigned", "ContractActivated", "PaymentRecorded", "ContractExpired", "ContractTerminated",
+        "ContractRenewed", "OrderPlaced", "LoyaltyRuleSet", "LoyaltyPointsEarned", "LoyaltyPointsRedeemed",
+        "CommissionPlanSet", "CommissionEarned")}

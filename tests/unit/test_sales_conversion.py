@@ -57,6 +57,16 @@ class Dicts:
     def contact(self, contact_id):
         return self._get(Contact, contact_id)
 
+    def opportunity(self, opportunity_id):
+        from crm_sales.opportunities import Opportunity
+
+        return self._get(Opportunity, opportunity_id)
+
+    def pipeline(self):
+        from crm_sales.pipeline import DEFAULT_PIPELINE
+
+        return DEFAULT_PIPELINE
+
     def domain_account(self, domain):
         return self._get(DomainAccount, DomainAccount.id_for(domain))
 
@@ -251,3 +261,51 @@ def test_the_consumer_decides_a_batch_against_the_store_and_the_query_model():
     assert contacts["lead-3"].account_id == opened.id and contacts["lead-3"].account_reused
     assert sales.get_account(new_account).domain == "new.example"
     assert decide_conversions(sales, UNASSIGNED, batch) == []  # a redelivery
+
+
+# -- a converted lead with an opportunity ----------------------------------------------------
+
+def test_a_conversion_with_an_opportunity_opens_it_once_on_the_contacts_account():
+    from crm.common.v1 import money_pb2
+    from crm_sales.conversion import opportunity_id_for_lead
+
+    sales = SalesApplication(PlatformSettings(store="memory"))
+    known, _ = sales.open_account(OpenAccount(name="Known Co", domain="known.example", owner_id="rep-linus"))
+    message = lead_converted("lead-9", email="c@known.example")
+    message.opportunity_name = "Known Co: 40 seats"
+    message.opportunity_amount.CopyFrom(money_pb2.Money(amount="12000.00", currency_code="EUR"))
+    message.converted_at.FromDatetime(datetime(2025, 3, 1, 10, tzinfo=UTC))
+    batch = [delivery(message, 0), delivery(message, 1)]  # delivered twice in one batch
+    aggregates = decide_conversions(sales, UNASSIGNED, batch)
+    sales.save(*aggregates)
+    opportunity = sales.get_opportunity(opportunity_id_for_lead("lead-9"))
+    assert (opportunity.name, opportunity.account_id, opportunity.owner_id) == (
+        "Known Co: 40 seats", known.id, "rep-linus")
+    assert (str(opportunity.amount), opportunity.stage, opportunity.expected_close_on) == (
+        "12000.00 EUR", "prospecting", "2025-03-31")
+    assert decide_conversions(sales, UNASSIGNED, batch) == []  # delivered again later: nothing
+
+
+def test_a_redelivered_conversion_that_gained_an_opportunity_opens_it_and_no_amount_is_zero():
+    from crm_sales.conversion import opportunity_id_for_lead
+
+    sales = SalesApplication(PlatformSettings(store="memory"))
+    first = lead_converted("lead-7", email="x@acme.example")
+    sales.save(*decide_conversions(sales, UNASSIGNED, [delivery(first, 0)]))
+    again = lead_converted("lead-7", email="x@acme.example")
+    again.opportunity_name = "Acme pilot"
+    aggregates = decide_conversions(sales, UNASSIGNED, [delivery(again, 1)])
+    assert [type(a).__name__ for a in aggregates] == ["Opportunity"]
+    sales.save(*aggregates)
+    assert str(sales.get_opportunity(opportunity_id_for_lead("lead-7")).amount) == "0.00 EUR"
+
+
+def test_an_unusable_opportunity_is_dropped_never_the_customer():
+    from crm.common.v1 import money_pb2
+
+    message = lead_converted("lead-8", email="y@acme.example")
+    message.opportunity_name = "Deal"
+    message.opportunity_amount.CopyFrom(money_pb2.Money(amount="-5.00", currency_code="EUR"))
+    assert Conversion.from_message(lead_converted("lead-8")).opportunity is None
+    conversion = Conversion.from_message(message)
+    assert conversion.opportunity is None and conversion.name

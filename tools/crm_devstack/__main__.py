@@ -130,7 +130,7 @@ def test(args) -> int:
                                 [sys.executable, "-m", "pytest", *pytest_args])
 
 
-BENCHES = ("throughput.py", "leads_import.py", "steady_load.py")
+BENCHES = ("throughput.py", "leads_import.py", "steady_load.py", "sales_throughput.py")
 
 
 def bench(args) -> int:

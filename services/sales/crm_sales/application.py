@@ -17,7 +17,8 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -33,6 +34,8 @@ from crm_runtime.ownership import can_see, check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
 from crm_sales.catalogue import PriceBook, Product, product_id_for, validate_price_book, validate_product
 from crm_sales.catalogue import price_book_id_for as _price_book_id_for
+from crm_sales.commissions import CommissionPlan
+from crm_sales.contracts import Contract, check_term, contract_id_for
 from crm_sales.domain import (
     NAME_MAX,
     Account,
@@ -45,6 +48,17 @@ from crm_sales.domain import (
     validate_account,
     validate_contact,
 )
+from crm_sales.earnings import (
+    COMMISSION_PLAN_ID,
+    CommissionPlanSetting,
+    RepQuarter,
+    parse_period,
+    period_of,
+    plan_of,
+    quarter_id_for,
+)
+from crm_sales.fx import FX_TABLE_ID, FxRate, FxTable, Rates, check_base, parse_rates, rates_of
+from crm_sales.loyalty import LoyaltyRule
 from crm_sales.opportunities import (
     PIPELINE_ID,
     Opportunity,
@@ -55,18 +69,30 @@ from crm_sales.opportunities import (
     parse_date,
     validate_opportunity,
 )
-from crm_sales.permissions import ACCOUNTS, OPPORTUNITIES
+from crm_sales.orders import (
+    LOYALTY_PROGRAMME_ID,
+    LoyaltyAccount,
+    LoyaltyProgramme,
+    Order,
+    ledger_id_for,
+    loyalty_rule_of,
+)
+from crm_sales.payment_schedule import PaymentTerms
+from crm_sales.permissions import ACCOUNTS, CONTRACT_APPROVALS, OPPORTUNITIES
 from crm_sales.pipeline import Pipeline
 from crm_sales.pricing import PricedQuote, parse_lines, price_quote
-from crm_sales.quotes import Quote, check_valid_until, quote_id_for
+from crm_sales.quotes import Quote, QuoteStatus, check_valid_until, quote_id_for
 from crm_sales.views import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     AccountRecord,
     ContactRecord,
+    ContractRecord,
     ListQuery,
+    LoyaltyRecord,
     OpportunityQuery,
     OpportunityRecord,
+    OrderRecord,
     Page,
     PriceBookRecord,
     ProductQuery,
@@ -267,6 +293,119 @@ class RevisedQuote:
     created: bool
 
 
+@dataclass(frozen=True)
+class SetFxRates:
+    base: Any  # must be the configured base currency
+    rates: Any  # [{"currency", "rate", "on"}]
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class FxRatesRecord:
+    base_currency: str
+    on: str
+    rates: list[FxRate]  # per currency, the latest on or before `on`
+    version: int  # 0: nothing set yet
+
+
+@dataclass(frozen=True)
+class DraftContract:
+    quote_id: Any
+    starts_on: Any
+    ends_on: Any
+    payment_terms: Any  # {"instalments", "first_due_on", "every_months"}
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class WorkContract:
+    """`action`: submit, approve, reject (with `comment`), sign, activate, expire, terminate (`reason`)."""
+
+    contract_id: str | UUID
+    action: str
+    comment: Any = None
+    reason: Any = None
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class RenewContract:
+    contract_id: str | UUID
+    ends_on: Any
+    payment_terms: Any
+    starts_on: Any = None  # None: the day after the renewed contract's ends_on
+    expected_version: int | None = None
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class RenewedContract:
+    contract: ContractRecord  # the new one
+    previous: ContractRecord
+    created: bool
+
+
+@dataclass(frozen=True)
+class RecordPayment:
+    contract_id: str | UUID
+    instalment: Any
+    amount: Any  # {"amount", "currency"} or Money
+    paid_on: Any
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class SetLoyaltyRule:
+    rule: Any  # {"points_per_unit", "tier_multipliers"}
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class LoyaltyRuleRecord:
+    rule: LoyaltyRule
+    version: int  # 0: the default rule
+
+
+@dataclass(frozen=True)
+class RedeemPoints:
+    account_id: str | UUID
+    points: Any
+    reference: Any
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class SetCommissionPlan:
+    rules: Any
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class CommissionPlanRecord:
+    plan: CommissionPlan
+    version: int  # 0: no plan yet
+
+
+@dataclass(frozen=True)
+class ListCommissions:
+    owner_id: str | None = None  # None: the caller
+    period: str | None = None  # None: this quarter
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class CommissionsRecord:
+    owner_id: str
+    period: str
+    attainment: Money
+    commissions: list[dict[str, Any]]
+    totals: list[Money]  # per currency
+
+
 _CLOSE_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
@@ -307,9 +446,15 @@ class SalesApplication(ServiceApplication):
     name = "Sales"
 
     def __init__(self, platform: PlatformSettings, default_phone_region: str = "US",
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, base_currency: str = "EUR",
+                 approval_threshold: str | Decimal = "100000", converted_close_days: int = 30):
         super().__init__(platform)
         self.default_phone_region = default_phone_region
+        # Reports, thresholds, loyalty points and attainment are in this currency (FX table).
+        self.base_currency = check_currency("base_currency", base_currency)
+        # Contracts above this total in the base currency wait for a manager's approval.
+        self.approval_threshold = Money(Decimal(approval_threshold), base_currency).round_half_even()
+        self.converted_close_days = converted_close_days
         # What "today" is for quote expiry and close dates (UTC); tests set it.
         self.clock = clock or (lambda: datetime.now(UTC))
         self._views: SalesViews | None = None
@@ -508,27 +653,63 @@ class SalesApplication(ServiceApplication):
         opportunity = self._visible_opportunity(command.opportunity_id, who)
         check_version(opportunity, command.expected_version)
         pipeline = self.pipeline()
+        added: list[Any] = []
         if command.action == "stage":
             opportunity.move_to(pipeline, command.stage, moved_by=_subject(who))
         elif command.action == "win":
-            self._win(opportunity, who)
+            added = self._win(opportunity, who)
         elif command.action == "lose":
             opportunity.lose(command.reason, self.today(), lost_by=_subject(who))
         else:
             raise ValueError(f"unknown opportunity action {command.action!r}")
         if opportunity.pending_events:
-            self.save_changes(opportunity)
+            self.save_changes(opportunity, *added)
             log.info("opportunity.changed", opportunity_id=str(opportunity.id), stage=opportunity.stage)
             self._refresh_views()
         return OpportunityRecord.of(opportunity, pipeline)
 
-    def _win(self, opportunity: Opportunity, who: Principal | None, quote: Quote | None = None) -> None:
-        """Wins the opportunity (with the accepted quote that won it, if any): the caller
-        saves it, in the same transaction as the quote. The order of a won deal hooks in
-        here (placed with the same save) once orders exist."""
+    def _win(self, opportunity: Opportunity, who: Principal | None, quote: Quote | None = None) -> list[Any]:
+        """Wins the opportunity (with the accepted quote that won it, if any) and returns
+        what the win adds, for the caller to save in ONE transaction with the opportunity
+        (and the quote): with a quote, the order (`OrderPlaced`) and the account's loyalty
+        points; always, the owner's quarter counting the deal and its commissions. The won
+        net is converted to the base currency with the FX table first: no rate, nothing
+        won (409 naming the currency)."""
+        today = self.today()
         amount = quote.totals["net"] if quote is not None else None
-        opportunity.win(self.today(), won_by=_subject(who), amount=amount,
+        opportunity.win(today, won_by=_subject(who), amount=amount,
                         quote_id=str(quote.id) if quote is not None else None)
+        base_net = self.fx_rates().to_base(opportunity.amount, today)
+        added: list[Any] = []
+        order: Order | None = None
+        if quote is not None:
+            families = {}
+            for line in quote.lines:
+                product = self.find(Product, product_id_for(line["sku"]))
+                families[line["sku"]] = product.family if product is not None else None
+            order = Order.place(str(opportunity.id), quote, families, base_net, today, placed_by=_subject(who))
+            added.append(order)
+            ledger = self._loyalty_points(order, base_net)
+            if ledger is not None:
+                added.append(ledger)
+            lines = [(line["sku"], families[line["sku"]], quote.money(line["net"])) for line in quote.lines]
+        else:
+            lines = [("", None, opportunity.amount)]
+        period = period_of(today)
+        quarter = (self.find(RepQuarter, quarter_id_for(opportunity.owner_id, period))
+                   or RepQuarter.start(opportunity.owner_id, period, self.base_currency))
+        if quarter.count_deal(self.commission_plan(), str(opportunity.id), str(order.id) if order else None,
+                              base_net, lines, today):
+            added.append(quarter)
+        return added
+
+    def _loyalty_points(self, order: Order, base_net: Money) -> LoyaltyAccount | None:
+        """The account's ledger credited with the order's points, or None when it earns none."""
+        account = self.find(Account, UUID(order.account_id))
+        tier = account.tier.value if account is not None and account.tier else None
+        points = self.loyalty_rule().points_for(base_net, tier)
+        ledger = self.find(LoyaltyAccount, ledger_id_for(order.account_id)) or LoyaltyAccount.open(order.account_id)
+        return ledger if ledger.earn(points, str(order.id), base_net, tier) else None
 
     def list_opportunities(self, request: ListOpportunities) -> Page[OpportunityRecord]:
         who = _who(request.caller)
@@ -702,6 +883,7 @@ class SalesApplication(ServiceApplication):
         check_version(quote, command.expected_version)
         today = self.today()
         won: Opportunity | None = None
+        added: list[Any] = []
         if command.action == "send":
             quote.send(today, sent_by=_subject(who))
             self._opportunity_of(quote).check_open("sending a quote of it")
@@ -710,13 +892,13 @@ class SalesApplication(ServiceApplication):
             opportunity = self._opportunity_of(quote)
             opportunity.check_open("accepting a quote of it")
             if command.win_opportunity:
-                self._win(opportunity, who, quote)
+                added = self._win(opportunity, who, quote)
                 won = opportunity
         elif command.action == "reject":
             quote.reject(today, clean_reason(command.reason), rejected_by=_subject(who))
         else:
             raise ValueError(f"unknown quote action {command.action!r}")
-        self.save_changes(quote, won)
+        self.save_changes(quote, won, *added)
         log.info("quote.changed", quote_id=str(quote.id), status=str(quote.stored_status),
                  opportunity_won=won is not None)
         if won is not None:
@@ -753,6 +935,229 @@ class SalesApplication(ServiceApplication):
         self.save_changes(previous, quote)
         log.info("quote.revised", quote_id=str(previous.id), next_quote_id=str(quote.id), number=quote.number)
         return RevisedQuote(QuoteRecord.of(quote, today), QuoteRecord.of(previous, today), True)
+
+    # -- the FX table ------------------------------------------------------------------------
+
+    def _fx_table(self) -> FxTable | None:
+        return self.find(FxTable, FX_TABLE_ID)
+
+    def fx_rates(self) -> Rates:
+        return rates_of(self._fx_table(), self.base_currency)
+
+    def get_fx_rates(self, on: Any = None) -> FxRatesRecord:
+        day = parse_date("on", on) if on not in (None, "") else self.today()
+        table = self._fx_table()
+        rates = rates_of(table, self.base_currency)
+        return FxRatesRecord(self.base_currency, day.isoformat(), rates.rates_on(day),
+                             table.version if table is not None else 0)
+
+    def set_fx_rates(self, command: SetFxRates) -> FxRatesRecord:
+        """Adds dated rates (a currency and date already there is replaced)."""
+        who = _who(command.caller)
+        base = check_base(self.base_currency, command.base)
+        rates = parse_rates(base, command.rates)
+        table = self._fx_table()
+        if table is None:
+            table = FxTable.start(base, rates, set_by=_subject(who))
+        else:
+            table.add(base, rates, set_by=_subject(who))
+        self.save_changes(table)
+        log.info("fx.rates_set", rates=len(rates), version=table.version)
+        return self.get_fx_rates(max(rate.on for rate in rates))
+
+    # -- contracts -----------------------------------------------------------------------------
+
+    def _visible_contract(self, contract_id: str | UUID, who: Principal | None) -> Contract:
+        return check_visible(self.get(Contract, contract_id, "contract"), "contract", who)
+
+    def draft_contract(self, command: DraftContract) -> tuple[ContractRecord, bool]:
+        """A contract from an accepted quote the caller can see; returns (contract, created)."""
+        who = _who(command.caller)
+        if command.quote_id in (None, ""):
+            raise InvalidField("quote_id", "is required")
+        quote = self.find(Quote, parse_id("quote_id", command.quote_id))
+        if quote is None or not can_see(quote.owner_id, who):
+            raise InvalidField("quote_id", f"quote {command.quote_id} does not exist")
+        starts_on = parse_date("starts_on", command.starts_on)
+        ends_on = parse_date("ends_on", command.ends_on)
+        terms = PaymentTerms.parse(command.payment_terms)
+        check_term(starts_on, ends_on)
+        today = self.today()
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        existing = self.find(Contract, contract_id_for(key)) if key else None
+        if existing is None and quote.status_on(today) != QuoteStatus.ACCEPTED:
+            raise FailedPrecondition(f"quote {quote.id} is {quote.status_on(today)}; a contract needs it accepted")
+        contract, created = self.create_once(
+            Contract.draft(contract_id_for(key), str(quote.id), quote.opportunity_id, quote.account_id,
+                           quote.owner_id, quote.totals["gross"], starts_on, ends_on, terms,
+                           drafted_by=_subject(who)),
+            same=lambda first: first.same_draft(str(quote.id), starts_on, ends_on, terms))
+        if created:
+            log.info("contract.drafted", contract_id=str(contract.id), quote_id=contract.quote_id,
+                     total=str(contract.total_money))
+        else:
+            check_visible(contract, "contract", who)
+        return ContractRecord.of(contract, today), created
+
+    def get_contract(self, contract_id: str | UUID, caller: Principal | None = None) -> ContractRecord:
+        return ContractRecord.of(self._visible_contract(contract_id, _who(caller)), self.today())
+
+    def work_contract(self, command: WorkContract) -> ContractRecord:
+        """Moves a contract along its lifecycle (crm_sales.contracts). Approving and
+        rejecting need `contract_approvals:edit` (managers, admins), checked here too."""
+        who = _who(command.caller)
+        if command.action in ("approve", "reject") and who is not None:
+            who.check(CONTRACT_APPROVALS.name, Action.EDIT)
+        contract = self._visible_contract(command.contract_id, who)
+        check_version(contract, command.expected_version)
+        today = self.today()
+        by = _subject(who)
+        if command.action == "submit":
+            base_total = self.fx_rates().to_base(contract.total_money, today)
+            contract.submit(today, base_total, self.approval_threshold, submitted_by=by)
+        elif command.action == "approve":
+            contract.approve(today, command.comment, approved_by=by)
+        elif command.action == "reject":
+            contract.reject(today, command.comment, rejected_by=by)
+        elif command.action == "sign":
+            contract.sign(today, signed_by=by)
+        elif command.action == "activate":
+            contract.activate(today, activated_by=by)
+        elif command.action == "expire":
+            contract.expire(today, expired_by=by)
+        elif command.action == "terminate":
+            contract.terminate(today, command.reason, terminated_by=by)
+        else:
+            raise ValueError(f"unknown contract action {command.action!r}")
+        self.save_changes(contract)
+        log.info("contract.changed", contract_id=str(contract.id), action=command.action,
+                 status=str(contract.stored_status))
+        return ContractRecord.of(contract, today)
+
+    def record_payment(self, command: RecordPayment) -> ContractRecord:
+        who = _who(command.caller)
+        contract = self._visible_contract(command.contract_id, who)
+        check_version(contract, command.expected_version)
+        amount = command.amount if isinstance(command.amount, Money) else Money.parse(command.amount, field="amount")
+        paid_on = parse_date("paid_on", command.paid_on)
+        today = self.today()
+        contract.record_payment(today, command.instalment, amount, paid_on, recorded_by=_subject(who))
+        self.save_changes(contract)
+        log.info("contract.payment_recorded", contract_id=str(contract.id), instalment=command.instalment,
+                 amount=str(amount))
+        return ContractRecord.of(contract, today)
+
+    def renew_contract(self, command: RenewContract) -> RenewedContract:
+        """A new draft contract for the same quote and total, linked to this one (active or
+        expired), which becomes renewed; both saved in one transaction."""
+        who = _who(command.caller)
+        previous = self._visible_contract(command.contract_id, who)
+        today = self.today()
+        starts_on = (parse_date("starts_on", command.starts_on) if command.starts_on not in (None, "")
+                     else date.fromisoformat(previous.ends_on) + timedelta(days=1))
+        ends_on = parse_date("ends_on", command.ends_on)
+        terms = PaymentTerms.parse(command.payment_terms)
+        check_term(starts_on, ends_on)
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        repeat = self.find(Contract, contract_id_for(key)) if key else None
+        if repeat is not None:
+            if not repeat.same_draft(previous.quote_id, starts_on, ends_on, terms, str(previous.id)):
+                raise Conflict("Idempotency-Key was already used for a different request")
+            return RenewedContract(ContractRecord.of(repeat, today), ContractRecord.of(previous, today), False)
+        check_version(previous, command.expected_version)
+        previous.check_renewable(today)
+        contract = Contract.draft(contract_id_for(key), previous.quote_id, previous.opportunity_id,
+                                  previous.account_id, previous.owner_id, previous.total_money, starts_on,
+                                  ends_on, terms, drafted_by=_subject(who), renews_contract_id=str(previous.id))
+        previous.renew(today, str(contract.id), renewed_by=_subject(who))
+        self.save_changes(previous, contract)
+        log.info("contract.renewed", contract_id=str(previous.id), next_contract_id=str(contract.id))
+        return RenewedContract(ContractRecord.of(contract, today), ContractRecord.of(previous, today), True)
+
+    # -- orders and loyalty ----------------------------------------------------------------------
+
+    def get_order(self, order_id: str | UUID, caller: Principal | None = None) -> OrderRecord:
+        return OrderRecord.of(check_visible(self.get(Order, order_id, "order"), "order", _who(caller)))
+
+    def _loyalty_programme(self) -> LoyaltyProgramme | None:
+        return self.find(LoyaltyProgramme, LOYALTY_PROGRAMME_ID)
+
+    def loyalty_rule(self) -> LoyaltyRule:
+        return loyalty_rule_of(self._loyalty_programme(), self.base_currency)
+
+    def get_loyalty_rule(self) -> LoyaltyRuleRecord:
+        programme = self._loyalty_programme()
+        in_use = programme is not None and programme.rule_json.get("base_currency") == self.base_currency
+        return LoyaltyRuleRecord(self.loyalty_rule(), programme.version if programme is not None and in_use else 0)
+
+    def set_loyalty_rule(self, command: SetLoyaltyRule) -> LoyaltyRuleRecord:
+        who = _who(command.caller)
+        rule = LoyaltyRule.parse(command.rule, base_currency=self.base_currency, field="loyalty_rule")
+        programme = self._loyalty_programme()
+        if programme is None:
+            programme = LoyaltyProgramme.start(rule, set_by=_subject(who))
+        elif not programme.change(rule, set_by=_subject(who)):
+            return LoyaltyRuleRecord(rule, programme.version)
+        self.save_changes(programme)
+        log.info("loyalty.rule_set", version=programme.version)
+        return LoyaltyRuleRecord(rule, programme.version)
+
+    def get_loyalty(self, account_id: str | UUID, caller: Principal | None = None) -> LoyaltyRecord:
+        account = self._visible_account(account_id, _who(caller))
+        return LoyaltyRecord.of(str(account.id), self.find(LoyaltyAccount, ledger_id_for(account.id)))
+
+    def redeem_points(self, command: RedeemPoints) -> LoyaltyRecord:
+        """Redeems points from an account the caller can see; never below zero (409). A
+        reference already applied changes nothing."""
+        who = _who(command.caller)
+        account = self._visible_account(command.account_id, who)
+        ledger = self.find(LoyaltyAccount, ledger_id_for(account.id)) or LoyaltyAccount.open(str(account.id))
+        if ledger.redeem(command.points, command.reference, redeemed_by=_subject(who)):
+            self.save_changes(ledger)
+            log.info("loyalty.redeemed", account_id=str(account.id), points=command.points)
+        return LoyaltyRecord.of(str(account.id), self.find(LoyaltyAccount, ledger.id) or ledger)
+
+    # -- commissions -----------------------------------------------------------------------------
+
+    def _commission_setting(self) -> CommissionPlanSetting | None:
+        return self.find(CommissionPlanSetting, COMMISSION_PLAN_ID)
+
+    def commission_plan(self) -> CommissionPlan:
+        return plan_of(self._commission_setting(), self.base_currency)
+
+    def set_commission_plan(self, command: SetCommissionPlan) -> CommissionPlanRecord:
+        who = _who(command.caller)
+        plan = CommissionPlan.parse(command.rules, base_currency=self.base_currency)
+        setting = self._commission_setting()
+        if setting is None:
+            setting = CommissionPlanSetting.start(plan, set_by=_subject(who))
+        elif not setting.change(plan, set_by=_subject(who)):
+            return CommissionPlanRecord(plan, setting.version)
+        self.save_changes(setting)
+        log.info("commissions.plan_set", rules=len(plan.rules), version=setting.version)
+        return CommissionPlanRecord(plan, setting.version)
+
+    def get_commission_plan(self) -> CommissionPlanRecord:
+        setting = self._commission_setting()
+        return CommissionPlanRecord(self.commission_plan(), setting.version if setting is not None else 0)
+
+    def list_commissions(self, request: ListCommissions) -> CommissionsRecord:
+        """A rep's commissions in a quarter (a rep sees only their own: another's list is empty)."""
+        who = _who(request.caller)
+        owner = (plain_identifier("owner_id", request.owner_id) if request.owner_id
+                 else (who.subject if who is not None else None))
+        if owner is None:
+            raise InvalidField("owner_id", "is required")
+        period = parse_period(request.period) if request.period else period_of(self.today())
+        quarter = self.find(RepQuarter, quarter_id_for(owner, period)) if can_see(owner, who) else None
+        if quarter is None:
+            return CommissionsRecord(owner, period, Money.zero(self.base_currency), [], [])
+        sums: dict[str, Money] = {}
+        for item in quarter.commissions:
+            amount = Money.parse(item["amount"], field="amount")
+            sums[amount.currency] = sums.get(amount.currency, Money.zero(amount.currency)) + amount
+        return CommissionsRecord(owner, period, quarter.attainment, [dict(c) for c in quarter.commissions],
+                                 [sums[c] for c in sorted(sums)])
 
     # -- lead conversion --------------------------------------------------------------------
 
@@ -836,6 +1241,12 @@ class ConversionLookups:
 
     def contact(self, contact_id: UUID) -> Contact | None:
         return self._find(Contact, contact_id, "contact_id")  # type: ignore[no-any-return]
+
+    def opportunity(self, opportunity_id: UUID) -> Opportunity | None:
+        return self._find(Opportunity, opportunity_id, "lead_id")  # type: ignore[no-any-return]
+
+    def pipeline(self) -> Pipeline:
+        return self.app.pipeline()
 
     def domain_account(self, domain: str) -> DomainAccount | None:
         return self.app.find(DomainAccount, DomainAccount.id_for(domain))

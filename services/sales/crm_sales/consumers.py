@@ -27,11 +27,13 @@ log = logs.get(__name__)
 
 def decide_conversions(app: SalesApplication, unassigned_owner: str,
                        deliveries: Sequence[Delivery]) -> list[Any]:
-    """The aggregates a batch of deliveries changes (other lead events change nothing)."""
+    """The aggregates a batch of deliveries changes (other lead events change nothing); a
+    converted lead that names an opportunity also opens it (crm_sales.conversion)."""
     converted = [d for d in deliveries if isinstance(d.envelope.message, leads_events.LeadConverted)]
     if not converted:
         return []
-    plan = ConversionPlan(app.conversion_lookups(), unassigned_owner)
+    plan = ConversionPlan(app.conversion_lookups(), unassigned_owner, base_currency=app.base_currency,
+                          close_days=app.converted_close_days)
     for delivery in converted:
         envelope = delivery.envelope
         with tracing.bound_from_headers(envelope.context):

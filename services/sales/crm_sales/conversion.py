@@ -16,6 +16,14 @@ For each converted lead, in order:
    owner: the lead's owner, else the `unassigned_owner`), the domain claimed for it, and
    the contact added to it.
 
+When the event names an opportunity (`opportunity_name`, and optionally
+`opportunity_amount`), the plan also opens it on the contact's account, once: its id derives
+from the lead id (`opportunity_id_for_lead`), so a redelivery finds it and opens nothing.
+It opens in the pipeline's first open stage, owned by the account's owner, expected to close
+`close_days` after the conversion day, for the amount given (none: zero in the base
+currency). A refused opportunity name or amount drops the opportunity (logged), never the
+customer.
+
 Within a batch the plan sees what it decided before: two leads of the same new domain end
 in one account, the second joining the first. The contact's owner is its account's owner,
 as for every contact.
@@ -30,12 +38,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from crm_runtime import logs
 from crm_runtime.email_domains import email_domain_of, is_free_mail
 from crm_runtime.errors import InvalidField
+from crm_runtime.money import Money
+from crm_runtime.text import text_field
 from crm_sales.domain import (
     Account,
     Contact,
@@ -51,11 +63,28 @@ from crm_sales.domain import (
     validate_account,
     validate_contact,
 )
+from crm_sales.opportunities import NAME_MAX as OPPORTUNITY_NAME_MAX
+from crm_sales.opportunities import Opportunity, validate_opportunity
+from crm_sales.pipeline import Pipeline
 
 log = logs.get(__name__)
 
 # Who the conversion's events name as having opened the account and added the contact.
 CONVERTED_BY = "service:sales"
+_LEAD_OPPORTUNITY_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:lead-opportunity")
+
+
+def opportunity_id_for_lead(lead_id: str) -> UUID:
+    """The one opportunity a converted lead may open (stable: a redelivery finds it)."""
+    return uuid5(_LEAD_OPPORTUNITY_NAMESPACE, lead_id)
+
+
+@dataclass(frozen=True)
+class OpportunityRequest:
+    """The opportunity a converted lead asks for: its name and, if given, its amount."""
+
+    name: str
+    amount: Money | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,8 @@ class Conversion:
     owner_id: str | None = None
     # Lower-case ASCII (as accounts keep domains); None when there is none or it is unusable.
     email_domain: str | None = None
+    opportunity: OpportunityRequest | None = None
+    converted_on: date | None = None
 
     @property
     def company_domain(self) -> str | None:
@@ -99,7 +130,20 @@ class Conversion:
             industry=_optional(normalise_industry, message.industry, lead_id),
             country=_optional(normalise_region, message.country.upper(), lead_id, "country"),
             owner_id=_optional(lambda raw: plain_identifier("owner_id", raw), message.owner_id, lead_id),
-            email_domain=_optional(normalise_domain, raw_domain, lead_id, "email_domain"))
+            email_domain=_optional(normalise_domain, raw_domain, lead_id, "email_domain"),
+            opportunity=_optional(_opportunity_request, message, lead_id, "opportunity")
+            if message.opportunity_name.strip() else None,
+            converted_on=(message.converted_at.ToDatetime(tzinfo=UTC).date() if message.HasField("converted_at")
+                          else None))
+
+
+def _opportunity_request(message: Any) -> OpportunityRequest:
+    name = text_field("opportunity_name", message.opportunity_name, OPPORTUNITY_NAME_MAX, required=True)
+    assert name is not None  # required
+    amount = None
+    if message.HasField("opportunity_amount"):
+        amount = Money.from_proto(message.opportunity_amount, field="opportunity_amount")
+    return OpportunityRequest(name, amount)
 
 
 def _optional(rule: Callable[[Any], Any], raw: Any, lead_id: str, name: str | None = None) -> Any:
@@ -117,6 +161,10 @@ class Lookups(Protocol):
     """What the plan reads from the sales store and its query model."""
 
     def account(self, account_id: UUID) -> Account | None: ...
+
+    def opportunity(self, opportunity_id: UUID) -> Opportunity | None: ...
+
+    def pipeline(self) -> Pipeline: ...
 
     def contact(self, contact_id: UUID) -> Contact | None: ...
 
@@ -149,10 +197,15 @@ class ConversionPlan:
     lookups: Lookups
     unassigned_owner: str
     converted_by: str = CONVERTED_BY
+    # A converted lead's opportunity: its currency when no amount is given, and how many
+    # days after the conversion it is expected to close.
+    base_currency: str = "EUR"
+    close_days: int = 30
     outcomes: list[Outcome] = field(default_factory=list)
     _accounts: dict[UUID, Account | None] = field(default_factory=dict)
     _contacts: dict[UUID, Contact | None] = field(default_factory=dict)
     _claims: dict[str, DomainAccount | None] = field(default_factory=dict)
+    _opportunities: dict[UUID, Opportunity | None] = field(default_factory=dict)
     _changed: dict[UUID, Any] = field(default_factory=dict)
 
     @property
@@ -161,8 +214,16 @@ class ConversionPlan:
         return list(self._changed.values())
 
     def convert(self, conversion: Conversion) -> Outcome:
+        outcome = self._convert(conversion)
+        opportunity = self._open_opportunity(conversion, outcome.account_id)
+        if opportunity is None:
+            return self._done(outcome)
+        self._changed[opportunity.id] = opportunity
+        return self._done(Outcome(conversion, outcome.result, outcome.account_id, (*outcome.changed, opportunity)))
+
+    def _convert(self, conversion: Conversion) -> Outcome:
         if self._contact(conversion.contact_id) is not None:
-            return self._done(Outcome(conversion, "redelivered", self._contact_account(conversion)))
+            return Outcome(conversion, "redelivered", self._contact_account(conversion))
         account = self._account(conversion.account_id)
         domain = conversion.company_domain
         result = "joined"
@@ -185,7 +246,34 @@ class ConversionPlan:
         changed.append(contact)
         for aggregate in changed:
             self._changed[aggregate.id] = aggregate
-        return self._done(Outcome(conversion, result, account.id, tuple(changed)))
+        return Outcome(conversion, result, account.id, tuple(changed))
+
+    def _open_opportunity(self, conversion: Conversion, account_id: UUID) -> Opportunity | None:
+        """The lead's opportunity, opened once on its account (None: none asked, or it exists)."""
+        request = conversion.opportunity
+        if request is None:
+            return None
+        opportunity_id = opportunity_id_for_lead(conversion.lead_id)
+        if opportunity_id not in self._opportunities:
+            self._opportunities[opportunity_id] = self.lookups.opportunity(opportunity_id)
+        if self._opportunities[opportunity_id] is not None:
+            return None
+        account = self._account(account_id)
+        if account is None:  # never: the contact's account was found or opened above
+            return None
+        pipeline = self.lookups.pipeline()
+        day = conversion.converted_on or datetime.now(UTC).date()
+        amount = request.amount or Money(Decimal(0), self.base_currency).round_half_even()
+        try:
+            details = validate_opportunity(pipeline, request.name, str(account.id), amount,
+                                           day + timedelta(days=self.close_days), account.owner_id, None)
+        except InvalidField as exc:
+            log.warning("conversion.field_dropped", lead_id=conversion.lead_id, field="opportunity",
+                        reason=str(exc))
+            return None
+        opportunity = Opportunity.open(details, pipeline, opportunity_id, opened_by=self.converted_by)
+        self._opportunities[opportunity_id] = opportunity
+        return opportunity
 
     def _done(self, outcome: Outcome) -> Outcome:
         self.outcomes.append(outcome)

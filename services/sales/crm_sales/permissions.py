@@ -66,3 +66,50 @@ QUOTES = Resource("quotes", {
     "service": {Action.VIEW},
     "analyst": {Action.VIEW, Action.EXPORT},
 })
+
+# The FX table: managers keep it; everyone reads it (it converts for reports and thresholds).
+FX_RATES = Resource("fx_rates", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# A contract belongs to its quote's owner: a rep drafts, submits, signs, activates, records
+# payments on and renews their own. Service accounts (the workflow) read them and expire them.
+CONTRACTS = Resource("contracts", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW, Action.CREATE, Action.EDIT},
+    "service": {Action.VIEW, Action.EDIT},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# Approving or rejecting a contract waiting for approval (`contract_approvals:edit`): managers
+# and admins only, and never on a contract they own or submitted (crm_sales.contracts).
+CONTRACT_APPROVALS = Resource("contract_approvals", {
+    "sales_manager": ALL_ACTIONS,
+})
+
+# Orders are placed by winning a deal, never over the API; a rep sees their own.
+ORDERS = Resource("orders", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# Loyalty: `view` reads an account's ledger (a rep: of their own accounts), `create`
+# redeems points, `edit` sets the earning rule (managers).
+LOYALTY = Resource("loyalty", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW, Action.CREATE},
+    "service": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})
+
+# Commissions: `view` lists a rep's (a rep: their own), `edit` sets the plan (managers).
+COMMISSIONS = Resource("commissions", {
+    "sales_manager": ALL_ACTIONS,
+    "sales_rep": {Action.VIEW},
+    "analyst": {Action.VIEW, Action.EXPORT},
+})

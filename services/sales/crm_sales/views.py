@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from eventsourcing.application import Application
@@ -69,8 +70,10 @@ from crm_runtime.index import decode_cursor as _decode_cursor
 from crm_runtime.money import Money
 from crm_runtime.settings import PlatformSettings
 from crm_sales.catalogue import PriceBook, Product
+from crm_sales.contracts import Contract
 from crm_sales.domain import ID_MAX, Account, Contact
 from crm_sales.opportunities import Opportunity
+from crm_sales.orders import LoyaltyAccount, Order
 from crm_sales.pipeline import Pipeline
 from crm_sales.quotes import Quote
 
@@ -332,6 +335,118 @@ class QuoteRecord:
                    next_quote_id=quote.next_quote_id, status=str(quote.status_on(today)), lines=lines,
                    totals=quote.totals, version=quote.version, created_at=quote.created_on,
                    updated_at=quote.modified_on)
+
+
+@dataclass(frozen=True)
+class ScheduledInstalment:
+    instalment: int
+    due_on: str
+    amount: Money
+    paid: Money
+    outstanding: Money
+
+
+@dataclass(frozen=True)
+class ContractRecord:
+    id: str
+    quote_id: str
+    opportunity_id: str
+    account_id: str
+    owner_id: str
+    status: str  # as of today: an active contract past ends_on shows expired
+    total: Money
+    starts_on: str
+    ends_on: str
+    payment_terms: dict[str, Any]
+    payment_schedule: list[ScheduledInstalment]
+    outstanding: Money
+    approval_required: bool | None  # None until submitted
+    base_total: Money | None
+    submitted_by: str | None
+    approved_by: str | None
+    approval_comment: str | None
+    rejection_comment: str | None
+    signed_on: str | None
+    activated_on: str | None
+    terminated_on: str | None
+    termination_reason: str | None
+    renews_contract_id: str | None
+    renewed_by_contract_id: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, contract: Contract, today: date) -> ContractRecord:
+        schedule = []
+        for item in contract.instalments:
+            paid = contract.paid_on_instalment(item.instalment)
+            schedule.append(ScheduledInstalment(item.instalment, item.due_on.isoformat(), item.amount, paid,
+                                                item.amount - paid))
+        base = contract.base_total
+        return cls(
+            id=str(contract.id), quote_id=contract.quote_id, opportunity_id=contract.opportunity_id,
+            account_id=contract.account_id, owner_id=contract.owner_id, status=str(contract.status_on(today)),
+            total=contract.total_money, starts_on=contract.starts_on, ends_on=contract.ends_on,
+            payment_terms=dict(contract.payment_terms), payment_schedule=schedule,
+            outstanding=contract.outstanding, approval_required=contract.approval_required,
+            base_total=Money(Decimal(base["amount"]), base["currency"]) if base else None,
+            submitted_by=contract.submitted_by, approved_by=contract.approved_by,
+            approval_comment=contract.approval_comment, rejection_comment=contract.rejection_comment,
+            signed_on=contract.signed_on, activated_on=contract.activated_on,
+            terminated_on=contract.terminated_on, termination_reason=contract.termination_reason,
+            renews_contract_id=contract.renews_contract_id,
+            renewed_by_contract_id=contract.renewed_by_contract_id, version=contract.version,
+            created_at=contract.created_on, updated_at=contract.modified_on)
+
+
+@dataclass(frozen=True)
+class OrderLineRecord:
+    sku: str
+    family: str | None
+    quantity: str
+    net: Money
+    tax: Money
+    gross: Money
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    id: str
+    opportunity_id: str
+    quote_id: str
+    account_id: str
+    owner_id: str
+    lines: list[OrderLineRecord]
+    totals: dict[str, Money]
+    base_net: Money
+    placed_on: str
+    version: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, order: Order) -> OrderRecord:
+        money = order.money
+        return cls(
+            id=str(order.id), opportunity_id=order.opportunity_id, quote_id=order.quote_id,
+            account_id=order.account_id, owner_id=order.owner_id,
+            lines=[OrderLineRecord(line["sku"], line["family"], line["quantity"], money(line["net"]),
+                                   money(line["tax"]), money(line["gross"])) for line in order.lines],
+            totals={"net": money(order.net), "tax": money(order.tax), "gross": money(order.gross)},
+            base_net=order.base_net_money, placed_on=order.placed_on, version=order.version,
+            created_at=order.created_on)
+
+
+@dataclass(frozen=True)
+class LoyaltyRecord:
+    account_id: str
+    balance: int
+    ledger: list[dict[str, Any]]  # {"kind", "points", "balance", "reference"}
+
+    @classmethod
+    def of(cls, account_id: str, ledger: LoyaltyAccount | None) -> LoyaltyRecord:
+        entries = [dict(entry) for entry in ledger.entries] if ledger is not None else []
+        return cls(account_id, entries[-1]["balance"] if entries else 0, entries)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,15 @@ from crm_runtime.grpc_server import Registration, rpc
 from crm_sales.adapters.messages import (
     PROTO_TO_TIER,
     account_to_message,
+    commission_plan_to_message,
+    commissions_to_message,
     contact_to_message,
+    contract_to_message,
+    fx_rates_to_message,
+    loyalty_rule_to_message,
+    loyalty_to_message,
     opportunity_to_message,
+    order_to_message,
     pipeline_to_message,
     price_book_to_message,
     product_to_message,
@@ -27,7 +34,9 @@ from crm_sales.application import (
     ChangeAccount,
     ChangeContact,
     ConfigurePipeline,
+    DraftContract,
     DraftQuote,
+    ListCommissions,
     ListOpportunities,
     ListPriceBooks,
     ListProducts,
@@ -35,12 +44,33 @@ from crm_sales.application import (
     OpenAccount,
     OpenOpportunity,
     PublishPriceBook,
+    RecordPayment,
+    RedeemPoints,
+    RenewContract,
     ReviseQuote,
     SalesApplication,
+    SetCommissionPlan,
+    SetFxRates,
+    SetLoyaltyRule,
+    WorkContract,
     WorkOpportunity,
     WorkQuote,
 )
-from crm_sales.permissions import ACCOUNTS, CONTACTS, OPPORTUNITIES, PIPELINE, PRICE_BOOKS, PRODUCTS, QUOTES
+from crm_sales.permissions import (
+    ACCOUNTS,
+    COMMISSIONS,
+    CONTACTS,
+    CONTRACT_APPROVALS,
+    CONTRACTS,
+    FX_RATES,
+    LOYALTY,
+    OPPORTUNITIES,
+    ORDERS,
+    PIPELINE,
+    PRICE_BOOKS,
+    PRODUCTS,
+    QUOTES,
+)
 from crm_sales.views import DEFAULT_LIMIT, MAX_LIMIT
 
 # The list fields' names on this protocol.
@@ -93,6 +123,12 @@ def _lines(lines) -> list[dict[str, Any]]:
             item["discount"] = {"amount": _money(line.discount.amount, True)}
         out.append(item)
     return out
+
+
+def _terms(terms) -> dict[str, Any]:
+    """PaymentTerms as the JSON the application parses (every_months 0: 1)."""
+    return {"instalments": terms.instalments, "first_due_on": terms.first_due_on,
+            "every_months": terms.every_months or 1}
 
 
 def _version(value: int) -> int | None:
@@ -331,6 +367,136 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
             caller=current_principal()))
         return sales_pb2.ReviseQuoteResponse(quote=quote_to_message(result.quote),
                                              previous=quote_to_message(result.previous))
+
+    # -- FX table ---------------------------------------------------------------------------
+
+    @rpc(FX_RATES.edit)
+    async def SetFxRates(self, request, context):
+        record = await asyncio.to_thread(self.app.set_fx_rates, SetFxRates(
+            request.base_currency, [{"currency": r.currency_code, "rate": r.rate, "on": r.on} for r in request.rates],
+            caller=current_principal()))
+        return sales_pb2.SetFxRatesResponse(fx_rates=fx_rates_to_message(record))
+
+    @rpc(FX_RATES.view)
+    async def GetFxRates(self, request, context):
+        record = await asyncio.to_thread(self.app.get_fx_rates, request.on or None)
+        return sales_pb2.GetFxRatesResponse(fx_rates=fx_rates_to_message(record))
+
+    # -- contracts --------------------------------------------------------------------------
+
+    @rpc(CONTRACTS.create)
+    async def CreateContract(self, request, context):
+        record, created = await asyncio.to_thread(self.app.draft_contract, DraftContract(
+            request.quote_id, request.starts_on, request.ends_on, _terms(request.payment_terms),
+            request_key=request.request_id or None, caller=current_principal()))
+        return sales_pb2.CreateContractResponse(contract=contract_to_message(record), created=created)
+
+    @rpc(CONTRACTS.view)
+    async def GetContract(self, request, context):
+        record = await asyncio.to_thread(self.app.get_contract, request.contract_id, current_principal())
+        return sales_pb2.GetContractResponse(contract=contract_to_message(record))
+
+    async def _work_contract(self, request, action: str, **fields):
+        return contract_to_message(await asyncio.to_thread(self.app.work_contract, WorkContract(
+            request.contract_id, action, expected_version=_version(request.expected_version),
+            caller=current_principal(), **fields)))
+
+    @rpc(CONTRACTS.edit)
+    async def SubmitContract(self, request, context):
+        return sales_pb2.SubmitContractResponse(contract=await self._work_contract(request, "submit"))
+
+    @rpc(CONTRACT_APPROVALS.edit)
+    async def ApproveContract(self, request, context):
+        return sales_pb2.ApproveContractResponse(
+            contract=await self._work_contract(request, "approve", comment=request.comment or None))
+
+    @rpc(CONTRACT_APPROVALS.edit)
+    async def RejectContract(self, request, context):
+        return sales_pb2.RejectContractResponse(
+            contract=await self._work_contract(request, "reject", comment=request.comment))
+
+    @rpc(CONTRACTS.edit)
+    async def SignContract(self, request, context):
+        return sales_pb2.SignContractResponse(contract=await self._work_contract(request, "sign"))
+
+    @rpc(CONTRACTS.edit)
+    async def ActivateContract(self, request, context):
+        return sales_pb2.ActivateContractResponse(contract=await self._work_contract(request, "activate"))
+
+    @rpc(CONTRACTS.edit)
+    async def TerminateContract(self, request, context):
+        return sales_pb2.TerminateContractResponse(
+            contract=await self._work_contract(request, "terminate", reason=request.reason or None))
+
+    @rpc(CONTRACTS.edit)
+    async def ExpireContract(self, request, context):
+        return sales_pb2.ExpireContractResponse(contract=await self._work_contract(request, "expire"))
+
+    @rpc(CONTRACTS.create)
+    async def RenewContract(self, request, context):
+        result = await asyncio.to_thread(self.app.renew_contract, RenewContract(
+            request.contract_id, request.ends_on, _terms(request.payment_terms),
+            starts_on=request.starts_on or None, expected_version=_version(request.expected_version),
+            request_key=request.request_id or None, caller=current_principal()))
+        return sales_pb2.RenewContractResponse(contract=contract_to_message(result.contract),
+                                               previous=contract_to_message(result.previous))
+
+    @rpc(CONTRACTS.edit)
+    async def RecordPayment(self, request, context):
+        record = await asyncio.to_thread(self.app.record_payment, RecordPayment(
+            request.contract_id, request.instalment, _money(request.amount, request.HasField("amount")),
+            request.paid_on, expected_version=_version(request.expected_version), caller=current_principal()))
+        return sales_pb2.RecordPaymentResponse(contract=contract_to_message(record))
+
+    # -- orders and loyalty ----------------------------------------------------------------------
+
+    @rpc(ORDERS.view)
+    async def GetOrder(self, request, context):
+        record = await asyncio.to_thread(self.app.get_order, request.order_id, current_principal())
+        return sales_pb2.GetOrderResponse(order=order_to_message(record))
+
+    @rpc(LOYALTY.edit)
+    async def SetLoyaltyRule(self, request, context):
+        record = await asyncio.to_thread(self.app.set_loyalty_rule, SetLoyaltyRule(
+            {"points_per_unit": request.points_per_unit or "1", "tier_multipliers": dict(request.tier_multipliers)},
+            caller=current_principal()))
+        return sales_pb2.SetLoyaltyRuleResponse(rule=loyalty_rule_to_message(record))
+
+    @rpc(LOYALTY.view)
+    async def GetLoyalty(self, request, context):
+        record = await asyncio.to_thread(self.app.get_loyalty, request.account_id, current_principal())
+        return sales_pb2.GetLoyaltyResponse(loyalty=loyalty_to_message(record))
+
+    @rpc(LOYALTY.create)
+    async def RedeemLoyaltyPoints(self, request, context):
+        record = await asyncio.to_thread(self.app.redeem_points, RedeemPoints(
+            request.account_id, request.points, request.reference, caller=current_principal()))
+        return sales_pb2.RedeemLoyaltyPointsResponse(loyalty=loyalty_to_message(record))
+
+    # -- commissions -----------------------------------------------------------------------------
+
+    @rpc(COMMISSIONS.edit)
+    async def SetCommissionPlan(self, request, context):
+        rules = []
+        for rule in request.rules:
+            item = {"percent": rule.percent}
+            if rule.owner_id:
+                item["owner_id"] = rule.owner_id
+            if rule.family:
+                item["family"] = rule.family
+            if rule.tiers:
+                item["tiers"] = [{"attainment_from": _money(tier.attainment_from, tier.HasField("attainment_from")),
+                                  "percent": tier.percent} for tier in rule.tiers]
+            rules.append(item)
+        record = await asyncio.to_thread(self.app.set_commission_plan, SetCommissionPlan(
+            {"rules": rules}, caller=current_principal()))
+        return sales_pb2.SetCommissionPlanResponse(plan=commission_plan_to_message(record))
+
+    @rpc(COMMISSIONS.view)
+    async def ListCommissions(self, request, context):
+        record = await asyncio.to_thread(self.app.list_commissions, ListCommissions(
+            request.owner_id or None, request.period or None, caller=current_principal()))
+        return commissions_to_message(record)
 
 
 def registrations(app: SalesApplication) -> list[Registration]:

@@ -145,9 +145,12 @@ PATCH_ERRORS = error_responses(404, 409, 422, 428)
 
 
 def routers(app: SalesApplication) -> list[APIRouter]:
-    from crm_sales.adapters import deals  # pipeline, opportunities, products, price books, quotes
+    from crm_sales.adapters import (
+        deals,  # pipeline, opportunities, products, price books, quotes
+        lead_to_cash,  # FX, contracts, orders, loyalty, commissions
+    )
 
-    return [accounts_router(app), contacts_router(app), *deals.routers(app)]
+    return [accounts_router(app), contacts_router(app), *deals.routers(app), *lead_to_cash.routers(app)]
 
 
 def accounts_router(app: SalesApplication) -> APIRouter:

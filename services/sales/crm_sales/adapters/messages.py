@@ -17,14 +17,21 @@ from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
 from crm_runtime.money import Money
 from crm_sales.catalogue import PriceBook, Product
+from crm_sales.contracts import Contract
 from crm_sales.domain import Account, Contact, DomainAccount, Tier
+from crm_sales.earnings import CommissionPlanSetting, RepQuarter
+from crm_sales.fx import FxTable
 from crm_sales.opportunities import Opportunity, SalesPipeline
+from crm_sales.orders import LoyaltyAccount, LoyaltyProgramme, Order
 from crm_sales.pipeline import FINAL_STAGES, Pipeline
 from crm_sales.quotes import Quote
 from crm_sales.views import (
     AccountRecord,
     ContactRecord,
+    ContractRecord,
+    LoyaltyRecord,
     OpportunityRecord,
+    OrderRecord,
     PriceBookRecord,
     ProductRecord,
     QuoteLineRecord,
@@ -303,3 +310,256 @@ def quote_to_message(record: QuoteRecord) -> sales_pb2.Quote:
         lines=[_line_to_message(line, record.currency) for line in record.lines],
         totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
         version=record.version, created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+
+
+# -- the FX table, contracts, orders, loyalty, commissions ----------------------------------------
+
+EVENTS.internal(
+    # An account's ledger opening, a rep's quarter starting and counting a deal are
+    # bookkeeping: the published facts are LoyaltyPointsEarned/Redeemed and CommissionEarned.
+    LoyaltyAccount.Opened, RepQuarter.Started, RepQuarter.DealCounted)
+
+
+def _stored_money(value: dict[str, str]) -> Any:
+    return Money(Decimal(value["amount"]), value["currency"]).to_proto()
+
+
+def fx_rates_to_proto(rates: list[dict[str, str]]) -> list[values_pb2.FxRate]:
+    return [values_pb2.FxRate(currency_code=rate["currency"], rate=rate["rate"], on=rate["on"]) for rate in rates]
+
+
+@EVENTS.publishes(FxTable.Set, FxTable.Changed)
+def fx_rates_set(event: Any) -> events_pb2.FxRatesSet:
+    return events_pb2.FxRatesSet(
+        base_currency=event.base_currency, rates=fx_rates_to_proto(event.rates), version=event.originator_version,
+        set_at=timestamp(event.timestamp), set_by=event.set_by)
+
+
+def terms_to_proto(terms: dict[str, Any]) -> values_pb2.PaymentTerms:
+    return values_pb2.PaymentTerms(instalments=terms["instalments"], first_due_on=terms["first_due_on"],
+                                   every_months=terms["every_months"])
+
+
+def schedule_to_proto(schedule: list[dict[str, Any]], currency: str) -> list[values_pb2.Instalment]:
+    return [values_pb2.Instalment(instalment=item["instalment"], due_on=item["due_on"],
+                                  amount=money(item["amount"], currency)) for item in schedule]
+
+
+@EVENTS.publishes(Contract.Drafted)
+def contract_drafted(event: Contract.Drafted) -> events_pb2.ContractDrafted:
+    return events_pb2.ContractDrafted(
+        contract_id=str(event.originator_id), quote_id=event.quote_id, opportunity_id=event.opportunity_id,
+        account_id=event.account_id, owner_id=event.owner_id, total=money(event.total, event.currency),
+        starts_on=event.starts_on, ends_on=event.ends_on, payment_terms=terms_to_proto(event.payment_terms),
+        payment_schedule=schedule_to_proto(event.schedule, event.currency),
+        renews_contract_id=event.renews_contract_id or "", version=event.originator_version,
+        drafted_at=timestamp(event.timestamp), drafted_by=event.drafted_by)
+
+
+def _contract(event: Any) -> dict[str, Any]:
+    return {"contract_id": str(event.originator_id), "account_id": event.account_id, "owner_id": event.owner_id,
+            "version": event.originator_version}
+
+
+@EVENTS.publishes(Contract.Submitted)
+def contract_submitted(event: Contract.Submitted) -> events_pb2.ContractSubmitted:
+    return events_pb2.ContractSubmitted(
+        **_contract(event), total=money(event.total, event.currency), base_total=_stored_money(event.base_total),
+        approval_threshold=_stored_money(event.threshold), approval_required=event.approval_required,
+        submitted_on=event.submitted_on, ends_on=event.ends_on, submitted_at=timestamp(event.timestamp),
+        submitted_by=event.submitted_by)
+
+
+@EVENTS.publishes(Contract.Approved)
+def contract_approved(event: Contract.Approved) -> events_pb2.ContractApproved:
+    return events_pb2.ContractApproved(
+        **_contract(event), total=money(event.total, event.currency), automatic=event.automatic,
+        comment=event.comment or "", approved_on=event.approved_on, approved_at=timestamp(event.timestamp),
+        approved_by=event.approved_by)
+
+
+@EVENTS.publishes(Contract.Rejected)
+def contract_rejected(event: Contract.Rejected) -> events_pb2.ContractRejected:
+    return events_pb2.ContractRejected(
+        **_contract(event), comment=event.comment or "", rejected_on=event.rejected_on,
+        rejected_at=timestamp(event.timestamp), rejected_by=event.rejected_by)
+
+
+@EVENTS.publishes(Contract.Signed)
+def contract_signed(event: Contract.Signed) -> events_pb2.ContractSigned:
+    return events_pb2.ContractSigned(
+        **_contract(event), total=money(event.total, event.currency), signed_on=event.signed_on,
+        starts_on=event.starts_on, ends_on=event.ends_on, signed_at=timestamp(event.timestamp),
+        signed_by=event.signed_by)
+
+
+@EVENTS.publishes(Contract.Activated)
+def contract_activated(event: Contract.Activated) -> events_pb2.ContractActivated:
+    return events_pb2.ContractActivated(
+        **_contract(event), total=money(event.total, event.currency), activated_on=event.activated_on,
+        starts_on=event.starts_on, ends_on=event.ends_on,
+        instalments=schedule_to_proto(event.schedule, event.currency),
+        activated_at=timestamp(event.timestamp), activated_by=event.activated_by)
+
+
+@EVENTS.publishes(Contract.PaymentRecorded)
+def payment_recorded(event: Contract.PaymentRecorded) -> events_pb2.PaymentRecorded:
+    return events_pb2.PaymentRecorded(
+        **_contract(event), instalment=event.instalment, amount=money(event.amount, event.currency),
+        paid_on=event.paid_on, instalment_outstanding=money(event.instalment_outstanding, event.currency),
+        contract_outstanding=money(event.contract_outstanding, event.currency),
+        recorded_at=timestamp(event.timestamp), recorded_by=event.recorded_by)
+
+
+@EVENTS.publishes(Contract.Expired)
+def contract_expired(event: Contract.Expired) -> events_pb2.ContractExpired:
+    return events_pb2.ContractExpired(
+        **_contract(event), ends_on=event.ends_on, expired_on=event.expired_on,
+        expired_at=timestamp(event.timestamp), expired_by=event.expired_by)
+
+
+@EVENTS.publishes(Contract.Terminated)
+def contract_terminated(event: Contract.Terminated) -> events_pb2.ContractTerminated:
+    return events_pb2.ContractTerminated(
+        **_contract(event), from_status=event.from_status, reason=event.reason or "",
+        terminated_on=event.terminated_on, terminated_at=timestamp(event.timestamp),
+        terminated_by=event.terminated_by)
+
+
+@EVENTS.publishes(Contract.Renewed)
+def contract_renewed(event: Contract.Renewed) -> events_pb2.ContractRenewed:
+    return events_pb2.ContractRenewed(
+        **_contract(event), next_contract_id=event.next_contract_id, renewed_on=event.renewed_on,
+        renewed_at=timestamp(event.timestamp), renewed_by=event.renewed_by)
+
+
+def order_lines_to_proto(lines: list[dict[str, Any]], currency: str) -> list[values_pb2.OrderLine]:
+    return [values_pb2.OrderLine(sku=line["sku"], family=line["family"] or "", quantity=line["quantity"],
+                                 net=money(line["net"], currency), tax=money(line["tax"], currency),
+                                 gross=money(line["gross"], currency)) for line in lines]
+
+
+@EVENTS.publishes(Order.Placed)
+def order_placed(event: Order.Placed) -> events_pb2.OrderPlaced:
+    return events_pb2.OrderPlaced(
+        order_id=str(event.originator_id), opportunity_id=event.opportunity_id, quote_id=event.quote_id,
+        account_id=event.account_id, owner_id=event.owner_id, lines=order_lines_to_proto(event.lines, event.currency),
+        totals=totals_to_proto(event.net, event.tax, event.gross, event.currency),
+        base_net=_stored_money(event.base_net), placed_on=event.placed_on, version=event.originator_version,
+        placed_at=timestamp(event.timestamp), placed_by=event.placed_by)
+
+
+@EVENTS.publishes(LoyaltyProgramme.RuleSet, LoyaltyProgramme.RuleChanged)
+def loyalty_rule_set(event: Any) -> events_pb2.LoyaltyRuleSet:
+    rule = event.rule
+    return events_pb2.LoyaltyRuleSet(
+        base_currency=rule["base_currency"], points_per_unit=rule["points_per_unit"],
+        tier_multipliers=dict(rule["tier_multipliers"]), version=event.originator_version,
+        set_at=timestamp(event.timestamp), set_by=event.set_by)
+
+
+@EVENTS.publishes(LoyaltyAccount.Earned)
+def loyalty_points_earned(event: LoyaltyAccount.Earned) -> events_pb2.LoyaltyPointsEarned:
+    return events_pb2.LoyaltyPointsEarned(
+        ledger_id=str(event.originator_id), account_id=event.account_id, order_id=event.order_id,
+        points=event.points, balance=event.balance, base_amount=_stored_money(event.base_amount),
+        tier=event.tier or "", version=event.originator_version, earned_at=timestamp(event.timestamp))
+
+
+@EVENTS.publishes(LoyaltyAccount.Redeemed)
+def loyalty_points_redeemed(event: LoyaltyAccount.Redeemed) -> events_pb2.LoyaltyPointsRedeemed:
+    return events_pb2.LoyaltyPointsRedeemed(
+        ledger_id=str(event.originator_id), account_id=event.account_id, points=event.points,
+        balance=event.balance, reference=event.reference, version=event.originator_version,
+        redeemed_at=timestamp(event.timestamp), redeemed_by=event.redeemed_by)
+
+
+def commission_rules_to_proto(plan: dict[str, Any]) -> list[values_pb2.CommissionRule]:
+    return [values_pb2.CommissionRule(
+        owner_id=rule["owner_id"] or "", family=rule["family"] or "", percent=rule["percent"],
+        tiers=[values_pb2.CommissionTier(attainment_from=_stored_money(tier["attainment_from"]),
+                                         percent=tier["percent"]) for tier in rule["tiers"]])
+        for rule in plan["rules"]]
+
+
+@EVENTS.publishes(CommissionPlanSetting.PlanSet, CommissionPlanSetting.PlanChanged)
+def commission_plan_set(event: Any) -> events_pb2.CommissionPlanSet:
+    return events_pb2.CommissionPlanSet(
+        base_currency=event.plan["base_currency"], rules=commission_rules_to_proto(event.plan),
+        version=event.originator_version, set_at=timestamp(event.timestamp), set_by=event.set_by)
+
+
+@EVENTS.publishes(RepQuarter.CommissionEarned)
+def commission_earned(event: RepQuarter.CommissionEarned) -> events_pb2.CommissionEarned:
+    return events_pb2.CommissionEarned(
+        quarter_id=str(event.originator_id), owner_id=event.owner_id, period=event.period,
+        opportunity_id=event.opportunity_id, order_id=event.order_id or "", sku=event.sku,
+        family=event.family or "", net=_stored_money(event.net), percent=event.percent,
+        amount=_stored_money(event.amount), attainment=_stored_money(event.attainment), won_on=event.won_on,
+        version=event.originator_version, earned_at=timestamp(event.timestamp))
+
+
+# -- the lead-to-cash resources the gRPC API answers with ---------------------------------------
+
+def fx_rates_to_message(record: Any) -> sales_pb2.FxRates:
+    return sales_pb2.FxRates(base_currency=record.base_currency, on=record.on,
+                             rates=fx_rates_to_proto([rate.to_json() for rate in record.rates]),
+                             version=record.version)
+
+
+def contract_to_message(record: ContractRecord) -> sales_pb2.Contract:
+    return sales_pb2.Contract(
+        id=record.id, quote_id=record.quote_id, opportunity_id=record.opportunity_id, account_id=record.account_id,
+        owner_id=record.owner_id, status=record.status, total=_money(record.total), starts_on=record.starts_on,
+        ends_on=record.ends_on, payment_terms=terms_to_proto(record.payment_terms),
+        payment_schedule=[sales_pb2.ScheduledInstalment(
+            instalment=item.instalment, due_on=item.due_on, amount=_money(item.amount), paid=_money(item.paid),
+            outstanding=_money(item.outstanding)) for item in record.payment_schedule],
+        outstanding=_money(record.outstanding), approval_required=bool(record.approval_required),
+        base_total=_money(record.base_total) if record.base_total is not None else None,
+        submitted_by=record.submitted_by or "", approved_by=record.approved_by or "",
+        approval_comment=record.approval_comment or "", rejection_comment=record.rejection_comment or "",
+        signed_on=record.signed_on or "", activated_on=record.activated_on or "",
+        terminated_on=record.terminated_on or "", termination_reason=record.termination_reason or "",
+        renews_contract_id=record.renews_contract_id or "",
+        renewed_by_contract_id=record.renewed_by_contract_id or "", version=record.version,
+        created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+
+
+def order_to_message(record: OrderRecord) -> sales_pb2.Order:
+    return sales_pb2.Order(
+        id=record.id, opportunity_id=record.opportunity_id, quote_id=record.quote_id, account_id=record.account_id,
+        owner_id=record.owner_id,
+        lines=[values_pb2.OrderLine(sku=line.sku, family=line.family or "", quantity=line.quantity,
+                                    net=_money(line.net), tax=_money(line.tax), gross=_money(line.gross))
+               for line in record.lines],
+        totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
+        base_net=_money(record.base_net), placed_on=record.placed_on, version=record.version,
+        created_at=timestamp(record.created_at))
+
+
+def loyalty_rule_to_message(record: Any) -> sales_pb2.LoyaltyRule:
+    rule = record.rule.to_json()
+    return sales_pb2.LoyaltyRule(base_currency=rule["base_currency"], points_per_unit=rule["points_per_unit"],
+                                 tier_multipliers=rule["tier_multipliers"], version=record.version)
+
+
+def loyalty_to_message(record: LoyaltyRecord) -> sales_pb2.Loyalty:
+    return sales_pb2.Loyalty(account_id=record.account_id, balance=record.balance,
+                             ledger=[sales_pb2.LoyaltyEntry(**entry) for entry in record.ledger])
+
+
+def commission_plan_to_message(record: Any) -> sales_pb2.CommissionPlan:
+    return sales_pb2.CommissionPlan(base_currency=record.plan.base_currency,
+                                    rules=commission_rules_to_proto(record.plan.to_json()), version=record.version)
+
+
+def commissions_to_message(record: Any) -> sales_pb2.ListCommissionsResponse:
+    return sales_pb2.ListCommissionsResponse(
+        owner_id=record.owner_id, period=record.period, attainment=_money(record.attainment),
+        commissions=[sales_pb2.Commission(
+            opportunity_id=item["opportunity_id"], order_id=item["order_id"] or "", sku=item["sku"],
+            family=item["family"] or "", net=_stored_money(item["net"]), percent=item["percent"],
+            amount=_stored_money(item["amount"]), attainment=_stored_money(item["attainment"]),
+            won_on=item["won_on"]) for item in record.commissions],
+        totals=[_money(total) for total in record.totals])
