@@ -76,7 +76,8 @@ def test_a_web_lead_becomes_an_account_and_a_contact_and_a_second_lead_joins_it(
         # The rep works it over HTTP.
         for action in ("contact", "qualify"):
             assert rep.post(f"{leads}/v1/leads/{ada['id']}/{action}").status_code == 200
-        converted = rep.post(f"{leads}/v1/leads/{ada['id']}/convert")
+        converted = rep.post(f"{leads}/v1/leads/{ada['id']}/convert", json={"opportunity": {
+            "name": "Engines for 2027", "amount": {"amount": "12000.00", "currency": "EUR"}}})
         assert converted.status_code == 202, converted.text
         account_id, contact_id = converted.json()["account_id"], converted.json()["contact_id"]
         assert (account_id, contact_id) == tuple(str(i) for i in conversion_ids(ada["id"]))
@@ -89,6 +90,11 @@ def test_a_web_lead_becomes_an_account_and_a_contact_and_a_second_lead_joins_it(
         contact = rep.get(f"{sales}/v1/contacts/{contact_id}").json()
         assert (contact["account_id"], contact["email"], contact["phone"]) == (
             account_id, "ada@engines.example", "+442071838750")
+        # The conversion named an opportunity: sales opened it on the new account, once.
+        deals = wait_for(lambda: rep.get(f"{sales}/v1/opportunities", params={"account_id": account_id}
+                                         ).json()["items"], what="the converted lead's opportunity")
+        assert [(d["name"], d["amount"]) for d in deals] == [
+            ("Engines for 2027", {"amount": "12000.00", "currency": "EUR"})]
 
         # A second lead of the same company, worked over gRPC, joins that account.
         charles = stub.CaptureLead(leads_pb2.CaptureLeadRequest(

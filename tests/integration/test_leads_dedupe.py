@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc import registrations
 from crm_leads.adapters.http import routers
+from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_leads.domain import conversion_ids
 from crm_leads.importer import ImportLeads, import_leads
@@ -187,6 +188,28 @@ def test_convert_answers_the_stable_ids_once_and_only_from_qualified(client, lea
     assert (shown["status"], shown["account_id"], shown["contact_id"]) == ("converted", account_id, contact_id)
     # A converted lead is no longer open: a new capture of the person is no duplicate of it.
     assert capture(client)["duplicate_of"] is None
+
+
+def test_a_conversion_may_ask_sales_for_an_opportunity(client, leads):
+    lead = capture(client)
+    for action in ("contact", "qualify"):
+        client.post(f"/v1/leads/{lead['id']}/{action}")
+    before = leads.recorder.max_notification_id()
+    for body, field in [({"opportunity": {"name": " "}}, "opportunity.name"),
+                        ({"opportunity": {"name": "Deal", "amount": {"amount": 5.0, "currency": "EUR"}}},
+                         "opportunity.amount"),
+                        ({"opportunity": {"name": "Deal", "amount": {"amount": "5.001", "currency": "EUR"}}},
+                         "opportunity.amount")]:
+        problem = problem_of(client.post(f"/v1/leads/{lead['id']}/convert", json=body), 422)
+        assert problem["errors"][0]["field"].startswith(field), problem
+    assert leads.recorder.max_notification_id() == before  # refused: nothing stored
+    converted = client.post(f"/v1/leads/{lead['id']}/convert", json={
+        "opportunity": {"name": "First order", "amount": {"amount": "2500.00", "currency": "EUR"}}})
+    assert converted.status_code == 202, converted.text
+    event = leads.recorder.select_notifications(start=before, limit=10, inclusive_of_start=False)[-1]
+    message = EVENTS.to_message(leads.mapper.to_domain_event(event))
+    assert (message.opportunity_name, message.opportunity_amount.amount, message.opportunity_amount.currency_code) == (
+        "First order", "2500.00", "EUR")
 
 
 def test_a_repeated_capture_keeps_its_mark(leads):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from crm.sales.v1 import events_pb2 as sales_events
-from crm_leads.domain import Lead, record_id
+from crm_leads.domain import Lead, OpportunityToOpen, record_id
 from crm_runtime import logs, tracing
 from crm_runtime.auth import Principal, current_principal
 from crm_runtime.errors import FailedPrecondition, InvalidField
@@ -40,6 +40,7 @@ class ConvertLead:
     lead_id: str | UUID
     expected_version: int | None = None  # optional (If-Match): the status guards the move
     caller: Principal | None = None
+    opportunity: OpportunityToOpen | None = None  # sales opens it for the new customer
 
 
 def convert_lead(app: LeadsApplication, command: ConvertLead) -> Lead:
@@ -49,7 +50,8 @@ def convert_lead(app: LeadsApplication, command: ConvertLead) -> Lead:
         raise InvalidField("expected_version", "versions start at 1")
     lead = check_visible(app.get(Lead, command.lead_id, "lead"), "lead", who)
     check_version(lead, command.expected_version)
-    account_id, contact_id = lead.convert(by=who.subject if who is not None else "")
+    account_id, contact_id = lead.convert(by=who.subject if who is not None else "",
+                                          opportunity=command.opportunity)
     app.save_changes(lead)
     log.info("lead.converted", lead_id=str(lead.id), account_id=account_id, contact_id=contact_id)
     app._refresh_views()

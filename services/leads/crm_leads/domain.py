@@ -30,7 +30,7 @@ from crm_runtime.email_domains import email_domain_of
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField
 from crm_runtime.money import Money, parse_money
 from crm_runtime.text import IDENTIFIER_MAX as ID_MAX  # noqa: F401 - the adapters' limit
-from crm_runtime.text import check_text, plain_identifier
+from crm_runtime.text import check_text, plain_identifier, text_field
 
 NAME_MAX = 200
 COMPANY_MAX = 200
@@ -326,6 +326,20 @@ def _edit_rules(default_region: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class OpportunityToOpen:
+    """What a conversion asks sales to open: a name and, optionally, an amount."""
+
+    name: str
+    amount: Money | None = None
+
+    @classmethod
+    def parse(cls, name: object, amount: Money | None) -> OpportunityToOpen:
+        clean = text_field("opportunity.name", name, NAME_MAX, required=True)
+        assert clean is not None  # required
+        return cls(clean, amount)
+
+
 class Lead(Aggregate):
     """A prospective customer and where it is in its life (TRANSITIONS).
 
@@ -617,22 +631,28 @@ class Lead(Aggregate):
         self.status = LeadStatus.MERGED
         self.merged_into = survivor_id
 
-    def convert(self, by: str) -> tuple[str, str]:
+    def convert(self, by: str, opportunity: OpportunityToOpen | None = None) -> tuple[str, str]:
         """Converts a qualified lead; returns the (account_id, contact_id) the sales service
-        is to use, derived from the lead's id (conversion_ids)."""
+        is to use, derived from the lead's id (conversion_ids). With `opportunity`, sales
+        also opens that opportunity for the new customer."""
         self.check_transition("convert")
         account_id, contact_id = conversion_ids(self.id)
+        amount = opportunity.amount if opportunity else None
         self._converted(account_id=str(account_id), contact_id=str(contact_id), name=self.name,
                         email=self.email, phone=self.phone, company=self.company, title=self.title,
                         industry=self.industry, company_size=self.company_size, country=self.country,
-                        owner_id=self.owner_id, email_domain=email_domain_of(self.email), by=by)
+                        owner_id=self.owner_id, email_domain=email_domain_of(self.email), by=by,
+                        opportunity_name=opportunity.name if opportunity else None,
+                        opportunity_amount=amount.amount_text if amount else None,
+                        opportunity_currency=amount.currency if amount else None)
         return str(account_id), str(contact_id)
 
     @event("Converted")
     def _converted(self, account_id: str, contact_id: str, name: str, email: str, phone: str,
                    company: str, title: str | None, industry: str | None, company_size: int | None,
                    country: str | None, owner_id: str | None, email_domain: str | None,
-                   by: str) -> None:
+                   by: str, opportunity_name: str | None = None, opportunity_amount: str | None = None,
+                   opportunity_currency: str | None = None) -> None:
         # The lead's details travel in the event: LeadConverted carries them to sales.
         self.status = LeadStatus.CONVERTED
         self.account_id = account_id

@@ -11,10 +11,12 @@ from crm.leads.v1 import leads_pb2
 from crm_leads.adapters.messages import lead_to_message
 from crm_leads.application import LeadsApplication
 from crm_leads.conversion import ConvertLead, convert_lead
+from crm_leads.domain import OpportunityToOpen
 from crm_leads.merging import MergeLeads, list_duplicates, merge_leads
 from crm_leads.permissions import LEADS
 from crm_runtime.auth import current_principal
 from crm_runtime.grpc_server import rpc
+from crm_runtime.money import Money
 
 
 class MergeRpcs:
@@ -34,8 +36,13 @@ class MergeRpcs:
 
     @rpc(LEADS.edit)
     async def ConvertLead(self, request, context):
+        opportunity = None
+        if request.opportunity_name or request.HasField("opportunity_amount"):
+            amount = (Money.from_proto(request.opportunity_amount, field="opportunity_amount")
+                      if request.HasField("opportunity_amount") else None)
+            opportunity = OpportunityToOpen.parse(request.opportunity_name, amount)
         lead = await asyncio.to_thread(convert_lead, self.app, ConvertLead(
             lead_id=request.lead_id, expected_version=request.expected_version or None,
-            caller=current_principal()))
+            caller=current_principal(), opportunity=opportunity))
         return leads_pb2.ConvertLeadResponse(account_id=lead.account_id or "", contact_id=lead.contact_id or "",
                                              lead=lead_to_message(lead))

@@ -14,6 +14,7 @@ checked (stale: 409).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Response
@@ -22,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm_leads.adapters.http import COMMAND_ERRORS, IfMatch, LeadOut
 from crm_leads.application import LeadsApplication
 from crm_leads.conversion import ConvertLead, convert_lead
+from crm_leads.domain import OpportunityToOpen
 from crm_leads.merging import MergeLeads, list_duplicates, merge_leads
 from crm_leads.permissions import LEADS
 from crm_runtime.auth import Principal, require
 from crm_runtime.http import error_responses, expected_version, tag
+from crm_runtime.money import Money
 
 
 class MergeBody(BaseModel):
@@ -42,6 +45,19 @@ class MergeOut(BaseModel):
 class DuplicatesOut(BaseModel):
     items: list[LeadOut] = Field(description="Open leads with the same email or phone, earliest "
                                              "first (at most 200)")
+
+
+class OpportunityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=200, description="The opportunity sales opens for the new customer")
+    amount: dict[str, Any] | None = Field(default=None, description='{"amount": "5000.00", "currency": "EUR"}')
+
+
+class ConvertBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    opportunity: OpportunityIn | None = Field(default=None, description="Optional: also open an opportunity")
 
 
 class ConversionOut(BaseModel):
@@ -72,10 +88,16 @@ def merge_router(app: LeadsApplication) -> APIRouter:
 
     @api.post("/{lead_id}/convert", status_code=202, response_model=ConversionOut,
               responses=COMMAND_ERRORS, summary="qualified -> converted")
-    async def convert(lead_id: UUID, response: Response, caller: Principal = require(LEADS.edit),
-                      if_match: IfMatch = None):
+    async def convert(lead_id: UUID, response: Response, body: ConvertBody | None = None,
+                      caller: Principal = require(LEADS.edit), if_match: IfMatch = None):
+        opportunity = None
+        if body is not None and body.opportunity is not None:
+            amount = (Money.parse(body.opportunity.amount, field="opportunity.amount")
+                      if body.opportunity.amount is not None else None)
+            opportunity = OpportunityToOpen.parse(body.opportunity.name, amount)
         lead = await asyncio.to_thread(convert_lead, app, ConvertLead(
-            lead_id=lead_id, expected_version=expected_version(if_match), caller=caller))
+            lead_id=lead_id, expected_version=expected_version(if_match), caller=caller,
+            opportunity=opportunity))
         tag(response, lead.version)
         response.headers["Location"] = f"/v1/leads/{lead.id}"
         return ConversionOut(lead_id=str(lead.id), account_id=lead.account_id or "",

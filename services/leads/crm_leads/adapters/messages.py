@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from crm.common.v1 import money_pb2
 from crm.leads.v1 import events_pb2, leads_pb2
 from crm_leads.domain import Activity, ActivityKind, Campaign, Channel, Lead, LeadStatus
 from crm_leads.scoring import ScoringRules
@@ -187,7 +188,14 @@ def converted(event: Lead.Converted) -> events_pb2.LeadConverted:
         name=event.name, email=event.email, phone=event.phone, company=event.company,
         title=event.title or "", industry=event.industry or "", company_size=event.company_size or 0,
         country=event.country or "", owner_id=event.owner_id or "",
-        email_domain=event.email_domain or "", converted_at=timestamp(event.timestamp))
+        email_domain=event.email_domain or "", converted_at=timestamp(event.timestamp),
+        opportunity_name=getattr(event, "opportunity_name", None) or "",
+        opportunity_amount=_opportunity_amount(event))
+
+
+def _opportunity_amount(event: Lead.Converted) -> money_pb2.Money | None:
+    amount, currency = getattr(event, "opportunity_amount", None), getattr(event, "opportunity_currency", None)
+    return money_pb2.Money(amount=amount, currency_code=currency) if amount and currency else None
 
 
 @EVENTS.publishes(Lead.AccountLinked)
