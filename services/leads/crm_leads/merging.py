@@ -27,6 +27,7 @@ both: a rep merges only leads they own (another's lead is answered as missing).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from crm_leads.domain import OPEN_STATUSES, Lead, email_key
 from crm_leads.views import LeadRecord
@@ -70,6 +71,19 @@ def contact_point_guard(*leads: Lead) -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _matches_query() -> Any:
+    """Open leads with any of the emails or phones, other than the given ones, in capture
+    order. Built once: building it cost more than running it, once per capture."""
+    c = lead_index.c
+    return (select(c.id, c.email_key, c.phone)
+            .where(or_(c.email_key.in_(bindparam("emails", expanding=True)),
+                       c.phone.in_(bindparam("phones", expanding=True))),
+                   c.status.in_(bindparam("open", expanding=True)),
+                   c.id.not_in(bindparam("ids", expanding=True)))
+            .order_by(c.seq))
+
+
 def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     """Marks each lead about to be captured (in capture order) that shares its email or phone
     with an open lead, stored or earlier in `leads`, as a duplicate of the earliest such
@@ -80,15 +94,12 @@ def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     emails = {email_key(lead.email) for lead in leads}
     phones = {lead.phone for lead in leads if lead.phone}
     ids = [str(lead.id) for lead in leads]
-    open_statuses = sorted(status.value for status in OPEN_STATUSES)
-    statement = (select(lead_index.c.id, lead_index.c.email_key, lead_index.c.phone)
-                 .where(or_(lead_index.c.email_key.in_(sorted(emails)), lead_index.c.phone.in_(sorted(phones))),
-                        lead_index.c.status.in_(open_statuses), lead_index.c.id.not_in(ids))
-                 .order_by(lead_index.c.seq))
     first_by: dict[str, str] = {}  # contact point -> the earliest open lead with it
     rank: dict[str, int] = {}  # lead id -> capture order (stored ones by seq, then this batch)
     with app.views.read() as conn:
-        for lead_id, key, phone in conn.execute(statement):
+        for lead_id, key, phone in conn.execute(_matches_query(), {
+                "emails": sorted(emails), "phones": sorted(phones), "ids": ids,
+                "open": sorted(status.value for status in OPEN_STATUSES)}):
             rank.setdefault(lead_id, len(rank))
             first_by.setdefault(f"email:{key}", lead_id)
             if phone:

@@ -38,7 +38,10 @@ class WorkflowApplication(ServiceApplication):
     snapshotting_intervals = {Rotation: 200, AgentRecord: 200, RoutingGroup: 200}
 
     def __init__(self, platform: PlatformSettings, sales_reps: list[str], clock: Clock | None = None):
-        super().__init__(platform)
+        # Each batch of decisions loads the one rotation (and the routing group, the agents):
+        # eventsourcing's aggregate cache keeps them and reads only the events written since,
+        # by this process or another, instead of a snapshot and up to 200 events per batch.
+        super().__init__(platform, env={"AGGREGATE_CACHE_MAXSIZE": "1000"})
         self.sales_reps = sales_reps
         self.clock: Clock = clock or SystemClock()
         # Partitions are decided concurrently; they all advance the one rotation.
