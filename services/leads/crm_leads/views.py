@@ -111,8 +111,9 @@ leads = Table(
     Index("leads_lead_index_by_status", "status", "seq"),
     Index("leads_lead_index_by_campaign", "campaign_id", "seq"),
     Index("leads_lead_index_by_update", "updated_at"),
-    Index("leads_lead_index_by_email", "email_key"),
-    Index("leads_lead_index_by_phone", "phone"),
+    # The duplicate look-up: the earliest open lead with an email or phone (crm_leads.merging).
+    Index("leads_lead_index_by_email_seq", "email_key", "seq"),
+    Index("leads_lead_index_by_phone_seq", "phone", "seq"),
     Index("leads_lead_index_by_grade", "grade", "seq"),
 )
 campaigns = Table(
