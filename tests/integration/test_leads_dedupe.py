@@ -321,3 +321,30 @@ def test_duplicates_merge_and_convert_over_grpc(leads, address):
                                       metadata=boss), grpc.StatusCode.NOT_FOUND)
 
     run(leads, address, scenario)
+
+
+def test_leads_import_over_grpc(leads, address):
+    boss, analyst = grpc_auth("sales_manager", subject="boss"), grpc_auth("analyst", subject="ana")
+    csv = (b"name;email;phone\n"
+           b"Ada;ada@engines.example;\n"
+           b"Bad;not-an-email;\n"                     # line 3: refused, by line and field
+           b"Ada again;ADA@engines.example;\n")       # line 4: a duplicate of line 2
+
+    async def scenario(stub):
+        result = await stub.ImportLeads(leads_pb2.ImportLeadsRequest(
+            file=csv, channel=events_pb2.CHANNEL_EVENT), metadata=boss)
+        assert (result.rows, result.captured, result.duplicates, result.failed) == (3, 2, 1, 1)
+        assert [(e.line, e.field) for e in result.errors] == [(3, "email")]
+        again = await stub.ImportLeads(leads_pb2.ImportLeadsRequest(file=csv), metadata=boss)
+        assert (again.import_id, again.captured, again.already_imported) == (result.import_id, 0, 2)
+        before = leads.recorder.max_notification_id()
+        details = await refused(stub.ImportLeads(leads_pb2.ImportLeadsRequest(file=b"\x00\x01binary"),
+                                                 metadata=boss), grpc.StatusCode.INVALID_ARGUMENT)
+        assert details.startswith("file:")
+        await refused(stub.ImportLeads(leads_pb2.ImportLeadsRequest(file=csv), metadata=analyst),
+                      grpc.StatusCode.PERMISSION_DENIED)
+        await refused(stub.ImportLeads(leads_pb2.ImportLeadsRequest(file=b"name,email\n" + b"x" * 600_000),
+                                       metadata=boss), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert leads.recorder.max_notification_id() == before  # refused: nothing stored
+
+    run(leads, address, scenario)

@@ -6,12 +6,14 @@ FAILED_PRECONDITION naming the status, a stale expected_version ABORTED."""
 from __future__ import annotations
 
 import asyncio
+import io
 
 from crm.leads.v1 import leads_pb2
-from crm_leads.adapters.messages import lead_to_message
+from crm_leads.adapters.messages import PROTO_TO_CHANNEL, lead_to_message
 from crm_leads.application import LeadsApplication
 from crm_leads.conversion import ConvertLead, convert_lead
 from crm_leads.domain import OpportunityToOpen
+from crm_leads.importer import ImportLeads, import_leads
 from crm_leads.merging import MergeLeads, list_duplicates, merge_leads
 from crm_leads.permissions import LEADS
 from crm_runtime.auth import current_principal
@@ -21,6 +23,17 @@ from crm_runtime.money import Money
 
 class MergeRpcs:
     app: LeadsApplication
+
+    @rpc(LEADS.create)
+    async def ImportLeads(self, request, context):
+        channel = PROTO_TO_CHANNEL.get(request.channel) if request.channel else None
+        who = current_principal()
+        result = await asyncio.to_thread(import_leads, self.app, ImportLeads(
+            io.BytesIO(request.file), caller=who.subject if who else None, channel=channel))
+        return leads_pb2.ImportLeadsResponse(
+            import_id=result.import_id, rows=result.rows, captured=result.captured,
+            already_imported=result.already_imported, duplicates=result.duplicates, failed=result.failed,
+            errors=[leads_pb2.ImportRowError(line=e.line, field=e.field, reason=e.reason) for e in result.errors])
 
     @rpc(LEADS.view)
     async def ListDuplicates(self, request, context):
