@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -143,7 +143,7 @@ class CommandDispatcher:
 
     def __init__(self, app: ServiceApplication, commands: CommandMap, client: CommandClient, *,
                  name: str, batch_size: int = 500, poll_interval: float = 0.05,
-                 concurrency: int = 16, max_rejections: int = 5):
+                 concurrency: int = 16, max_rejections: int = 5, batches_in_flight: int = 8):
         self.app = app
         self.commands = commands
         self.client = client
@@ -153,6 +153,7 @@ class CommandDispatcher:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.max_rejections = max_rejections
+        self.batches_in_flight = batches_in_flight
         self._slots = asyncio.Semaphore(concurrency)
         self.stopping = asyncio.Event()
 
@@ -169,49 +170,83 @@ class CommandDispatcher:
         return found
 
     async def run(self) -> None:
-        position = await asyncio.to_thread(self.position)
+        """Delivers the log's commands until stopped. The log is read on while earlier
+        commands are in flight (at most `concurrency` calls at a time, in order per ordering
+        key, at most `batches_in_flight` batches read ahead); the recorded position is the
+        last notification whose commands, and every one's before it, were acknowledged. A
+        stop leaves the rest unrecorded: it is delivered again after the restart."""
+        position = read = await asyncio.to_thread(self.position)
         log.info("dispatcher.started", dispatcher=self.name, position=position)
-        while not self.stopping.is_set():
-            batch = await asyncio.to_thread(
-                self.app.recorder.select_notifications, start=position, limit=self.batch_size,
-                inclusive_of_start=False)
-            if not batch:
-                await self._pause(self.poll_interval)
-                continue
-            commands = await asyncio.to_thread(self.commands_in, batch)
-            if not await self.deliver_all(commands):
-                break  # stopping: the batch is delivered again after the restart
-            position = batch[-1].id
-            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, position))
-            POSITION.labels(self.name).set(position)
+        in_flight: deque[tuple[int, list[asyncio.Future[None]]]] = deque()
+        tails: dict[str, asyncio.Future[None]] = {}
+        try:
+            while not self.stopping.is_set():
+                position = await self._record_delivered(in_flight, position)
+                if len(in_flight) >= self.batches_in_flight:
+                    await self._wait_for_oldest(in_flight)
+                    continue
+                batch = await asyncio.to_thread(
+                    self.app.recorder.select_notifications, start=read, limit=self.batch_size,
+                    inclusive_of_start=False)
+                if not batch:
+                    if in_flight:
+                        await self._wait_for_oldest(in_flight, timeout=self.poll_interval)
+                    else:
+                        await self._pause(self.poll_interval)
+                    continue
+                commands = await asyncio.to_thread(self.commands_in, batch)
+                in_flight.append((batch[-1].id, [self._after_earlier(tails, command) for command in commands]))
+                read = batch[-1].id
+        finally:
+            for _, tasks in in_flight:
+                for task in tasks:
+                    task.cancel()
         log.info("dispatcher.stopped", dispatcher=self.name, position=position)
 
-    async def deliver_all(self, commands: Iterable[Command]) -> bool:
-        """Delivers every command: in order per ordering key, keys concurrently. False when
-        stopped before all were delivered."""
-        by_key: dict[str, list[Command]] = defaultdict(list)
-        for command in commands:
-            by_key[command.ordering_key].append(command)
-        if not by_key:
-            return True
-        tasks = [asyncio.ensure_future(self._deliver_in_order(queue)) for queue in by_key.values()]
-        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
-        everything: asyncio.Future[Any] = asyncio.gather(*tasks)
-        try:
-            done, _ = await asyncio.wait([everything, stop], return_when=asyncio.FIRST_COMPLETED)
-            if stop in done:
-                return False
-            everything.result()  # raises what a delivery raised
-            return True
-        finally:
-            stop.cancel()
-            for task in tasks:
-                task.cancel()
+    def _after_earlier(self, tails: dict[str, asyncio.Future[None]], command: Command) -> asyncio.Future[None]:
+        """Delivers `command` once the command before it with the same ordering key is."""
+        key = command.ordering_key
+        earlier = tails.get(key)
 
-    async def _deliver_in_order(self, queue: list[Command]) -> None:
-        for command in queue:
+        async def in_turn() -> None:
+            if earlier is not None:
+                await earlier
             async with self._slots:
                 await self.deliver(command)
+
+        task = asyncio.ensure_future(in_turn())
+        tails[key] = task
+        task.add_done_callback(lambda done: tails.pop(key) if tails.get(key) is done else None)
+        return task
+
+    async def _record_delivered(self, in_flight: deque[tuple[int, list[asyncio.Future[None]]]],
+                                position: int) -> int:
+        """Records the position after the oldest batches whose commands are all delivered."""
+        delivered = None
+        while in_flight and all(task.done() for task in in_flight[0][1]):
+            last, tasks = in_flight.popleft()
+            for task in tasks:
+                task.result()  # raises what a delivery raised (a bug: the process restarts)
+            delivered = last
+        if delivered is not None:
+            await asyncio.to_thread(self.tracking.insert_tracking, Tracking(self.tracking_name, delivered))
+            POSITION.labels(self.name).set(delivered)
+            return delivered
+        return position
+
+    async def _wait_for_oldest(self, in_flight: deque[tuple[int, list[asyncio.Future[None]]]],
+                               timeout: float | None = None) -> None:
+        """Waits until the oldest batch in flight is delivered, the dispatcher stops, or
+        `timeout` passes."""
+        tasks = in_flight[0][1]
+        if not tasks:
+            return
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
+        everything: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait([everything, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
 
     async def deliver(self, command: Command) -> None:
         """Sends until the target acknowledges (transient failures: for as long as it takes);
