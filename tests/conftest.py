@@ -71,3 +71,15 @@ def postgres_platform(topic_prefix: str) -> PlatformSettings:
 def any_platform(request) -> PlatformSettings:
     """Runs a test once per event store: the same suite against every recorder."""
     return request.getfixturevalue(f"{request.param}_platform")
+
+
+@pytest.fixture
+def address():
+    """A Unix socket path for a gRPC server under test: a path, not a port, so nothing
+    collides with another suite (tests/grpc_harness.py serves on it)."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="grpc-test-")
+    yield f"unix:{folder}/service.sock"
+    shutil.rmtree(folder, ignore_errors=True)

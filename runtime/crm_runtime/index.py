@@ -59,6 +59,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 
+from crm_runtime import logs
 from crm_runtime.errors import InvalidField
 from crm_runtime.eventstore import retry_schema_race
 from crm_runtime.readstore import make_engine
@@ -69,6 +70,7 @@ MAX_LIMIT = 200
 CURSOR_MAX = 1024
 BATCH_SIZE = 500  # notifications per catch-up transaction
 R = TypeVar("R")
+log = logs.get(__name__)
 
 # Sort keys compare by code point on every store (PostgreSQL's default collation would
 # order by language rules, SQLite's by code point): the same list on both, and cursors
@@ -400,3 +402,36 @@ def check_since(field_name: str, since: datetime | None) -> datetime | None:
 
 
 Condition = ColumnElement[bool]
+
+
+V = TypeVar("V", bound=LogIndex)
+_OPENING = threading.Lock()  # held only while a query model is first opened
+
+
+class ViewsOf(Generic[V]):
+    """Mixed into a service application: its query model, opened when first used (only
+    the API process lists anything, so relays, workers and dispatchers never open it),
+    and brought up to date after each command. Subclasses say how to open it."""
+
+    _views: V | None = None
+
+    def make_views(self) -> V:
+        raise NotImplementedError
+
+    @property
+    def views(self) -> V:
+        if self._views is None:
+            with _OPENING:
+                if self._views is None:
+                    self._views = self.make_views()
+        return self._views
+
+    def catch_up_views(self) -> int:
+        return self.views.catch_up()
+
+    def _refresh_views(self) -> None:
+        # The command is committed whatever happens here; the next list catches up again.
+        try:
+            self.views.catch_up()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("views.catch_up_failed", error=repr(exc))

@@ -1,10 +1,7 @@
 """De-duplication at the door, a lead's duplicates, merge and conversion, over HTTP and over
 gRPC (in-process grpc.aio server with the runtime's interceptor), on SQLite and PostgreSQL."""
 
-import asyncio
 import io
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
@@ -19,8 +16,9 @@ from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_leads.domain import conversion_ids
 from crm_leads.importer import ImportLeads, import_leads
-from crm_runtime import grpc_server, http
+from crm_runtime import http
 from tests.conftest import TOKENS, bearer, grpc_auth
+from tests.grpc_harness import refused, serve_and_call
 
 PROBLEM = "application/problem+json"
 ANN = bearer("sales_rep", subject="ann")
@@ -245,31 +243,8 @@ def test_an_import_flags_duplicates_in_the_store_and_in_the_file(client, leads):
 
 # -- gRPC ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def address():
-    folder = tempfile.mkdtemp(prefix="leads-dedupe-grpc-")
-    yield f"unix:{folder}/leads.sock"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def run(app: LeadsApplication, address: str, scenario) -> None:
-    async def main():
-        server = grpc_server.build_server(address, registrations(app), TOKENS)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await scenario(leads_pb2_grpc.LeadsServiceStub(channel))
-        finally:
-            await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-async def refused(call, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    serve_and_call(registrations(app), leads_pb2_grpc.LeadsServiceStub, address, scenario)
 
 
 def test_duplicates_merge_and_convert_over_grpc(leads, address):

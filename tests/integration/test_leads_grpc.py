@@ -3,51 +3,25 @@ build_server: auth interceptor, @rpc permissions, error table) on SQLite and Pos
 the same semantics as HTTP, with gRPC's codes."""
 
 import asyncio
-import shutil
-import tempfile
 from uuid import uuid4
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.common.v1 import money_pb2
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc import registrations
 from crm_leads.application import AssignLead, LeadsApplication
-from crm_runtime import grpc_server
-from tests.conftest import TOKENS, grpc_auth
+from tests.conftest import grpc_auth
+from tests.grpc_harness import refused, serve_and_call
 
 ANN = grpc_auth("sales_rep", subject="ann")
 BOB = grpc_auth("sales_rep", subject="bob")
 BOSS = grpc_auth("sales_manager", subject="boss")
 
 
-@pytest.fixture
-def address():
-    folder = tempfile.mkdtemp(prefix="leads-grpc-")
-    yield f"unix:{folder}/leads.sock"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def run(app: LeadsApplication, address: str, scenario) -> None:
-    async def main():
-        server = grpc_server.build_server(address, registrations(app), TOKENS)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await scenario(leads_pb2_grpc.LeadsServiceStub(channel))
-        finally:
-            await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-async def refused(call, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    serve_and_call(registrations(app), leads_pb2_grpc.LeadsServiceStub, address, scenario)
 
 
 def at(text: str) -> Timestamp:

@@ -2,20 +2,16 @@
 in-process grpc.aio server, on SQLite and PostgreSQL: the same semantics as HTTP, refusals
 as status codes, and nothing stored by a refused call."""
 
-import asyncio
-import shutil
-import tempfile
 from datetime import UTC, datetime
 
 import grpc
-import pytest
 
 from crm.common.v1 import money_pb2
 from crm.sales.v1 import sales_pb2, sales_pb2_grpc, values_pb2
-from crm_runtime import grpc_server
 from crm_sales.adapters.grpc import registrations
 from crm_sales.application import SalesApplication
-from tests.conftest import TOKENS, grpc_auth
+from tests.conftest import grpc_auth
+from tests.grpc_harness import refused, serve_and_call
 
 ANN = grpc_auth("sales_rep", subject="ann")
 BOB = grpc_auth("sales_rep", subject="bob")
@@ -33,31 +29,8 @@ LINES = [values_pb2.QuoteLineInput(sku="WID-1", quantity="3", tax_rate="0.20",
                                    discount=values_pb2.Discount(amount=eur("5.00")))]
 
 
-@pytest.fixture
-def address():
-    folder = tempfile.mkdtemp(prefix="sales-deals-grpc-")
-    yield f"unix:{folder}/sales.sock"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def run(app: SalesApplication, address: str, scenario) -> None:
-    async def main():
-        server = grpc_server.build_server(address, registrations(app), TOKENS)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await scenario(sales_pb2_grpc.SalesServiceStub(channel))
-        finally:
-            await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-async def refused(call, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    serve_and_call(registrations(app), sales_pb2_grpc.SalesServiceStub, address, scenario)
 
 
 def test_a_deal_over_grpc(any_platform, address):

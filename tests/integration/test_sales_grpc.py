@@ -1,51 +1,24 @@
 """crm.sales.v1.SalesService against an in-process grpc.aio server (the runtime's
 build_server: auth interceptor, @rpc permissions, error table) on SQLite and PostgreSQL."""
 
-import asyncio
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.sales.v1 import events_pb2, sales_pb2, sales_pb2_grpc
-from crm_runtime import grpc_server
 from crm_sales.adapters.grpc import registrations
 from crm_sales.application import SalesApplication
-from tests.conftest import TOKENS, grpc_auth
+from tests.conftest import grpc_auth
+from tests.grpc_harness import refused, serve_and_call
 
 ANN = grpc_auth("sales_rep", subject="ann")
 BOB = grpc_auth("sales_rep", subject="bob")
 BOSS = grpc_auth("sales_manager", subject="boss")
 
 
-@pytest.fixture
-def address():
-    folder = tempfile.mkdtemp(prefix="sales-grpc-")  # a socket path, not a port: nothing to collide with
-    yield f"unix:{folder}/sales.sock"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def run(app: SalesApplication, address: str, scenario) -> None:
-    async def main():
-        server = grpc_server.build_server(address, registrations(app), TOKENS)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await scenario(sales_pb2_grpc.SalesServiceStub(channel))
-        finally:
-            await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-async def refused(call, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    serve_and_call(registrations(app), sales_pb2_grpc.SalesServiceStub, address, scenario)
 
 
 def test_accounts_over_grpc(any_platform, address):

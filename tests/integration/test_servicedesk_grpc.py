@@ -2,22 +2,18 @@
 build_server: auth interceptor, @rpc permissions, error table) on SQLite and PostgreSQL,
 with a manual clock."""
 
-import asyncio
-import shutil
-import tempfile
 from datetime import UTC, datetime, timedelta
 
 import grpc
-import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from crm.servicedesk.v1 import servicedesk_pb2, servicedesk_pb2_grpc, types_pb2
-from crm_runtime import grpc_server
 from crm_runtime.business_time import ManualClock
 from crm_servicedesk.adapters.grpc import registrations
 from crm_servicedesk.application import ServiceDeskApplication
-from tests.conftest import TOKENS, grpc_auth
+from tests.conftest import grpc_auth
+from tests.grpc_harness import refused, serve_and_call
 
 ADMIN = grpc_auth("admin", subject="root")
 AGENT = grpc_auth("agent", subject="ann")
@@ -37,31 +33,8 @@ def hours(value: float) -> Duration:
     return message
 
 
-@pytest.fixture
-def address():
-    folder = tempfile.mkdtemp(prefix="servicedesk-grpc-")
-    yield f"unix:{folder}/servicedesk.sock"
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def run(app: ServiceDeskApplication, address: str, scenario) -> None:
-    async def main():
-        server = grpc_server.build_server(address, registrations(app), TOKENS)
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                await scenario(servicedesk_pb2_grpc.ServiceDeskServiceStub(channel))
-        finally:
-            await server.stop(grace=None)
-
-    asyncio.run(main())
-
-
-async def refused(call, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    assert caught.value.code() == code, caught.value.details()
-    return caught.value.details()
+    serve_and_call(registrations(app), servicedesk_pb2_grpc.ServiceDeskServiceStub, address, scenario)
 
 
 def berlin(**changes) -> servicedesk_pb2.Calendar:

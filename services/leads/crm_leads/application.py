@@ -18,7 +18,6 @@ Duplicates, merge and conversion are in crm_leads.merging and crm_leads.conversi
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,7 +57,7 @@ from crm_runtime import logs
 from crm_runtime.auth import Principal, current_principal
 from crm_runtime.errors import FailedPrecondition, InvalidField
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version
-from crm_runtime.index import Page, check_limit, check_since, decode_cursor, encode_cursor, page_of
+from crm_runtime.index import Page, ViewsOf, check_limit, check_since, decode_cursor, encode_cursor, page_of
 from crm_runtime.ownership import check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
 
@@ -176,35 +175,17 @@ def _activity_position(cursor: str) -> tuple[datetime, int]:
     return when, seq
 
 
-class LeadsApplication(ScoringRulesMixin, ServiceApplication):
+class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplication):
     name = "Leads"
 
     def __init__(self, platform: PlatformSettings, default_phone_region: str = "US"):
         super().__init__(platform)
         self.default_phone_region = default_phone_region
-        self._views: LeadsViews | None = None
-        self._views_opening = threading.Lock()
 
     # -- the query model ----------------------------------------------------------------------
 
-    @property
-    def views(self) -> LeadsViews:
-        """The query model; opened when first used (only the API process uses it)."""
-        if self._views is None:
-            with self._views_opening:
-                if self._views is None:
-                    self._views = open_views(self, self.platform)
-        return self._views
-
-    def catch_up_views(self) -> int:
-        return self.views.catch_up()
-
-    def _refresh_views(self) -> None:
-        # The command is committed whatever happens here; the next list catches up again.
-        try:
-            self.views.catch_up()
-        except Exception as exc:  # noqa: BLE001
-            log.exception("views.catch_up_failed", error=repr(exc))
+    def make_views(self) -> LeadsViews:
+        return open_views(self, self.platform)
 
     # -- leads ----------------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ after every command, so a caller lists what it has just written.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ from crm_runtime import logs
 from crm_runtime.auth import Action, Principal, current_principal
 from crm_runtime.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
+from crm_runtime.index import ViewsOf
 from crm_runtime.index import decode_cursor as decode_index_cursor
 from crm_runtime.money import Money, check_currency
 from crm_runtime.ownership import can_see, check_visible, owner_filter
@@ -442,7 +442,7 @@ def _check_owner(who: Principal | None, owner_id: str) -> None:
         who.check(ACCOUNTS.name, Action.ASSIGN)
 
 
-class SalesApplication(ServiceApplication):
+class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
     name = "Sales"
 
     def __init__(self, platform: PlatformSettings, default_phone_region: str = "US",
@@ -457,27 +457,9 @@ class SalesApplication(ServiceApplication):
         self.converted_close_days = converted_close_days
         # What "today" is for quote expiry and close dates (UTC); tests set it.
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._views: SalesViews | None = None
-        self._views_opening = threading.Lock()
 
-    @property
-    def views(self) -> SalesViews:
-        """The query model; opened when first used (only the API process uses it)."""
-        if self._views is None:
-            with self._views_opening:
-                if self._views is None:
-                    self._views = open_views(self, self.platform)
-        return self._views
-
-    def catch_up_views(self) -> int:
-        return self.views.catch_up()
-
-    def _refresh_views(self) -> None:
-        # The command is committed whatever happens here; the next list catches up again.
-        try:
-            self.views.catch_up()
-        except Exception as exc:  # noqa: BLE001
-            log.exception("views.catch_up_failed", error=repr(exc))
+    def make_views(self) -> SalesViews:
+        return open_views(self, self.platform)
 
     # -- accounts -------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ query model (crm_servicedesk.views), caught up after every command.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +25,7 @@ from crm_runtime.auth import Action, Principal, current_principal
 from crm_runtime.business_time import Calendar, Clock, SystemClock, due, elapsed, format_duration, parse_duration
 from crm_runtime.errors import Conflict, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version
-from crm_runtime.index import Page, check_limit
+from crm_runtime.index import Page, ViewsOf, check_limit
 from crm_runtime.ownership import check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.text import plain_identifier
@@ -94,31 +93,15 @@ def _subject(who: Principal | None) -> str:
     return who.subject if who is not None else ""
 
 
-class ServiceDeskApplication(ServiceApplication):
+class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
     name = "ServiceDesk"
 
     def __init__(self, platform: PlatformSettings, clock: Clock | None = None):
         super().__init__(platform)
         self.clock: Clock = clock or SystemClock()
-        self._views: ServiceDeskViews | None = None
-        self._views_opening = threading.Lock()
 
-    @property
-    def views(self) -> ServiceDeskViews:
-        if self._views is None:
-            with self._views_opening:
-                if self._views is None:
-                    self._views = open_views(self, self.platform)
-        return self._views
-
-    def catch_up_views(self) -> int:
-        return self.views.catch_up()
-
-    def _refresh_views(self) -> None:
-        try:
-            self.views.catch_up()
-        except Exception as exc:  # noqa: BLE001 - committed anyway; the next list catches up
-            log.exception("views.catch_up_failed", error=repr(exc))
+    def make_views(self) -> ServiceDeskViews:
+        return open_views(self, self.platform)
 
     # -- calendars ------------------------------------------------------------------------------
 
