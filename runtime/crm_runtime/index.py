@@ -435,3 +435,21 @@ class ViewsOf(Generic[V]):
             self.views.catch_up()
         except Exception as exc:  # noqa: BLE001
             log.exception("views.catch_up_failed", error=repr(exc))
+
+
+def rebuild_command(context_name: str, module: str, argv: list[str] | None = None) -> int:
+    """`python -m <module> rebuild`: drops a context's index and rebuilds it from its store
+    (every service's views module answers it with this)."""
+    import sys
+
+    from crm_runtime import context
+
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["rebuild"]:
+        print(f"usage: python -m {module} rebuild", file=sys.stderr)
+        return 2
+    declared = context.get(context_name)
+    app = declared.application(declared.load_settings())
+    read = app.views.rebuild()
+    print(f"{context_name} index rebuilt from {read} events (position {app.views.position()})")
+    return 0

@@ -70,6 +70,7 @@ from crm_runtime.index import (
     open_engine,
     page_of,
     position_table,
+    rebuild_command,
     utc,
 )
 from crm_runtime.money import Money
@@ -398,17 +399,7 @@ def open_views(app: Application, platform: PlatformSettings) -> LeadsViews:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m crm_leads.views rebuild`: drops the index and rebuilds it from the store."""
-    from crm_leads.context import CONTEXT
-
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["rebuild"]:
-        print("usage: python -m crm_leads.views rebuild", file=sys.stderr)
-        return 2
-    settings = CONTEXT.load_settings()
-    app = CONTEXT.application(settings)
-    read = app.views.rebuild()
-    print(f"leads index rebuilt from {read} events (position {app.views.position()})")
-    return 0
+    return rebuild_command("leads", "crm_leads.views", argv)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ from crm_runtime.index import (
     open_engine,
     page_of,
     position_table,
+    rebuild_command,
     utc,
 )
 from crm_runtime.index import decode_cursor as _decode_cursor
@@ -672,17 +673,7 @@ def open_views(app: Application, platform: PlatformSettings) -> SalesViews:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m crm_sales.views rebuild`: drops the index and rebuilds it from the store."""
-    from crm_sales.context import CONTEXT
-
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["rebuild"]:
-        print("usage: python -m crm_sales.views rebuild", file=sys.stderr)
-        return 2
-    settings = CONTEXT.load_settings()
-    app = CONTEXT.application(settings)
-    read = app.views.rebuild()
-    print(f"sales index rebuilt from {read} events (position {app.views.position()})")
-    return 0
+    return rebuild_command("sales", "crm_sales.views", argv)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from crm_runtime.index import (
     open_engine,
     page_of,
     position_table,
+    rebuild_command,
     utc,
 )
 from crm_runtime.settings import PlatformSettings
@@ -245,16 +246,7 @@ def open_views(app: Application, platform: PlatformSettings) -> ServiceDeskViews
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m crm_servicedesk.views rebuild`: drops the index and rebuilds it from the store."""
-    from crm_servicedesk.context import CONTEXT
-
-    args = sys.argv[1:] if argv is None else argv
-    if args != ["rebuild"]:
-        print("usage: python -m crm_servicedesk.views rebuild", file=sys.stderr)
-        return 2
-    app = CONTEXT.application(CONTEXT.load_settings())
-    read = app.views.rebuild()
-    print(f"service-desk index rebuilt from {read} events (position {app.views.position()})")
-    return 0
+    return rebuild_command("service-desk", "crm_servicedesk.views", argv)
 
 
 if __name__ == "__main__":
