@@ -19,7 +19,7 @@ from crm_runtime import http
 from crm_runtime import relay as relay_module
 from crm_runtime.cloudevents import EventRegistry
 from tests.conftest import TOKENS, bearer
-from tests.integration.test_leads_grpc import BOSS, address, refused, run  # noqa: F401 - fixture
+from tests.integration.test_leads_grpc import BOSS, refused, run
 from tests.kafka_helpers import ensure_topics, read_topic
 
 REGISTRY = EventRegistry.from_modules(events_pb2)
