@@ -316,11 +316,7 @@ def _patch(conn: Connection, change: Patch) -> None:
                  .values(**change.values, version=change.version))
 
 
-def insert_for(conn: Connection) -> Any:
-    """The dialect's INSERT (both have ON CONFLICT)."""
-    return _INSERTS[conn.dialect.name]
-
-
+# Each dialect's INSERT (both have ON CONFLICT).
 _INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
