@@ -69,9 +69,12 @@ class Permission:
 
     resource: str
     action: Action
+    # Open to callers without a bearer token: the request carries its own credential (a
+    # survey answer's single-use token). Declared with `Resource.public(action)`.
+    public: bool = False
 
     def __str__(self) -> str:
-        return f"{self.resource}:{self.action}"
+        return f"{self.resource}:{self.action}" + (" (public)" if self.public else "")
 
 
 # resource -> role -> actions, filled by the `Resource` declarations a process imports.
@@ -90,6 +93,10 @@ class Resource:
         if unknown:
             raise ValueError(f"resource {self.name!r} grants unknown role(s) {sorted(unknown)}")
         _GRANTS[self.name] = {role: frozenset(actions) for role, actions in self.grants.items()}
+
+    def public(self, action: Action) -> Permission:
+        """An operation anyone may call, token or not (the request proves itself)."""
+        return Permission(self.name, action, public=True)
 
     def __getattr__(self, action: str) -> Permission:
         # `LEADS.create` is Permission("leads", Action.CREATE)
@@ -231,8 +238,15 @@ _bearer = HTTPBearer(auto_error=False, description="JWT from `python -m crm_runt
 
 
 def require(permission: Permission) -> Any:
-    """Route dependency: the caller's principal, if it has the operation's permission."""
+    """Route dependency: the caller's principal, if it has the operation's permission
+    (a public permission: None, and no token is read)."""
     resource, action = permission.resource, str(permission.action)
+
+    if permission.public:
+        async def anyone(request: Request) -> None:
+            log.info("audit.access", resource=resource, action=action, principal=None)
+
+        return Depends(anyone)
 
     # async: it runs in the request's own task, so the principal bound here is seen by the
     # handler, the application code it calls and every log line of the request.
@@ -274,7 +288,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]],
                                 handler_call_details: Any) -> Any:
         method = handler_call_details.method
-        if not method.startswith(self.protected):  # health, reflection: open, decoded safely too
+        needed = self.permissions.get(method)
+        if not method.startswith(self.protected) or (needed is not None and needed.public):
+            # health, reflection and public methods: open, decoded safely too
             return _with_principal(await continuation(handler_call_details), None, method)
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization", "")
@@ -282,9 +298,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         principal = None
         try:
             principal = self.codec.verify(token)
-            if method not in self.permissions:
+            if needed is None:
                 raise PermissionDenied(f"{method} is not open to any role")
-            needed = self.permissions[method]
             principal.check(needed.resource, str(needed.action))
         except (Unauthenticated, PermissionDenied) as exc:
             # The servicer never runs, so its trace context is bound here for this one line.

@@ -34,8 +34,9 @@ def rpc(permission: Permission) -> Callable[[Handler], Handler]:
                         if isinstance(value, str)}
             with tracing.bound(metadata.get("traceparent"), metadata.get("x-correlation-id")) as ctx:
                 context.set_trailing_metadata((("x-correlation-id", ctx[tracing.CORRELATION_ID]),))
-                if (principal := current_principal()) is not None:
-                    log.info("audit.access", method=method.__name__, principal=principal.subject,
+                if (principal := current_principal()) is not None or permission.public:
+                    log.info("audit.access", method=method.__name__,
+                             principal=principal.subject if principal is not None else None,
                              resource=permission.resource, action=str(permission.action))
                 try:
                     return await method(self, request, context)
