@@ -1,5 +1,5 @@
 """Service-desk application: commands and queries over its event store (tickets, business
-calendars, SLA policies).
+calendars, SLA policies, knowledge-base articles, satisfaction surveys).
 
 Commands are small dataclasses the HTTP and gRPC adapters both build. Each loads the
 aggregate, checks the caller may see it (a `sales_rep` sees the tickets they opened:
@@ -11,10 +11,18 @@ A calendar or policy that was never defined but is named `default` is the built-
 (crm_servicedesk.sla: DEFAULT_CALENDAR, a 24x7 UTC calendar, and DEFAULT_POLICY);
 defining `default` replaces it. Lists and the choice of a new ticket's policy read the
 query model (crm_servicedesk.views), caught up after every command.
+
+Solving a ticket requests a satisfaction survey in the same transaction (the ticket's
+`Solved` and the survey's `Requested` are saved together): the token is drawn here, from
+`secrets` (256 random bits), and handed to the pure domain (crm_servicedesk.surveys).
+Articles a caller may not edit are visible to them only when published
+(crm_servicedesk.permissions.sees_unpublished): a draft is NotFound to them, by id and in
+lists.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,7 +31,7 @@ from uuid import UUID
 from crm_runtime import logs
 from crm_runtime.auth import Action, Principal, current_principal
 from crm_runtime.business_time import Calendar, Clock, SystemClock, due, elapsed, format_duration, parse_duration
-from crm_runtime.errors import Conflict, InvalidField, NotFound
+from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version
 from crm_runtime.index import Page, ViewsOf, check_limit
 from crm_runtime.ownership import check_visible, owner_filter
@@ -33,13 +41,23 @@ from crm_servicedesk.domain import (
     BusinessCalendar,
     Policy,
     Ticket,
+    TicketStatus,
     comment_id_for,
     parse_priority,
     parse_status,
     ticket_id_for,
     validate_ticket,
 )
-from crm_servicedesk.permissions import AGENT_ROLES, TICKETS
+from crm_servicedesk.knowledge import (
+    Article,
+    ArticleStatus,
+    article_id_for,
+    language_tag,
+    parse_article_status,
+    search_terms,
+    validate_article,
+)
+from crm_servicedesk.permissions import AGENT_ROLES, TICKETS, sees_unpublished
 from crm_servicedesk.sla import (
     DEFAULT_CALENDAR,
     DEFAULT_CALENDAR_ID,
@@ -50,7 +68,17 @@ from crm_servicedesk.sla import (
     check_slug,
     choose_policy,
 )
-from crm_servicedesk.views import ServiceDeskViews, TicketQuery, TicketSummary, decode_ticket_cursor, open_views
+from crm_servicedesk.surveys import Survey, check_rating, survey_id_for
+from crm_servicedesk.views import (
+    ArticleQuery,
+    ArticleSummary,
+    ServiceDeskViews,
+    TicketQuery,
+    TicketSummary,
+    decode_article_cursor,
+    decode_ticket_cursor,
+    open_views,
+)
 
 log = logs.get(__name__)
 
@@ -83,6 +111,30 @@ class ListTickets:
     priority: str | None = None
     breached: bool | None = None
     caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class DraftArticle:
+    title: Any
+    body: Any
+    language: Any
+    tags: Any = None
+    request_key: str | None = None  # Idempotency-Key (HTTP) or request_id (gRPC)
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ListArticles:
+    q: str | None = None  # set: a ranked search of these words
+    limit: int | None = None
+    cursor: str | None = None
+    status: str | None = None
+    tag: str | None = None
+    language: str | None = None
+    caller: Principal | None = None
+
+
+SURVEY_TOKEN_BYTES = 32  # 256 random bits: secrets.token_urlsafe gives 43 characters
 
 
 def _who(caller: Principal | None) -> Principal | None:
@@ -213,8 +265,8 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
     def get_ticket(self, ticket_id: str | UUID, caller: Principal | None = None) -> Ticket:
         return self._visible(ticket_id, _who(caller))
 
-    def _saved(self, ticket: Ticket, what: str) -> Ticket:
-        self.save_changes(ticket)
+    def _saved(self, ticket: Ticket, what: str, *with_: Any) -> Ticket:
+        self.save_changes(ticket, *with_)
         log.info(f"ticket.{what}", ticket_id=str(ticket.id), status=ticket.status.value,
                  version=ticket.version)
         self._refresh_views()
@@ -226,8 +278,16 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
         target = parse_status(status)
         ticket = self._visible(ticket_id, who)
         check_version(ticket, expected_version)
-        ticket.move(target, _subject(who), self.clock.now())
-        return self._saved(ticket, "status_changed")
+        now = self.clock.now()
+        ticket.move(target, _subject(who), now)
+        if target != TicketStatus.SOLVED:
+            return self._saved(ticket, "status_changed")
+        # Every solve asks the requester how it went: one survey per solve (its round).
+        survey = Survey.request(ticket.id, ticket.solves, secrets.token_urlsafe(SURVEY_TOKEN_BYTES),
+                                ticket.requester_email, ticket.requester_contact_id, now)
+        self._saved(ticket, "status_changed", survey)
+        log.info("survey.requested", survey_id=str(survey.id), ticket_id=str(ticket.id), round=survey.round)
+        return ticket
 
     def change_priority(self, ticket_id: str | UUID, priority: Any, expected_version: int | None = None,
                         caller: Principal | None = None) -> Ticket:
@@ -302,3 +362,96 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
         self.views.catch_up()
         return self.views.list_tickets(query)
 
+
+    # -- knowledge base ---------------------------------------------------------------------------
+
+    def draft_article(self, command: DraftArticle) -> tuple[Article, bool]:
+        """Drafts an article; returns (article, created). A repeated request key returns the
+        first article (a different request with it: Conflict)."""
+        who = _who(command.caller)
+        text = validate_article(command.title, command.body, command.tags, command.language)
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        article, created = self.create_once(
+            Article.draft(text, article_id_for(key), _subject(who), self.clock.now()),
+            same=lambda first: first.same_draft(text))
+        if created:
+            log.info("article.drafted", article_id=str(article.id), language=article.language)
+            self._refresh_views()
+        return self._visible_article(article, who), created
+
+    def _visible_article(self, article: Article, who: Principal | None) -> Article:
+        if article.status != ArticleStatus.PUBLISHED and not sees_unpublished(who):
+            raise NotFound(f"article {article.id} does not exist")
+        return article
+
+    def get_article(self, article_id: str | UUID, caller: Principal | None = None) -> Article:
+        who = _who(caller)
+        return self._visible_article(self.get(Article, article_id, "article"), who)
+
+    def change_article(self, article_id: str | UUID, changes: dict[str, Any], expected_version: int | None,
+                       caller: Principal | None = None) -> Article:
+        """Changes the given fields (PATCH: absent is unchanged); If-Match checked."""
+        who = _who(caller)
+        article = self.get_article(article_id, who)
+        check_version(article, expected_version)
+        if article.change(changes, _subject(who), self.clock.now()):
+            self._saved_article(article, "changed")
+        return article
+
+    def publish_article(self, article_id: str | UUID, expected_version: int | None = None,
+                        caller: Principal | None = None) -> Article:
+        who = _who(caller)
+        article = self.get_article(article_id, who)
+        check_version(article, expected_version)
+        article.publish(_subject(who), self.clock.now())
+        return self._saved_article(article, "published")
+
+    def archive_article(self, article_id: str | UUID, expected_version: int | None = None,
+                        caller: Principal | None = None) -> Article:
+        who = _who(caller)
+        article = self.get_article(article_id, who)
+        check_version(article, expected_version)
+        article.archive(_subject(who), self.clock.now())
+        return self._saved_article(article, "archived")
+
+    def _saved_article(self, article: Article, what: str) -> Article:
+        self.save_changes(article)
+        log.info(f"article.{what}", article_id=str(article.id), status=article.status.value,
+                 version=article.version)
+        self._refresh_views()
+        return article
+
+    def list_articles(self, request: ListArticles) -> Page[ArticleSummary]:
+        """A ranked search when `q` is given (its words, as plain terms), else the articles
+        newest first; callers who do not edit articles see published ones only."""
+        who = _who(request.caller)
+        searching = request.q is not None and request.q.strip() != ""  # a blank q: no search
+        terms = search_terms(request.q) if searching else None
+        query = ArticleQuery(
+            limit=check_limit(request.limit), terms=terms,
+            after=decode_article_cursor(request.cursor, search=terms is not None) if request.cursor else None,
+            status=parse_article_status(request.status).value if request.status else None,
+            tag=check_name("tag", request.tag) if request.tag else None,
+            language=language_tag("language", request.language) if request.language else None,
+            only_published=not sees_unpublished(who))
+        self.views.catch_up()
+        return self.views.list_articles(query)
+
+    # -- satisfaction surveys ---------------------------------------------------------------------
+
+    def answer_survey(self, token: Any, rating: Any, comment: Any = None) -> Survey:
+        """Records the answer of the survey `token` opens, once. A bad rating is InvalidField,
+        an unknown token NotFound, a survey answered already FailedPrecondition (as is the
+        loser of two racing answers); none of them changes anything."""
+        check_rating(rating)
+        survey = self.find(Survey, survey_id_for(token))
+        if survey is None:
+            raise NotFound("no survey has this token")
+        survey.answer(rating, comment, self.clock.now())
+        try:
+            self.save_changes(survey)
+        except Conflict:
+            raise FailedPrecondition(f"survey {survey.id} was answered meanwhile; "
+                                     "a survey takes one answer") from None
+        log.info("survey.answered", survey_id=str(survey.id), ticket_id=survey.ticket_id, rating=survey.rating)
+        return survey

@@ -4,7 +4,7 @@ from crm_runtime.context import Context
 from crm_servicedesk.adapters import grpc, http
 from crm_servicedesk.adapters.messages import EVENTS
 from crm_servicedesk.application import ServiceDeskApplication
-from crm_servicedesk.permissions import CALENDARS, SLA_POLICIES, TICKETS
+from crm_servicedesk.permissions import ARTICLES, CALENDARS, SLA_POLICIES, SURVEYS, TICKETS
 from crm_servicedesk.settings import ServiceDeskSettings
 
 CONTEXT = Context(
@@ -16,5 +16,5 @@ CONTEXT = Context(
     events=EVENTS,
     http=http.routers,
     grpc=grpc.registrations,
-    resources=(TICKETS, SLA_POLICIES, CALENDARS),
+    resources=(TICKETS, SLA_POLICIES, CALENDARS, ARTICLES, SURVEYS),
 )

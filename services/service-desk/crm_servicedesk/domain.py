@@ -112,7 +112,7 @@ def parse_status(raw: object) -> TicketStatus:
     return _choice("status", raw, TicketStatus)  # type: ignore[no-any-return]
 
 
-def _long_text(field_name: str, raw: object, maximum: int, required: bool) -> str:
+def long_text(field_name: str, raw: object, maximum: int, required: bool) -> str:
     """A multi-line text: line breaks and tabs are kept, other control characters refused."""
     if raw is not None and not isinstance(raw, str):
         raise InvalidField(field_name, "must be a string")
@@ -165,7 +165,7 @@ def validate_ticket(subject: Any, description: Any, channel: Any, priority: Any 
         raise InvalidField("requester", "needs an email or a contact_id")
     return TicketDetails(
         subject=text_field("subject", subject, SUBJECT_MAX, required=True),  # type: ignore[arg-type]
-        description=_long_text("description", description, DESCRIPTION_MAX, required=False),
+        description=long_text("description", description, DESCRIPTION_MAX, required=False),
         channel=_choice("channel", channel, Channel),
         priority=parse_priority(priority if priority is not None else "normal"),
         requester_email=email, requester_contact_id=contact_id,
@@ -215,6 +215,7 @@ class Ticket(Aggregate):
         self.assignment_keys: list[str] = []
         self.escalation_keys: list[str] = []
         self.comments: list[dict[str, Any]] = []
+        self.solves = 0  # how many times it was solved: the round of its satisfaction survey
         self._set_policy(policy, calendar)
         self._apply(snapshot, at)
 
@@ -318,6 +319,7 @@ class Ticket(Aggregate):
 
     @event("Solved")
     def _solved(self, from_status: str, by: str, at: datetime, snapshot: dict[str, Any]) -> None:
+        self.solves += 1
         self._apply(snapshot, at)
 
     @event("Closed")
@@ -357,7 +359,7 @@ class Ticket(Aggregate):
         self._check_not_closed("commenting")
         if any(c["id"] == comment_id for c in self.comments):
             return False
-        body = _long_text("body", body, BODY_MAX, required=True)
+        body = long_text("body", body, BODY_MAX, required=True)
         self._commented(comment_id=comment_id, body=body, public=bool(public), author_id=author_id,
                         by_agent=by_agent, by=by, at=at, snapshot=self.snapshot)
         if public and by_agent and self.clock.first_responded_at is None and self.clock.solved_at is None:

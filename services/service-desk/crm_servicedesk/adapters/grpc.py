@@ -18,17 +18,29 @@ from crm_runtime.errors import InvalidField
 from crm_runtime.grpc_server import Registration, rpc
 from crm_runtime.index import DEFAULT_LIMIT, MAX_LIMIT
 from crm_servicedesk.adapters.messages import (
+    PROTO_TO_ARTICLE_STATUS,
     PROTO_TO_CHANNEL,
     PROTO_TO_PRIORITY,
     PROTO_TO_STATUS,
+    article_summary_to_message,
+    article_to_message,
     calendar_from_message,
     calendar_to_message,
     policy_to_message,
     summary_to_message,
+    survey_to_message,
     ticket_to_message,
 )
-from crm_servicedesk.application import ListTickets, OpenTicket, ServiceDeskApplication
-from crm_servicedesk.permissions import CALENDARS, SLA_POLICIES, TICKETS
+from crm_servicedesk.application import (
+    DraftArticle,
+    ListArticles,
+    ListTickets,
+    OpenTicket,
+    ServiceDeskApplication,
+)
+from crm_servicedesk.permissions import ANSWER_SURVEY, ARTICLES, CALENDARS, SLA_POLICIES, TICKETS
+
+ARTICLE_FIELDS = ("title", "body", "tags", "language")  # what UpdateArticle's mask may name
 
 
 def _enum(field_name: str, value: int, table: dict[int, str], required: bool = True) -> str | None:
@@ -185,6 +197,65 @@ class ServiceDeskServicer(servicedesk_pb2_grpc.ServiceDeskServiceServicer):
         ticket = await asyncio.to_thread(self.app.escalate_ticket, request.ticket_id, request.level,
                                          request.idempotency_key, request.reason or None)
         return self._ticket(ticket)
+
+
+    # -- knowledge base -----------------------------------------------------------------------------
+
+    @rpc(ARTICLES.create)
+    async def DraftArticle(self, request, context):
+        article, created = await asyncio.to_thread(self.app.draft_article, DraftArticle(
+            title=request.title, body=request.body, tags=list(request.tags), language=request.language,
+            request_key=request.request_id or None, caller=current_principal()))
+        return servicedesk_pb2.DraftArticleResponse(article=article_to_message(article), created=created)
+
+    @rpc(ARTICLES.view)
+    async def GetArticle(self, request, context):
+        return article_to_message(await asyncio.to_thread(self.app.get_article, request.article_id,
+                                                          current_principal()))
+
+    @rpc(ARTICLES.edit)
+    async def UpdateArticle(self, request, context):
+        if request.expected_version <= 0:
+            raise InvalidField("expected_version", "is required: the version you read")
+        paths = list(request.update_mask.paths)
+        unknown = [path for path in paths if path not in ARTICLE_FIELDS]
+        if unknown:
+            raise InvalidField("update_mask", f"{unknown[0]!r} is not one of: {', '.join(ARTICLE_FIELDS)}")
+        given = request.article
+        changes = {path: list(given.tags) if path == "tags" else getattr(given, path) for path in paths}
+        article = await asyncio.to_thread(self.app.change_article, given.article_id, changes,
+                                          request.expected_version, current_principal())
+        return article_to_message(article)
+
+    @rpc(ARTICLES.edit)
+    async def PublishArticle(self, request, context):
+        return article_to_message(await asyncio.to_thread(
+            self.app.publish_article, request.article_id, request.expected_version or None, current_principal()))
+
+    @rpc(ARTICLES.edit)
+    async def ArchiveArticle(self, request, context):
+        return article_to_message(await asyncio.to_thread(
+            self.app.archive_article, request.article_id, request.expected_version or None, current_principal()))
+
+    @rpc(ARTICLES.view)
+    async def SearchArticles(self, request, context):
+        if request.page_size < 0:
+            raise InvalidField("page_size", "must not be negative")
+        page = await asyncio.to_thread(self.app.list_articles, ListArticles(
+            q=request.query if request.query.strip() else None,
+            limit=min(request.page_size, MAX_LIMIT) or DEFAULT_LIMIT, cursor=request.page_token or None,
+            status=_enum("status", request.status, PROTO_TO_ARTICLE_STATUS, required=False),
+            tag=request.tag or None, language=request.language or None, caller=current_principal()))
+        return servicedesk_pb2.SearchArticlesResponse(
+            articles=[article_summary_to_message(s) for s in page.items], next_page_token=page.next_cursor or "")
+
+    # -- satisfaction surveys -----------------------------------------------------------------------
+
+    @rpc(ANSWER_SURVEY)
+    async def AnswerSurvey(self, request, context):
+        survey = await asyncio.to_thread(self.app.answer_survey, request.token, request.rating,
+                                         request.comment or None)
+        return survey_to_message(survey)
 
 
 def registrations(app: ServiceDeskApplication) -> list[Registration]:

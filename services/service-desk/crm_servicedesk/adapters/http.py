@@ -1,11 +1,15 @@
-"""HTTP adapter: /v1/calendars, /v1/sla-policies and /v1/tickets. Pydantic models live here,
-at the edge only; the domain validates again and names the field.
+"""HTTP adapter: /v1/calendars, /v1/sla-policies, /v1/tickets, /v1/articles and /v1/surveys.
+Pydantic models live here, at the edge only; the domain validates again and names the field.
 
 Times are RFC 3339 with an offset (answers in UTC), durations ISO 8601 (`PT4H`). Calendars
 and policies are PUT whole (201 when new, 200 when redefined); their bodies are checked by
 the domain's own parsers, so a refusal names the exact field (`hours.mon[1]`,
 `targets.urgent.resolution`). Ticket commands answer the ticket after the command, with its
 `ETag`; an optional `If-Match` on status and priority changes is checked (stale: 409).
+Articles are changed with `PATCH` and a required `If-Match` (428 without), published and
+archived with an optional one. `POST /v1/surveys/{token}` takes no bearer token (the token in
+the path is the credential: crm_servicedesk.permissions) and a body of at most
+SURVEY_BODY_MAX bytes.
 """
 
 from __future__ import annotations
@@ -21,9 +25,22 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from crm_runtime.auth import Principal, require
 from crm_runtime.business_time import Calendar
-from crm_runtime.http import error_responses, expected_version, tag
+from crm_runtime.http import (
+    body_limit,
+    error_responses,
+    expected_version,
+    given_fields,
+    precondition_required,
+    tag,
+)
 from crm_runtime.index import CURSOR_MAX, DEFAULT_LIMIT, MAX_LIMIT
-from crm_servicedesk.application import ListTickets, OpenTicket, ServiceDeskApplication
+from crm_servicedesk.application import (
+    DraftArticle,
+    ListArticles,
+    ListTickets,
+    OpenTicket,
+    ServiceDeskApplication,
+)
 from crm_servicedesk.domain import (
     BODY_MAX,
     DESCRIPTION_MAX,
@@ -35,18 +52,22 @@ from crm_servicedesk.domain import (
     Ticket,
     TicketStatus,
 )
-from crm_servicedesk.permissions import CALENDARS, SLA_POLICIES, TICKETS
+from crm_servicedesk.knowledge import ARTICLE_BODY_MAX, LANGUAGE_MAX, QUERY_MAX, TITLE_MAX, Article, ArticleStatus
+from crm_servicedesk.permissions import ANSWER_SURVEY, ARTICLES, CALENDARS, SLA_POLICIES, TICKETS
 from crm_servicedesk.sla import Priority, SlaPolicy
-from crm_servicedesk.views import TicketSummary
+from crm_servicedesk.surveys import COMMENT_MAX, Survey
+from crm_servicedesk.views import ArticleSummary, TicketSummary
 
 if TYPE_CHECKING:
     ChannelName = str
     PriorityName = str
     StatusName = str
+    ArticleStatusName = str
 else:  # the names, for the schema clients see
     ChannelName = Literal[tuple(c.value for c in Channel)]
     PriorityName = Literal[tuple(p.value for p in Priority)]
     StatusName = Literal[tuple(s.value for s in TicketStatus)]
+    ArticleStatusName = Literal[tuple(s.value for s in ArticleStatus)]
 
 Slug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", description="Lower-case letters, digits, - and _")]
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description=
@@ -304,8 +325,108 @@ class Escalation(BaseModel):
     reason: str | None = Field(default=None, max_length=200)
 
 
+# -- knowledge base ---------------------------------------------------------------------------
+
+Tag = Annotated[str, Field(max_length=NAME_MAX)]
+
+
+class NewArticle(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "title": "Resetting your password", "body": "Open Settings, then Security ...",
+        "tags": ["accounts", "how-to"], "language": "en"}})
+
+    title: str = Field(max_length=TITLE_MAX)
+    body: str = Field(max_length=ARTICLE_BODY_MAX, description="Plain text; line breaks are kept")
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    language: str = Field(max_length=LANGUAGE_MAX, description="BCP 47 language tag, e.g. en, de-CH, zh-Hant")
+
+
+class ArticleChanges(BaseModel):
+    """Only the fields to change (absent: unchanged; null tags: none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=TITLE_MAX)
+    body: str | None = Field(default=None, max_length=ARTICLE_BODY_MAX)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
+    language: str | None = Field(default=None, max_length=LANGUAGE_MAX)
+
+
+class ArticleOut(BaseModel):
+    id: str
+    title: str
+    body: str
+    tags: list[str]
+    language: str
+    status: ArticleStatusName
+    created_by: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+
+    @classmethod
+    def of(cls, article: Article) -> ArticleOut:
+        return cls(id=str(article.id), title=article.title, body=article.body, tags=list(article.tags),
+                   language=article.language, status=article.status.value, created_by=article.created_by,
+                   version=article.version, created_at=article.created_at, updated_at=article.updated_at,
+                   published_at=article.published_at)
+
+
+class ArticleSummaryOut(BaseModel):
+    id: str
+    title: str
+    excerpt: str = Field(description="The body's beginning")
+    tags: list[str]
+    language: str
+    status: ArticleStatusName
+    created_by: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    score: float | None = Field(description="Relevance to `q`, higher is better; null without `q`")
+
+    @classmethod
+    def of(cls, summary: ArticleSummary) -> ArticleSummaryOut:
+        return cls(**summary.__dict__)
+
+
+class ArticlePage(BaseModel):
+    items: list[ArticleSummaryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+# -- surveys ------------------------------------------------------------------------------------
+
+SURVEY_BODY_MAX = 16 * 1024
+
+
+class SurveyAnswerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"rating": 5, "comment": "Quick!"}})
+
+    rating: int = Field(ge=1, le=5, strict=True, description="1 (bad) to 5 (very good), a JSON integer")
+    comment: str | None = Field(default=None, max_length=COMMENT_MAX)
+
+
+class SurveyAnswerOut(BaseModel):
+    survey_id: str
+    ticket_id: str
+    round: int = Field(description="Which solve of the ticket it is about: 1, 2 after a reopen, ...")
+    rating: int
+    comment: str | None
+    answered_at: datetime
+
+    @classmethod
+    def of(cls, survey: Survey) -> SurveyAnswerOut:
+        assert survey.rating is not None and survey.answered_at is not None
+        return cls(survey_id=str(survey.id), ticket_id=survey.ticket_id, round=survey.round,
+                   rating=survey.rating, comment=survey.comment, answered_at=survey.answered_at)
+
+
 def routers(app: ServiceDeskApplication) -> list[APIRouter]:
-    return [calendars_router(app), policies_router(app), tickets_router(app)]
+    return [calendars_router(app), policies_router(app), tickets_router(app), articles_router(app),
+            surveys_router(app)]
 
 
 def calendars_router(app: ServiceDeskApplication) -> APIRouter:
@@ -450,5 +571,83 @@ def tickets_router(app: ServiceDeskApplication) -> APIRouter:
         ticket = await asyncio.to_thread(app.escalate_ticket, ticket_id, body.level, body.idempotency_key,
                                          body.reason)
         return answer(response, ticket)
+
+    return api
+
+
+def articles_router(app: ServiceDeskApplication) -> APIRouter:
+    api = APIRouter(prefix="/v1/articles", tags=["articles"])
+
+    def answer(response: Response, article: Article) -> ArticleOut:
+        tag(response, article.version)
+        return ArticleOut.of(article)
+
+    @api.post("", status_code=201, response_model=ArticleOut,
+              responses={200: {"description": "Repeated Idempotency-Key: the first article", "model": ArticleOut},
+                         **error_responses(409, 422)})
+    async def draft_article(body: NewArticle, response: Response, caller: Principal = require(ARTICLES.create),
+                            idempotency_key: IdempotencyKey = None):
+        article, created = await asyncio.to_thread(app.draft_article, DraftArticle(
+            title=body.title, body=body.body, tags=body.tags, language=body.language,
+            request_key=idempotency_key, caller=caller))
+        response.status_code = 201 if created else 200
+        response.headers["Location"] = f"/v1/articles/{article.id}"
+        return answer(response, article)
+
+    @api.get("", response_model=ArticlePage, responses=error_responses(422))
+    async def list_articles(caller: Principal = require(ARTICLES.view),
+                            q: Annotated[str | None, Query(max_length=QUERY_MAX, description=(
+                                "Words to search for, ranked best first (title matches above body matches); "
+                                "plain terms: quotes and operators are not syntax"))] = None,
+                            status: ArticleStatusName | None = None,
+                            tag_: Annotated[str | None, Query(alias="tag", max_length=NAME_MAX)] = None,
+                            language: Annotated[str | None, Query(max_length=LANGUAGE_MAX, description=(
+                                "BCP 47; en also matches en-GB"))] = None,
+                            limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+                            cursor: Annotated[str | None, Query(max_length=CURSOR_MAX)] = None):
+        page = await asyncio.to_thread(app.list_articles, ListArticles(
+            q=q, limit=limit, cursor=cursor, status=status, tag=tag_, language=language, caller=caller))
+        return ArticlePage(items=[ArticleSummaryOut.of(s) for s in page.items], next_cursor=page.next_cursor)
+
+    @api.get("/{article_id}", response_model=ArticleOut, responses=error_responses(404, 422))
+    async def get_article(article_id: UUID, response: Response, caller: Principal = require(ARTICLES.view)):
+        return answer(response, await asyncio.to_thread(app.get_article, article_id, caller))
+
+    @api.patch("/{article_id}", response_model=ArticleOut, responses=error_responses(404, 409, 422, 428))
+    async def change_article(article_id: UUID, body: ArticleChanges, response: Response,
+                             caller: Principal = require(ARTICLES.edit), if_match: IfMatch = None):
+        expected = expected_version(if_match)
+        if expected is None:
+            return precondition_required("article")
+        article = await asyncio.to_thread(app.change_article, article_id, given_fields(body), expected, caller)
+        return answer(response, article)
+
+    @api.post("/{article_id}/publish", response_model=ArticleOut, responses=error_responses(404, 409, 422),
+              summary="draft -> published")
+    async def publish_article(article_id: UUID, response: Response, caller: Principal = require(ARTICLES.edit),
+                              if_match: IfMatch = None):
+        article = await asyncio.to_thread(app.publish_article, article_id, expected_version(if_match), caller)
+        return answer(response, article)
+
+    @api.post("/{article_id}/archive", response_model=ArticleOut, responses=error_responses(404, 409, 422),
+              summary="published -> archived")
+    async def archive_article(article_id: UUID, response: Response, caller: Principal = require(ARTICLES.edit),
+                              if_match: IfMatch = None):
+        article = await asyncio.to_thread(app.archive_article, article_id, expected_version(if_match), caller)
+        return answer(response, article)
+
+    return api
+
+
+def surveys_router(app: ServiceDeskApplication) -> APIRouter:
+    api = APIRouter(prefix="/v1/surveys", tags=["surveys"])
+
+    @api.post("/{token}", status_code=201, response_model=SurveyAnswerOut,
+              responses=error_responses(404, 409, 422),
+              summary="Answer a satisfaction survey (no bearer token: the survey's token is the credential)")
+    @body_limit(SURVEY_BODY_MAX)
+    async def answer_survey(token: str, body: SurveyAnswerBody, caller: None = require(ANSWER_SURVEY)):
+        survey = await asyncio.to_thread(app.answer_survey, token, body.rating, body.comment)
+        return SurveyAnswerOut.of(survey)
 
     return api

@@ -21,7 +21,9 @@ from crm_runtime.business_time import Calendar, parse_duration
 from crm_runtime.cloudevents import timestamp
 from crm_runtime.events import EventMap
 from crm_servicedesk.domain import BusinessCalendar, Channel, Policy, Ticket, TicketStatus
+from crm_servicedesk.knowledge import Article, ArticleStatus
 from crm_servicedesk.sla import Priority, SlaPolicy, TargetState
+from crm_servicedesk.surveys import Survey
 
 STATUS_TO_PROTO = {status.value: types_pb2.TicketStatus.Value(f"TICKET_STATUS_{status.name}")
                    for status in TicketStatus}
@@ -32,6 +34,9 @@ PROTO_TO_PRIORITY = {value: priority for priority, value in PRIORITY_TO_PROTO.it
 CHANNEL_TO_PROTO = {channel.value: types_pb2.TicketChannel.Value(f"TICKET_CHANNEL_{channel.name}")
                     for channel in Channel}
 PROTO_TO_CHANNEL = {value: channel for channel, value in CHANNEL_TO_PROTO.items()}
+ARTICLE_STATUS_TO_PROTO = {status.value: types_pb2.ArticleStatus.Value(f"ARTICLE_STATUS_{status.name}")
+                           for status in ArticleStatus}
+PROTO_TO_ARTICLE_STATUS = {value: status for status, value in ARTICLE_STATUS_TO_PROTO.items()}
 TARGET_STATE_TO_PROTO = {state.value: types_pb2.SlaTargetState.Value(f"SLA_TARGET_STATE_{state.name}")
                          for state in TargetState}
 
@@ -174,6 +179,51 @@ def policy_changed(event: Any) -> events_pb2.SlaPolicyChanged:
         version=event.originator_version, changed_by=event.by, occurred_at=timestamp(event.timestamp))
 
 
+# -- knowledge base and surveys ---------------------------------------------------------------
+
+@EVENTS.publishes(Article.Drafted)
+def article_drafted(event: Article.Drafted) -> events_pb2.ArticleDrafted:
+    return events_pb2.ArticleDrafted(
+        article_id=str(event.originator_id), version=event.originator_version, title=event.title,
+        body=event.body, tags=list(event.tags), language=event.language, drafted_by=event.by,
+        occurred_at=timestamp(event.at))
+
+
+@EVENTS.publishes(Article.Changed)
+def article_changed(event: Article.Changed) -> events_pb2.ArticleChanged:
+    return events_pb2.ArticleChanged(
+        article_id=str(event.originator_id), version=event.originator_version, title=event.title,
+        body=event.body, tags=list(event.tags), language=event.language, changed_by=event.by,
+        occurred_at=timestamp(event.at))
+
+
+@EVENTS.publishes(Article.Published)
+def article_published(event: Article.Published) -> events_pb2.ArticlePublished:
+    return events_pb2.ArticlePublished(article_id=str(event.originator_id), version=event.originator_version,
+                                       published_by=event.by, occurred_at=timestamp(event.at))
+
+
+@EVENTS.publishes(Article.Archived)
+def article_archived(event: Article.Archived) -> events_pb2.ArticleArchived:
+    return events_pb2.ArticleArchived(article_id=str(event.originator_id), version=event.originator_version,
+                                      archived_by=event.by, occurred_at=timestamp(event.at))
+
+
+@EVENTS.publishes(Survey.Requested)
+def survey_requested(event: Survey.Requested) -> events_pb2.SurveyRequested:
+    return events_pb2.SurveyRequested(
+        survey_id=str(event.originator_id), ticket_id=event.ticket_id, round=event.round, token=event.token,
+        requester_email=event.requester_email or "", requester_contact_id=event.requester_contact_id or "",
+        occurred_at=timestamp(event.at))
+
+
+@EVENTS.publishes(Survey.Answered)
+def survey_answered(event: Survey.Answered) -> events_pb2.SurveyAnswered:
+    return events_pb2.SurveyAnswered(
+        survey_id=str(event.originator_id), ticket_id=event.ticket_id, round=event.round, rating=event.rating,
+        comment=event.comment or "", occurred_at=timestamp(event.at))
+
+
 # -- API resources ------------------------------------------------------------------------------
 
 def calendar_to_message(calendar_id: str, calendar: Calendar) -> servicedesk_pb2.Calendar:
@@ -219,3 +269,28 @@ def summary_to_message(summary: Any) -> servicedesk_pb2.Ticket:
         requester_email=summary.requester_email or "", opened_by=summary.opened_by,
         created_at=timestamp(summary.created_at), updated_at=timestamp(summary.updated_at),
         breached=summary.breached)
+
+
+def article_to_message(article: Article) -> servicedesk_pb2.Article:
+    return servicedesk_pb2.Article(
+        article_id=str(article.id), version=article.version, title=article.title, body=article.body,
+        tags=list(article.tags), language=article.language, status=ARTICLE_STATUS_TO_PROTO[article.status.value],
+        created_by=article.created_by, created_at=timestamp(article.created_at),
+        updated_at=timestamp(article.updated_at),
+        published_at=timestamp(article.published_at) if article.published_at is not None else None)
+
+
+def article_summary_to_message(summary: Any) -> servicedesk_pb2.ArticleSummary:
+    return servicedesk_pb2.ArticleSummary(
+        article_id=summary.id, version=summary.version, title=summary.title, excerpt=summary.excerpt,
+        tags=summary.tags, language=summary.language, status=ARTICLE_STATUS_TO_PROTO[summary.status],
+        created_at=timestamp(summary.created_at), updated_at=timestamp(summary.updated_at),
+        published_at=timestamp(summary.published_at) if summary.published_at is not None else None,
+        score=summary.score or 0.0)
+
+
+def survey_to_message(survey: Survey) -> servicedesk_pb2.SurveyAnswer:
+    return servicedesk_pb2.SurveyAnswer(
+        survey_id=str(survey.id), ticket_id=survey.ticket_id, round=survey.round, rating=survey.rating or 0,
+        comment=survey.comment or "",
+        answered_at=timestamp(survey.answered_at) if survey.answered_at is not None else None)
