@@ -55,7 +55,7 @@ def test_ticket_events_are_on_the_topic_in_order_with_their_clocks(any_platform,
     thread = threading.Thread(target=relay.run, daemon=True)
     thread.start()
     try:
-        read_topic(kafka_bootstrap, topic, at_least(14))  # a calendar, a policy, 12 ticket events
+        read_topic(kafka_bootstrap, topic, at_least(16))  # a calendar, a policy, 12 ticket events, 2 surveys
     finally:
         relay.stop()
         thread.join(30)
@@ -90,4 +90,61 @@ def test_ticket_events_are_on_the_topic_in_order_with_their_clocks(any_platform,
     assert messages[11].ticket.status == types_pb2.TICKET_STATUS_CLOSED
     others = {headers(r)["ce_type"] for r in read_all(kafka_bootstrap, topic)} - {
         f"crm.servicedesk.v1.{name}" for name in types}
-    assert others == {"crm.servicedesk.v1.CalendarChanged", "crm.servicedesk.v1.SlaPolicyChanged"}
+    assert others == {"crm.servicedesk.v1.CalendarChanged", "crm.servicedesk.v1.SlaPolicyChanged",
+                      "crm.servicedesk.v1.SurveyRequested"}  # one per solve
+
+
+def test_article_and_survey_events_are_on_the_topic_in_order(any_platform, kafka_bootstrap):
+    from crm_servicedesk.application import DraftArticle
+    from crm_servicedesk.surveys import survey_id_for
+
+    ensure_topics(kafka_bootstrap, any_platform.topic_prefix)
+    topic = f"{any_platform.topic_prefix}crm.servicedesk.events.v1"
+    clock = ManualClock(FRIDAY_4PM)
+    app = ServiceDeskApplication(any_platform, clock)
+    article, _ = app.draft_article(DraftArticle("Printer jams", "Pull the sheet.", "en-GB", ["hardware"],
+                                                caller=AGENT))
+    app.change_article(article.id, {"body": "Open tray two.\nPull the sheet."}, 1, AGENT)
+    app.publish_article(article.id, caller=AGENT)
+    app.archive_article(article.id, caller=AGENT)
+    ticket, _ = app.open_ticket(OpenTicket("Printer", channel="email", requester_email="ada@example.com",
+                                           caller=AGENT))
+    app.move_ticket(ticket.id, "solved", caller=AGENT)
+    app.move_ticket(ticket.id, "reopened", caller=AGENT)
+    app.move_ticket(ticket.id, "solved", caller=AGENT)
+
+    relay = relay_module.for_context(app, CONTEXT.topic, CONTEXT.events.to_message, any_platform)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        read_topic(kafka_bootstrap, topic, at_least(10))  # 4 article, 4 ticket and 2 survey events
+        registry = registry_for("servicedesk")
+        requests = sorted((registry.decode(r.headers, r.value).message for r in read_all(kafka_bootstrap, topic)
+                           if headers(r)["ce_type"] == "crm.servicedesk.v1.SurveyRequested"),
+                          key=lambda m: m.round)  # two keys: two partitions, perhaps
+        assert [m.round for m in requests] == [1, 2]
+        assert all(m.ticket_id == str(ticket.id) and m.requester_email == "ada@example.com" for m in requests)
+        app.answer_survey(requests[1].token, 5, "Quick!")  # the token as the customer got it
+        read_topic(kafka_bootstrap, topic, at_least(11))
+    finally:
+        relay.stop()
+        thread.join(30)
+        relay.close()
+
+    records = read_all(kafka_bootstrap, topic)
+    article_records = [r for r in records if r.key.decode() == str(article.id)]
+    assert [headers(r)["ce_type"].rsplit(".", 1)[1] for r in article_records] == [
+        "ArticleDrafted", "ArticleChanged", "ArticlePublished", "ArticleArchived"]
+    drafted, changed, published, archived = [registry.decode(r.headers, r.value).message for r in article_records]
+    assert (drafted.title, drafted.language, list(drafted.tags), drafted.drafted_by) == (
+        "Printer jams", "en-GB", ["hardware"], "ann")
+    assert changed.body == "Open tray two.\nPull the sheet." and changed.title == "Printer jams"
+    assert [m.version for m in (drafted, changed, published, archived)] == [1, 2, 3, 4]
+    assert all(headers(r)["ce_subject"] == str(article.id) for r in article_records)
+    survey_key = str(survey_id_for(requests[1].token))
+    survey_records = [r for r in records if r.key.decode() == survey_key]
+    assert [headers(r)["ce_type"].rsplit(".", 1)[1] for r in survey_records] == ["SurveyRequested", "SurveyAnswered"]
+    answered = registry.decode(survey_records[1].headers, survey_records[1].value).message
+    assert (answered.ticket_id, answered.round, answered.rating, answered.comment) == (str(ticket.id), 2, 5, "Quick!")
+    ticket_types = [headers(r)["ce_type"].rsplit(".", 1)[1] for r in records if r.key.decode() == str(ticket.id)]
+    assert ticket_types == ["TicketOpened", "TicketSolved", "TicketReopened", "TicketSolved"]
