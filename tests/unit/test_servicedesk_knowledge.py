@@ -207,3 +207,20 @@ def test_solving_requests_a_survey_per_solve_each_answered_once(desk):
         desk.answer_survey("z" * 43, 5)
     assert desk.recorder.max_notification_id() == last
     assert desk.answer_survey(first.token, 2).round == 1  # the earlier solve's survey, still open once
+
+
+def test_an_index_without_its_search_table_is_rebuilt_when_opened(tmp_path):
+    from sqlalchemy import text
+
+    from crm_servicedesk.views import ARTICLE_FTS, ServiceDeskViews
+
+    platform = PlatformSettings(store="sqlite", data_dir=tmp_path)
+    app = ServiceDeskApplication(platform, ManualClock(AT))
+    draft, _ = app.draft_article(DraftArticle("Printer jams", "Pull the sheet.", "en", caller=AGENT))
+    with app.views.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {ARTICLE_FTS}"))  # as if a crash came between the creations
+    views = ServiceDeskViews(app, app.views.engine)
+    views.create_tables()
+    views.catch_up()
+    app._views = views
+    assert [a.id for a in app.list_articles(ListArticles(q="printer", caller=AGENT)).items] == [str(draft.id)]

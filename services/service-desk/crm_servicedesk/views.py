@@ -64,6 +64,7 @@ from sqlalchemy import (
     cast,
     event,
     func,
+    inspect,
     literal,
     literal_column,
     null,
@@ -342,6 +343,19 @@ def rows_of(event: Any, position: int) -> Iterator[Change]:
 class ServiceDeskViews(LogIndex):
     def __init__(self, app: Application, engine: Any, serialised: bool = False):
         super().__init__(app, engine, metadata, positions, POSITION_NAME, rows_of, serialised)
+
+    def _outdated(self) -> bool:
+        """Also outdated: an article table without its search (SQLite runs DDL outside a
+        transaction, so a crash between the two creations could leave one without the
+        other); the index is then dropped and rebuilt like any outdated one."""
+        if super()._outdated():
+            return True
+        stored = inspect(self.engine)
+        if not stored.has_table(articles.name):
+            return False
+        if self.engine.dialect.name == "sqlite":
+            return not stored.has_table(ARTICLE_FTS)
+        return "search" not in {c["name"] for c in stored.get_columns(articles.name)}
 
     def list_tickets(self, query: TicketQuery) -> Page[TicketSummary]:
         t = tickets.c
