@@ -684,58 +684,36 @@ class SalesViews(LogIndex):
         owner = one_owner(query.owner_id, only_owner)
         if owner is False:
             return Page([], None)
-        table = opportunities
-        conditions: list[ColumnElement[bool]] = []
-        if owner is not None:
-            conditions.append(table.c.owner_id == owner)
-        if query.stage is not None:
-            conditions.append(table.c.stage == query.stage)
-        if query.account_id is not None:
-            conditions.append(table.c.account_id == query.account_id)
+        c = opportunities.c
+        conditions = _equal(opportunities, owner_id=owner, stage=query.stage, account_id=query.account_id)
         if query.close_month is not None:
             first, following = query.close_month
-            conditions += [table.c.expected_close_on >= first, table.c.expected_close_on < following]
-        return self._ids_by(table, table.c.expected_close_on, "opportunity", conditions, query.after, query.limit)
+            conditions += [c.expected_close_on >= first, c.expected_close_on < following]
+        return self._ids_by(opportunities, c.expected_close_on, "opportunity", conditions, query.after, query.limit)
 
     def list_quote_ids(self, query: QuoteQuery, only_owner: str | None) -> Page[str]:
         """Ids of a page of quotes (the application loads the records)."""
         owner = one_owner(query.owner_id, only_owner)
         if owner is False:
             return Page([], None)
-        table = quotes
-        conditions: list[ColumnElement[bool]] = []
-        if owner is not None:
-            conditions.append(table.c.owner_id == owner)
-        if query.opportunity_id is not None:
-            conditions.append(table.c.opportunity_id == query.opportunity_id)
-        if query.account_id is not None:
-            conditions.append(table.c.account_id == query.account_id)
+        c = quotes.c
+        conditions = _equal(quotes, owner_id=owner, opportunity_id=query.opportunity_id, account_id=query.account_id)
+        conditions += _between(c.valid_until, query.valid_until_after, query.valid_until_before)
         if query.status is not None:
             conditions.append(quote_status_is(query.status, query.today))
-        if query.valid_until_after is not None:
-            conditions.append(table.c.valid_until > query.valid_until_after)
-        if query.valid_until_before is not None:
-            conditions.append(table.c.valid_until < query.valid_until_before)
-        return self._ids_by(table, table.c.valid_until, "quote", conditions, query.after, query.limit)
+        return self._ids_by(quotes, c.valid_until, "quote", conditions, query.after, query.limit)
 
     def list_contract_ids(self, query: ContractQuery, only_owner: str | None) -> Page[str]:
         """Ids of a page of contracts (the application loads the records)."""
         owner = one_owner(query.owner_id, only_owner)
         if owner is False:
             return Page([], None)
-        table = contracts
-        conditions: list[ColumnElement[bool]] = []
-        if owner is not None:
-            conditions.append(table.c.owner_id == owner)
-        if query.account_id is not None:
-            conditions.append(table.c.account_id == query.account_id)
+        c = contracts.c
+        conditions = _equal(contracts, owner_id=owner, account_id=query.account_id)
+        conditions += _between(c.ends_on, query.ends_after, query.ends_before)
         if query.status is not None:
             conditions.append(contract_status_is(query.status, query.today))
-        if query.ends_after is not None:
-            conditions.append(table.c.ends_on > query.ends_after)
-        if query.ends_before is not None:
-            conditions.append(table.c.ends_on < query.ends_before)
-        return self._ids_by(table, table.c.ends_on, "contract", conditions, query.after, query.limit)
+        return self._ids_by(contracts, c.ends_on, "contract", conditions, query.after, query.limit)
 
     def _ids_by(self, table: Table, key: Any, kind: str, conditions: list[ColumnElement[bool]],
                 after: tuple[str, str] | None, limit: int) -> Page[str]:
@@ -787,6 +765,16 @@ class SalesViews(LogIndex):
         with self.read() as conn:
             found = conn.execute(statement).scalar()
         return str(found) if found is not None else None
+
+
+def _equal(table: Table, **values: Any) -> list[ColumnElement[bool]]:
+    """Column = value for each value given (None: no filter)."""
+    return [table.c[name] == value for name, value in values.items() if value is not None]
+
+
+def _between(column: Any, after: str | None, before: str | None) -> list[ColumnElement[bool]]:
+    """after < column < before, for the bounds given (both exclusive)."""
+    return ([column > after] if after is not None else []) + ([column < before] if before is not None else [])
 
 
 def quote_status_is(status: QuoteStatus, today: date) -> ColumnElement[bool]:
