@@ -17,7 +17,7 @@ The index follows the log with a position that is written in the same transactio
 rows it changed, so it is always exactly "the log up to its position": it cannot diverge,
 a crash loses nothing (the next catch-up starts at the stored position), and `rebuild()`
 (drop, recreate, catch up from the start) gives the same rows. An index whose stored tables
-lack a column its declaration has (a column added by a new release) is dropped when it is
+lack a column or a table its declaration has (added by a new release) is dropped when it is
 opened and so rebuilt by the next catch-up: no migration to write. Rows only move forward in
 version and the position only forward, so catch-ups that race (threads, API processes) are
 harmless. A service catches up when its API starts, synchronously after each command (a
@@ -145,10 +145,16 @@ class LogIndex:
         retry_schema_race(create, errors=DBAPIError)
 
     def _outdated(self) -> bool:
-        """Whether a stored table lacks a declared column (its rows cannot be patched)."""
+        """Whether a stored table lacks a declared column (its rows cannot be patched), or a
+        built index lacks a declared table (its position is past the events that fill it)."""
         stored = inspect(self.engine)
+        built = stored.has_table(self.positions.name)
         for table in self.metadata.sorted_tables:
-            if table is self.positions or not stored.has_table(table.name):
+            if table is self.positions:
+                continue
+            if not stored.has_table(table.name):
+                if built:
+                    return True
                 continue
             have = {column["name"] for column in stored.get_columns(table.name)}
             if any(column.name not in have for column in table.columns):

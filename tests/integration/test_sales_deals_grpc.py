@@ -139,6 +139,31 @@ def test_a_deal_over_grpc(any_platform, address):
         assert [o.id for o in listed.opportunities] == [opportunity.id]
         await refused(stub.ListOpportunities(sales_pb2.ListOpportunitiesRequest(page_token="bogus"), metadata=ANN),
                       grpc.StatusCode.INVALID_ARGUMENT)
+        quotes = await stub.ListQuotes(sales_pb2.ListQuotesRequest(opportunity_id=opportunity.id), metadata=ANN)
+        assert {(q.id, q.status) for q in quotes.quotes} == {(quote.id, "superseded"), (second.id, "accepted")}
+        superseded = await stub.ListQuotes(sales_pb2.ListQuotesRequest(status="superseded", page_size=5),
+                                           metadata=BOSS)
+        assert [q.id for q in superseded.quotes] == [quote.id] and not superseded.next_page_token
+        assert not (await stub.ListQuotes(sales_pb2.ListQuotesRequest(), metadata=BOB)).quotes
+        detail = await refused(stub.ListQuotes(sales_pb2.ListQuotesRequest(status="lapsed"), metadata=ANN),
+                               grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("status:")
+        detail = await refused(stub.ListQuotes(sales_pb2.ListQuotesRequest(page_token="bogus"), metadata=ANN),
+                               grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("page_token:")
+        contract = (await stub.CreateContract(sales_pb2.CreateContractRequest(
+            quote_id=second.id, starts_on="2025-04-01", ends_on="2026-03-31",
+            payment_terms=values_pb2.PaymentTerms(instalments=2, first_due_on="2025-04-30", every_months=6)),
+            metadata=ANN)).contract
+        contracts = await stub.ListContracts(sales_pb2.ListContractsRequest(
+            status="draft", ends_before="2026-04-01", account_id=account.id), metadata=ANN)
+        assert [(c.id, len(c.payment_schedule)) for c in contracts.contracts] == [(contract.id, 2)]
+        assert not (await stub.ListContracts(sales_pb2.ListContractsRequest(ends_after="2026-03-31"),
+                                             metadata=ANN)).contracts
+        assert not (await stub.ListContracts(sales_pb2.ListContractsRequest(), metadata=BOB)).contracts
+        detail = await refused(stub.ListContracts(sales_pb2.ListContractsRequest(ends_before="soon"), metadata=ANN),
+                               grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("ends_before:")
         products = await stub.ListProducts(sales_pb2.ListProductsRequest(page_size=1), metadata=ANN)
         assert [p.sku for p in products.products] == ["HRS"] and products.next_page_token
         books = await stub.ListPriceBooks(sales_pb2.ListPriceBooksRequest(currency_code="EUR"), metadata=ANN)

@@ -300,3 +300,49 @@ def test_pipeline_configuration_and_lists(client):
     assert [(b["id"], b["entries"], b["entry_count"]) for b in listed] == [(book["id"], None, 1)]
     assert ok(client.get(f"/v1/price-books/{book['id']}"))["entries"] == [
         {"sku": "A-1", "unit_price": {"amount": "1200", "currency": "JPY"}}]
+
+
+def test_quote_and_contract_lists_filter_page_and_narrow_to_the_caller(client, clock):
+    _, opportunity, eur, _ = set_up_deal(client)
+
+    def quote(valid_until, *actions):
+        made = ok(client.post("/v1/quotes", json={"opportunity_id": opportunity["id"], "price_book_id": eur["id"],
+                                                  "valid_until": valid_until, "lines": LINES}), 201)
+        for action in actions:
+            made = ok(client.post(f"/v1/quotes/{made['id']}/{action}"))
+        return made
+
+    accepted = quote("2025-04-30", "send", "accept")
+    lapsing = quote("2025-03-12", "send")
+    drafted = quote("2025-03-20")
+    page = ok(client.get("/v1/quotes", params={"limit": 2}))
+    assert [q["id"] for q in page["items"]] == [lapsing["id"], drafted["id"]]
+    assert page["items"][0]["lines"][0]["net"] == {"amount": "53.97", "currency": "EUR"}
+    rest = ok(client.get("/v1/quotes", params={"limit": 2, "cursor": page["next_cursor"]}))
+    assert [q["id"] for q in rest["items"]] == [accepted["id"]] and rest["next_cursor"] is None
+    assert [q["id"] for q in ok(client.get("/v1/quotes", params={
+        "status": "sent", "valid_until_before": "2025-03-15", "opportunity_id": opportunity["id"]}))["items"]] == [
+        lapsing["id"]]
+    assert ok(client.get("/v1/quotes", headers=BOB))["items"] == []
+    assert len(ok(client.get("/v1/quotes", headers=BOSS, params={"owner_id": "ann"}))["items"]) == 3
+    clock.now = NOW + timedelta(days=3)  # 2025-03-13: the sent quote lapsed
+    expired = ok(client.get("/v1/quotes", params={"status": "expired"}))["items"]
+    assert [(q["id"], q["status"]) for q in expired] == [(lapsing["id"], "expired")]
+    assert problem_of(client.get("/v1/quotes", params={"status": "lapsed"}), 422)["detail"].startswith("status:")
+    problem_of(client.get("/v1/quotes", params={"valid_until_after": "13/03/2025"}), 422)
+
+    contract = ok(client.post("/v1/contracts", json={
+        "quote_id": accepted["id"], "starts_on": "2025-04-01", "ends_on": "2026-03-31",
+        "payment_terms": {"instalments": 4, "first_due_on": "2025-04-30", "every_months": 3}}), 201)
+    ok(client.post(f"/v1/contracts/{contract['id']}/submit"))
+    ok(client.post(f"/v1/contracts/{contract['id']}/sign"))
+    renewals = ok(client.get("/v1/contracts", params={"status": "signed", "ends_before": "2026-04-01",
+                                                      "account_id": opportunity["account_id"]}))
+    assert [(c["id"], len(c["payment_schedule"])) for c in renewals["items"]] == [(contract["id"], 4)]
+    assert ok(client.get("/v1/contracts", params={"ends_after": "2026-03-31"}))["items"] == []
+    assert ok(client.get("/v1/contracts", headers=BOB))["items"] == []
+    assert [c["id"] for c in ok(client.get("/v1/contracts", headers=BOSS, params={"owner_id": "ann"}))["items"]] == [
+        contract["id"]]
+    assert problem_of(client.get("/v1/contracts", params={"status": "ended"}), 422)["detail"].startswith("status:")
+    assert problem_of(client.get("/v1/contracts", params={"cursor": page["next_cursor"]}), 422)[
+        "detail"].startswith("cursor:")

@@ -1,5 +1,6 @@
 """Sales application: commands and queries over the sales event store (accounts, contacts,
-the pipeline, opportunities, products, price books and quotes).
+the pipeline, opportunities, products, price books, quotes, contracts, orders, loyalty and
+commissions).
 
 Commands are small dataclasses that the HTTP and gRPC adapters both build. Each loads the
 aggregate, checks the caller may see it (crm_runtime.ownership: a `sales_rep` sees the
@@ -18,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -35,7 +37,7 @@ from crm_runtime.settings import PlatformSettings
 from crm_sales.catalogue import PriceBook, Product, product_id_for, validate_price_book, validate_product
 from crm_sales.catalogue import price_book_id_for as _price_book_id_for
 from crm_sales.commissions import CommissionPlan
-from crm_sales.contracts import Contract, check_term, contract_id_for
+from crm_sales.contracts import Contract, ContractStatus, check_term, contract_id_for
 from crm_sales.domain import (
     NAME_MAX,
     Account,
@@ -87,6 +89,7 @@ from crm_sales.views import (
     MAX_LIMIT,
     AccountRecord,
     ContactRecord,
+    ContractQuery,
     ContractRecord,
     ListQuery,
     LoyaltyRecord,
@@ -97,6 +100,7 @@ from crm_sales.views import (
     PriceBookRecord,
     ProductQuery,
     ProductRecord,
+    QuoteQuery,
     QuoteRecord,
     SalesViews,
     decode_cursor,
@@ -104,6 +108,8 @@ from crm_sales.views import (
 )
 
 log = logs.get(__name__)
+A = TypeVar("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,21 @@ class WorkQuote:
 
 
 @dataclass(frozen=True)
+class ListQuotes:
+    """A page of quotes by valid_until, then id; filters combine with AND."""
+
+    limit: int | None = None
+    cursor: str | None = None
+    owner_id: str | None = None
+    opportunity_id: str | None = None
+    account_id: str | None = None
+    status: str | None = None  # as shown today: expired is a draft or sent quote past valid_until
+    valid_until_after: Any = None  # ISO dates, exclusive
+    valid_until_before: Any = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
 class ReviseQuote:
     quote_id: str | UUID
     lines: Any
@@ -315,6 +336,21 @@ class DraftContract:
     ends_on: Any
     payment_terms: Any  # {"instalments", "first_due_on", "every_months"}
     request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class ListContracts:
+    """A page of contracts by ends_on, then id (renewals first due come first); filters
+    combine with AND."""
+
+    limit: int | None = None
+    cursor: str | None = None
+    owner_id: str | None = None
+    account_id: str | None = None
+    status: str | None = None  # as shown today: an active contract past ends_on is expired
+    ends_after: Any = None  # ISO dates, exclusive
+    ends_before: Any = None
     caller: Principal | None = None
 
 
@@ -696,24 +732,20 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
     def list_opportunities(self, request: ListOpportunities) -> Page[OpportunityRecord]:
         who = _who(request.caller)
         pipeline = self.pipeline()
-        after = None
-        if request.cursor:
-            last_close, last_id = decode_index_cursor("opportunity", request.cursor, (str, str))
-            after = (str(last_close), str(last_id))
         query = OpportunityQuery(
-            limit=_limit(request.limit), after=after,
+            limit=_limit(request.limit), after=_cursor("opportunity", request.cursor),
             owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
             stage=pipeline.check_stage(request.stage) if request.stage else None,
             account_id=record_id("account_id", request.account_id) if request.account_id else None,
             close_month=_close_month(request.close_month) if request.close_month else None)
         self.views.catch_up()
-        ids = self.views.list_opportunity_ids(query, owner_filter(who))
-        items = []
-        for found in ids.items:
-            opportunity = self.find(Opportunity, UUID(found))
-            if opportunity is not None:
-                items.append(OpportunityRecord.of(opportunity, pipeline))
-        return Page(items, ids.next_cursor)
+        return self._records(self.views.list_opportunity_ids(query, owner_filter(who)), Opportunity,
+                             lambda opportunity: OpportunityRecord.of(opportunity, pipeline))
+
+    def _records(self, ids: Page[str], cls: type[A], record: Callable[[A], R]) -> Page[R]:
+        """The page's records, read from the store in the index's order."""
+        found = (self.find(cls, UUID(item)) for item in ids.items)
+        return Page([record(aggregate) for aggregate in found if aggregate is not None], ids.next_cursor)
 
     # -- products and price books ------------------------------------------------------------
 
@@ -848,6 +880,7 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         if created:
             log.info("quote.drafted", quote_id=str(quote.id), opportunity_id=quote.opportunity_id,
                      gross=str(quote.totals["gross"]))
+            self._refresh_views()
         else:
             check_visible(quote, "quote", who)
         return QuoteRecord.of(quote, today), created
@@ -883,8 +916,7 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         self.save_changes(quote, won, *added)
         log.info("quote.changed", quote_id=str(quote.id), status=str(quote.stored_status),
                  opportunity_won=won is not None)
-        if won is not None:
-            self._refresh_views()
+        self._refresh_views()
         return AcceptedQuote(QuoteRecord.of(quote, today),
                              OpportunityRecord.of(won, self.pipeline()) if won is not None else None)
 
@@ -916,7 +948,23 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         previous.supersede(today, str(quote.id), revised_by=_subject(who))
         self.save_changes(previous, quote)
         log.info("quote.revised", quote_id=str(previous.id), next_quote_id=str(quote.id), number=quote.number)
+        self._refresh_views()
         return RevisedQuote(QuoteRecord.of(quote, today), QuoteRecord.of(previous, today), True)
+
+    def list_quotes(self, request: ListQuotes) -> Page[QuoteRecord]:
+        who = _who(request.caller)
+        today = self.today()
+        query = QuoteQuery(
+            today=today, limit=_limit(request.limit), after=_cursor("quote", request.cursor),
+            owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
+            opportunity_id=record_id("opportunity_id", request.opportunity_id) if request.opportunity_id else None,
+            account_id=record_id("account_id", request.account_id) if request.account_id else None,
+            status=_status(QuoteStatus, request.status),
+            valid_until_after=_day("valid_until_after", request.valid_until_after),
+            valid_until_before=_day("valid_until_before", request.valid_until_before))
+        self.views.catch_up()
+        return self._records(self.views.list_quote_ids(query, owner_filter(who)), Quote,
+                             lambda quote: QuoteRecord.of(quote, today))
 
     # -- the FX table ------------------------------------------------------------------------
 
@@ -977,6 +1025,7 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         if created:
             log.info("contract.drafted", contract_id=str(contract.id), quote_id=contract.quote_id,
                      total=str(contract.total_money))
+            self._refresh_views()
         else:
             check_visible(contract, "contract", who)
         return ContractRecord.of(contract, today), created
@@ -1014,6 +1063,7 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         self.save_changes(contract)
         log.info("contract.changed", contract_id=str(contract.id), action=command.action,
                  status=str(contract.stored_status))
+        self._refresh_views()
         return ContractRecord.of(contract, today)
 
     def record_payment(self, command: RecordPayment) -> ContractRecord:
@@ -1027,6 +1077,7 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         self.save_changes(contract)
         log.info("contract.payment_recorded", contract_id=str(contract.id), instalment=command.instalment,
                  amount=str(amount))
+        self._refresh_views()
         return ContractRecord.of(contract, today)
 
     def renew_contract(self, command: RenewContract) -> RenewedContract:
@@ -1054,7 +1105,21 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         previous.renew(today, str(contract.id), renewed_by=_subject(who))
         self.save_changes(previous, contract)
         log.info("contract.renewed", contract_id=str(previous.id), next_contract_id=str(contract.id))
+        self._refresh_views()
         return RenewedContract(ContractRecord.of(contract, today), ContractRecord.of(previous, today), True)
+
+    def list_contracts(self, request: ListContracts) -> Page[ContractRecord]:
+        who = _who(request.caller)
+        today = self.today()
+        query = ContractQuery(
+            today=today, limit=_limit(request.limit), after=_cursor("contract", request.cursor),
+            owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
+            account_id=record_id("account_id", request.account_id) if request.account_id else None,
+            status=_status(ContractStatus, request.status),
+            ends_after=_day("ends_after", request.ends_after), ends_before=_day("ends_before", request.ends_before))
+        self.views.catch_up()
+        return self._records(self.views.list_contract_ids(query, owner_filter(who)), Contract,
+                             lambda contract: ContractRecord.of(contract, today))
 
     # -- orders and loyalty ----------------------------------------------------------------------
 
@@ -1171,6 +1236,31 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
             name_prefix=prefix,
             updated_since=since,
             account_id=record_id("account_id", request.account_id) if request.account_id else None)
+
+
+def _cursor(kind: str, cursor: str | None) -> tuple[str, str] | None:
+    """A list's cursor as its (date, id) sort key."""
+    if not cursor:
+        return None
+    key, last_id = decode_index_cursor(kind, cursor, (str, str))
+    return str(key), str(last_id)
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+def _status(statuses: type[S], raw: str | None) -> S | None:
+    if not raw:
+        return None
+    try:
+        return statuses(raw)
+    except ValueError:
+        names = ", ".join(str(status) for status in statuses)
+        raise InvalidField("status", f"{raw[:40]!r} is not one of {names}") from None
+
+
+def _day(field_name: str, raw: Any) -> str | None:
+    return parse_date(field_name, raw).isoformat() if raw not in (None, "") else None
 
 
 def _limit(limit: int | None) -> int:

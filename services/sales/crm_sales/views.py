@@ -1,8 +1,8 @@
 # mypy: disable-error-code="attr-defined,name-defined"
 # (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
 # methods when the class is created, which mypy cannot see.)
-"""The sales query model: index tables of accounts, contacts, opportunities, products and
-price books, for lists.
+"""The sales query model: index tables of accounts, contacts, opportunities, products, price
+books, quotes and contracts, for lists.
 
 The machinery (following the store's notification log with a position written in the
 same transaction as the rows, upserts that only move forward in version, cursors, pages)
@@ -13,9 +13,16 @@ amount and close date). Opportunity lists answer ids from the index and the reco
 the store (an opportunity's stage history is not in the index).
 
 Accounts, contacts and price books are listed by name (case-insensitive), then id;
-opportunities by expected close date, then id; products by SKU. Lists are paged with an opaque cursor
-(the last row's sort key); filters combine with AND. Contacts have no owner of their own:
-a contact row is joined to its account's row, whose owner it lists and is filtered by.
+opportunities by expected close date, then id; products by SKU; quotes by valid_until, then
+id; contracts by ends_on, then id. Quote and contract lists, like opportunity lists, answer
+ids from the index and the records from the store (their lines and schedules are not
+indexed). A quote's or contract's row keeps its STORED status; `expired` is what the date
+says (an open quote past valid_until, an active contract past ends_on), so a status filter
+compares the date with the caller's today (`quote_status_is`, `contract_status_is`).
+
+Lists are paged with an opaque cursor (the last row's sort key); filters combine with AND.
+Contacts have no owner of their own: a contact row is joined to its account's row, whose
+owner it lists and is filtered by.
 `python -m crm_sales.views rebuild` rebuilds the index of the configured store (lists fail
 for the moment it takes, so run it with the API stopped, or when lists can wait).
 """
@@ -71,18 +78,18 @@ from crm_runtime.index import decode_cursor as _decode_cursor
 from crm_runtime.money import Money
 from crm_runtime.settings import PlatformSettings
 from crm_sales.catalogue import PriceBook, Product
-from crm_sales.contracts import Contract
+from crm_sales.contracts import Contract, ContractStatus
 from crm_sales.domain import ID_MAX, Account, Contact
 from crm_sales.opportunities import Opportunity
 from crm_sales.orders import LoyaltyAccount, Order
 from crm_sales.pipeline import Pipeline
-from crm_sales.quotes import Quote
+from crm_sales.quotes import OPEN_STATUSES, Quote, QuoteStatus
 
 log = logs.get(__name__)
 
-__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "ContactRecord",
+__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "ContactRecord", "ContractQuery",
            "ListQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
-           "ProductRecord", "QuoteRecord", "SalesViews", "decode_cursor", "open_views"]
+           "ProductRecord", "QuoteQuery", "QuoteRecord", "SalesViews", "decode_cursor", "open_views"]
 
 metadata = MetaData()
 accounts = Table(
@@ -163,6 +170,40 @@ price_books = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("sales_price_book_index_by_name", "name_key", "id"),
     Index("sales_price_book_index_by_currency", "currency", "name_key", "id"),
+)
+quotes = Table(
+    "sales_quote_index", metadata,
+    Column("id", SortKey, primary_key=True),
+    Column("opportunity_id", String(36), nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("owner_id", String(ID_MAX), nullable=False),
+    Column("status", String(20), nullable=False),  # stored: draft, sent, accepted, rejected, superseded
+    Column("valid_until", SortKey, nullable=False),  # ISO 8601: orders as a date
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_quote_index_by_valid_until", "valid_until", "id"),
+    Index("sales_quote_index_by_owner", "owner_id", "valid_until", "id"),
+    Index("sales_quote_index_by_opportunity", "opportunity_id", "valid_until", "id"),
+    Index("sales_quote_index_by_account", "account_id", "valid_until", "id"),
+    Index("sales_quote_index_by_status", "status", "valid_until", "id"),
+)
+contracts = Table(
+    "sales_contract_index", metadata,
+    Column("id", SortKey, primary_key=True),
+    Column("quote_id", String(36), nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("owner_id", String(ID_MAX), nullable=False),
+    Column("status", String(20), nullable=False),  # stored: an active contract past ends_on shows expired
+    Column("starts_on", String(10), nullable=False),
+    Column("ends_on", SortKey, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_contract_index_by_end", "ends_on", "id"),
+    Index("sales_contract_index_by_owner", "owner_id", "ends_on", "id"),
+    Index("sales_contract_index_by_account", "account_id", "ends_on", "id"),
+    Index("sales_contract_index_by_status", "status", "ends_on", "id"),
 )
 positions = position_table(metadata, "sales_index_position")
 POSITION_NAME = "sales-index"
@@ -461,6 +502,31 @@ class OpportunityQuery:
 
 
 @dataclass(frozen=True)
+class QuoteQuery:
+    today: date  # what `expired` is measured against
+    limit: int = DEFAULT_LIMIT
+    after: tuple[str, str] | None = None  # (valid_until, id)
+    owner_id: str | None = None
+    opportunity_id: str | None = None
+    account_id: str | None = None
+    status: QuoteStatus | None = None
+    valid_until_after: str | None = None  # ISO dates, both exclusive
+    valid_until_before: str | None = None
+
+
+@dataclass(frozen=True)
+class ContractQuery:
+    today: date
+    limit: int = DEFAULT_LIMIT
+    after: tuple[str, str] | None = None  # (ends_on, id)
+    owner_id: str | None = None
+    account_id: str | None = None
+    status: ContractStatus | None = None
+    ends_after: str | None = None  # ISO dates, both exclusive
+    ends_before: str | None = None
+
+
+@dataclass(frozen=True)
 class ProductQuery:
     limit: int = DEFAULT_LIMIT
     after: str | None = None  # the last SKU
@@ -490,6 +556,17 @@ def decode_cursor(kind: str, cursor: str) -> tuple[str, str]:
 
 
 # -- the index ------------------------------------------------------------------------------
+
+# The stored status each later quote or contract event leaves (their rows are patched).
+QUOTE_STATUS_EVENTS: dict[type, str] = {
+    Quote.Sent: QuoteStatus.SENT, Quote.Accepted: QuoteStatus.ACCEPTED, Quote.Rejected: QuoteStatus.REJECTED,
+    Quote.Revised: QuoteStatus.SUPERSEDED}
+CONTRACT_STATUS_EVENTS: dict[type, str] = {
+    Contract.Submitted: ContractStatus.PENDING_APPROVAL, Contract.Approved: ContractStatus.APPROVED,
+    Contract.Rejected: ContractStatus.DRAFT, Contract.Signed: ContractStatus.SIGNED,
+    Contract.Activated: ContractStatus.ACTIVE, Contract.Expired: ContractStatus.EXPIRED,
+    Contract.Terminated: ContractStatus.TERMINATED, Contract.Renewed: ContractStatus.RENEWED}
+
 
 def rows_of(event: Any, _position: int) -> Iterator[Change]:
     """The row a sales event writes: its record's whole state."""
@@ -522,6 +599,27 @@ def rows_of(event: Any, _position: int) -> Iterator[Change]:
     elif isinstance(event, Opportunity.Lost):
         yield Patch(opportunities, str(event.originator_id), event.originator_version,
                     {"stage": "closed_lost", "closed_on": event.closed_on, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Quote.Drafted):
+        yield Upsert(quotes, {
+            "id": str(event.originator_id), "opportunity_id": event.opportunity_id, "account_id": event.account_id,
+            "owner_id": event.owner_id, "status": QuoteStatus.DRAFT, "valid_until": event.valid_until,
+            "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
+    elif isinstance(event, tuple(QUOTE_STATUS_EVENTS)):
+        yield Patch(quotes, str(event.originator_id), event.originator_version,
+                    {"status": QUOTE_STATUS_EVENTS[type(event)], "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Contract.Drafted):
+        yield Upsert(contracts, {
+            "id": str(event.originator_id), "quote_id": event.quote_id, "account_id": event.account_id,
+            "owner_id": event.owner_id, "status": ContractStatus.DRAFT, "starts_on": event.starts_on,
+            "ends_on": event.ends_on, "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
+    elif isinstance(event, tuple(CONTRACT_STATUS_EVENTS)):
+        yield Patch(contracts, str(event.originator_id), event.originator_version,
+                    {"status": CONTRACT_STATUS_EVENTS[type(event)], "updated_at": utc(event.timestamp)})
+    elif isinstance(event, Contract.PaymentRecorded):
+        yield Patch(contracts, str(event.originator_id), event.originator_version,
+                    {"updated_at": utc(event.timestamp)})
     elif isinstance(event, Product.Added):
         yield Upsert(products, {
             "id": str(event.originator_id), "sku": event.sku, "name": event.name, "family": event.family,
@@ -586,28 +684,48 @@ class SalesViews(LogIndex):
         owner = one_owner(query.owner_id, only_owner)
         if owner is False:
             return Page([], None)
-        table = opportunities
-        conditions: list[ColumnElement[bool]] = []
-        if owner is not None:
-            conditions.append(table.c.owner_id == owner)
-        if query.stage is not None:
-            conditions.append(table.c.stage == query.stage)
-        if query.account_id is not None:
-            conditions.append(table.c.account_id == query.account_id)
+        c = opportunities.c
+        conditions = _equal(opportunities, owner_id=owner, stage=query.stage, account_id=query.account_id)
         if query.close_month is not None:
             first, following = query.close_month
-            conditions += [table.c.expected_close_on >= first, table.c.expected_close_on < following]
-        if query.after is not None:
-            key, record_id = query.after
-            conditions.append(or_(table.c.expected_close_on > key,
-                                  and_(table.c.expected_close_on == key, table.c.id > record_id)))
-        statement = (select(table.c.id, table.c.expected_close_on).where(*conditions)
-                     .order_by(table.c.expected_close_on, table.c.id).limit(query.limit + 1))
+            conditions += [c.expected_close_on >= first, c.expected_close_on < following]
+        return self._ids_by(opportunities, c.expected_close_on, "opportunity", conditions, query.after, query.limit)
+
+    def list_quote_ids(self, query: QuoteQuery, only_owner: str | None) -> Page[str]:
+        """Ids of a page of quotes (the application loads the records)."""
+        owner = one_owner(query.owner_id, only_owner)
+        if owner is False:
+            return Page([], None)
+        c = quotes.c
+        conditions = _equal(quotes, owner_id=owner, opportunity_id=query.opportunity_id, account_id=query.account_id)
+        conditions += _between(c.valid_until, query.valid_until_after, query.valid_until_before)
+        if query.status is not None:
+            conditions.append(quote_status_is(query.status, query.today))
+        return self._ids_by(quotes, c.valid_until, "quote", conditions, query.after, query.limit)
+
+    def list_contract_ids(self, query: ContractQuery, only_owner: str | None) -> Page[str]:
+        """Ids of a page of contracts (the application loads the records)."""
+        owner = one_owner(query.owner_id, only_owner)
+        if owner is False:
+            return Page([], None)
+        c = contracts.c
+        conditions = _equal(contracts, owner_id=owner, account_id=query.account_id)
+        conditions += _between(c.ends_on, query.ends_after, query.ends_before)
+        if query.status is not None:
+            conditions.append(contract_status_is(query.status, query.today))
+        return self._ids_by(contracts, c.ends_on, "contract", conditions, query.after, query.limit)
+
+    def _ids_by(self, table: Table, key: Any, kind: str, conditions: list[ColumnElement[bool]],
+                after: tuple[str, str] | None, limit: int) -> Page[str]:
+        """A page of ids ordered by (key, id), after the cursor's (key, id)."""
+        if after is not None:
+            last_key, last_id = after
+            conditions = [*conditions, or_(key > last_key, and_(key == last_key, table.c.id > last_id))]
+        statement = select(table.c.id, key).where(*conditions).order_by(key, table.c.id).limit(limit + 1)
         with self.read() as conn:
             rows = conn.execute(statement).all()
         keys = {str(row[0]): str(row[1]) for row in rows}
-        return page_of([str(row[0]) for row in rows], query.limit,
-                       lambda last: encode_cursor("opportunity", keys[last], last))
+        return page_of([str(row[0]) for row in rows], limit, lambda last: encode_cursor(kind, keys[last], last))
 
     def list_products(self, query: ProductQuery) -> Page[ProductRecord]:
         table = products
@@ -647,6 +765,36 @@ class SalesViews(LogIndex):
         with self.read() as conn:
             found = conn.execute(statement).scalar()
         return str(found) if found is not None else None
+
+
+def _equal(table: Table, **values: Any) -> list[ColumnElement[bool]]:
+    """Column = value for each value given (None: no filter)."""
+    return [table.c[name] == value for name, value in values.items() if value is not None]
+
+
+def _between(column: Any, after: str | None, before: str | None) -> list[ColumnElement[bool]]:
+    """after < column < before, for the bounds given (both exclusive)."""
+    return ([column > after] if after is not None else []) + ([column < before] if before is not None else [])
+
+
+def quote_status_is(status: QuoteStatus, today: date) -> ColumnElement[bool]:
+    """Quotes showing `status` on `today`: a draft or sent quote past valid_until is expired."""
+    c, day = quotes.c, today.isoformat()
+    if status == QuoteStatus.EXPIRED:
+        return and_(c.status.in_([str(s) for s in OPEN_STATUSES]), c.valid_until < day)
+    if status in OPEN_STATUSES:
+        return and_(c.status == str(status), c.valid_until >= day)
+    return c.status == str(status)
+
+
+def contract_status_is(status: ContractStatus, today: date) -> ColumnElement[bool]:
+    """Contracts showing `status` on `today`: an active contract past ends_on is expired."""
+    c, day = contracts.c, today.isoformat()
+    if status == ContractStatus.EXPIRED:
+        return or_(c.status == str(status), and_(c.status == str(ContractStatus.ACTIVE), c.ends_on < day))
+    if status == ContractStatus.ACTIVE:
+        return and_(c.status == str(status), c.ends_on >= day)
+    return c.status == str(status)
 
 
 def _common(table: Table, query: ListQuery) -> list:

@@ -21,6 +21,8 @@ from crm_runtime.index import check_limit, decode_cursor, encode_cursor
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.text import plain_identifier
 from crm_workflow.assignment import Assignment, Rotation, Strategy
+from crm_workflow.contract_reminders import ReminderSettings
+from crm_workflow.contracts import ContractFact, Reminders
 from crm_workflow.desk import AgentRecord, RoutingGroup, TicketWork, Timer
 from crm_workflow.routing import Agent, parse_strategy
 from crm_workflow.tickets import Desk, TicketFact
@@ -166,6 +168,15 @@ class WorkflowApplication(ServiceApplication):
         if group is None:
             raise NotFound(f"routing group {name} does not exist")
         return group
+
+    # -- contracts: reminders ------------------------------------------------------------------
+
+    def plan_contracts(self, facts: Sequence[ContractFact], settings: ReminderSettings) -> tuple[list[Any], Reminders]:
+        """The aggregates to save for a batch of contract events (nothing saved here)."""
+        reminders = Reminders(self.find, settings)
+        for fact in facts:
+            reminders.apply(fact)
+        return reminders.changed(), reminders
 
     def get_ticket_work(self, ticket_id: str) -> TicketWork | None:
         return self.find(TicketWork, TicketWork.id_for(ticket_id))

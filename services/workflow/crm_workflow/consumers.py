@@ -15,6 +15,7 @@ from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime import logs, tracing
 from crm_runtime.consumer import Delivery, EventStoreHandler
 from crm_runtime.eventstore import stamp_trace
+from crm_workflow.adapters import sales
 from crm_workflow.adapters.servicedesk import fact_of
 from crm_workflow.application import WorkflowApplication
 
@@ -63,6 +64,27 @@ def ticket_events(_settings: Any, app: WorkflowApplication) -> EventStoreHandler
     # Routing moves shared aggregates (a group's turn and queue, agents' loads): partitions
     # decide one after the other rather than race and decide again.
     return EventStoreHandler(app, "tickets", decide, serialize=True)
+
+
+def contract_events(settings: Any, app: WorkflowApplication) -> EventStoreHandler:
+    """Sales' contract events -> the contracts' reminder timers, saved with the partition's
+    position in one transaction (crm_workflow.contracts)."""
+
+    def decide(deliveries: Sequence[Delivery]) -> list[Any]:
+        facts = [fact for d in deliveries if (fact := sales.fact_of(d.envelope.message, d.envelope.id)) is not None]
+        if not facts:
+            return []
+        changed, reminders = app.plan_contracts(facts, settings.reminders)
+        causes = {d.envelope.id: d.envelope.context for d in deliveries}
+        for aggregate in changed:
+            stamp_trace(aggregate, causes.get(_cause_of(aggregate) or "", {}))
+        if reminders.outcome.scheduled or reminders.outcome.cancelled:
+            log.info("reminders.changed", scheduled=len(reminders.outcome.scheduled),
+                     cancelled=len(reminders.outcome.cancelled))
+        return changed
+
+    # Each contract's watch and timers are its own: partitions decide side by side.
+    return EventStoreHandler(app, "contracts", decide)
 
 
 def _cause_of(aggregate: Any) -> str | None:

@@ -17,8 +17,9 @@ CONTEXT = Context(
     http=http.routers,
     grpc=grpc.registrations,
     consumers=(Consumer("assignments", topics=("leads",), handler=consumers.lead_events),
-               Consumer("tickets", topics=("servicedesk",), handler=consumers.ticket_events)),
-    # The worker fires due SLA timers (crm_workflow.firing) beside its consumers.
+               Consumer("tickets", topics=("servicedesk",), handler=consumers.ticket_events),
+               Consumer("contracts", topics=("sales",), handler=consumers.contract_events)),
+    # The worker fires due SLA timers and contract reminders (crm_workflow.firing) beside its consumers.
     periodic=(Periodic("timers", "timer_poll_seconds", firing.timer_firer),),
     commands=COMMANDS,
     resources=(ASSIGNMENTS, AGENTS, ROUTING, TIMERS),

@@ -10,21 +10,30 @@ ticket, and SLA timers. Pure domain (eventsourcing aggregates, no I/O).
 - `TicketWork`: the last ticket state the workflow applied (version, status, group,
   assignee), its routing decisions (`Routed` is also the `AssignTicket` command) and the
   names of the timers it ever had.
-- `Timer`: one durable timer per `sla_timers.TimerKey` (its id derives from the key's name):
+- `Timer`: one durable timer per key (its id derives from the key's name): a ticket's SLA
+  timer (`sla_timers.TimerKey`) or a contract's reminder (`contract_reminders.ReminderKey`);
   scheduled, moved, cancelled, fired. It fires once: firing is a new version of the
-  aggregate, so two firers racing lose one save.
+  aggregate, so two firers racing lose one save. What its event must say when it fires,
+  beyond the key, is its `payload` (a contract reminder's amount and dates).
+
+`UnitOfWork` loads each aggregate once per batch and lists the changed ones;
+`follow_timers` makes a subject's pending timers the planned ones (tickets and contracts
+alike).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Protocol, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
 from crm_workflow.routing import OPEN_STATUSES, Agent, RoutingStrategy, TicketToRoute
-from crm_workflow.sla_timers import Target, TimerKey, TimerKind
+from crm_workflow.sla_timers import Target, TimerKey, TimerKind, reconcile
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "crm:workflow")
 
@@ -241,9 +250,24 @@ class TimerState:
     FIRED = "fired"
 
 
+class TimerSpec(Protocol):
+    """What names a timer: `sla_timers.TimerKey`, `contract_reminders.ReminderKey`."""
+
+    @property
+    def subject_id(self) -> str: ...
+    @property
+    def target(self) -> StrEnum: ...
+    @property
+    def kind(self) -> StrEnum: ...
+    @property
+    def level(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
+
 class Timer(Aggregate):
     @staticmethod
-    def id_for(key: TimerKey) -> UUID:
+    def id_for(key: TimerSpec) -> UUID:
         return Timer.id_for_name(key.name)
 
     @staticmethod
@@ -252,23 +276,27 @@ class Timer(Aggregate):
 
     @event("Scheduled")
     def __init__(self, id: UUID, name: str, subject_id: str, target: str, kind: str,  # noqa: A002
-                 level: int, fire_at: datetime, cause_event_id: str):
+                 level: int, fire_at: datetime, cause_event_id: str, payload: dict[str, Any] | None = None):
         self.name = name
         self.subject_id = subject_id
         self.target = target
         self.kind = kind
         self.level = level
         self.fire_at = fire_at
+        self.payload = payload  # None: the key says it all (SLA timers, and those scheduled before payloads)
         self.state = TimerState.PENDING
         self.fired_at: datetime | None = None
 
     @classmethod
-    def schedule(cls, key: TimerKey, fire_at: datetime, cause_event_id: str) -> Timer:
+    def schedule(cls, key: TimerSpec, fire_at: datetime, cause_event_id: str,
+                 payload: dict[str, Any] | None = None) -> Timer:
         return cls(id=cls.id_for(key), name=key.name, subject_id=key.subject_id, target=key.target.value,
-                   kind=key.kind.value, level=key.level, fire_at=fire_at, cause_event_id=cause_event_id)
+                   kind=key.kind.value, level=key.level, fire_at=fire_at, cause_event_id=cause_event_id,
+                   payload=payload)
 
     @property
     def key(self) -> TimerKey:
+        """An SLA timer's key (a ticket's timers only)."""
         return TimerKey(self.subject_id, Target(self.target), TimerKind(self.kind), self.level)
 
     @property
@@ -291,11 +319,11 @@ class Timer(Aggregate):
         if not self.pending:
             raise ValueError(f"timer {self.name} is {self.state}, not pending")
         self._fired(name=self.name, subject_id=self.subject_id, target=self.target, kind=self.kind,
-                    level=self.level, fire_at=self.fire_at, fired_at=now)
+                    level=self.level, fire_at=self.fire_at, fired_at=now, payload=self.payload)
 
     @event("Fired")
     def _fired(self, name: str, subject_id: str, target: str, kind: str, level: int, fire_at: datetime,
-               fired_at: datetime) -> None:
+               fired_at: datetime, payload: dict[str, Any] | None = None) -> None:
         """Carries what the timer was (the published event and the command need it)."""
         self.state = TimerState.FIRED
         self.fired_at = fired_at
@@ -303,3 +331,66 @@ class Timer(Aggregate):
     @staticmethod
     def idempotency_key_for(name: str) -> str:
         return f"workflow/timer/{name}"
+
+
+# -- units of work -----------------------------------------------------------------------------
+
+A = TypeVar("A")
+K = TypeVar("K", bound=TimerSpec)
+
+
+class UnitOfWork:
+    """Loads each aggregate once (so a batch sees its own earlier decisions) and lists the
+    ones with new events; nothing is saved here (a consumer saves them with its position)."""
+
+    def __init__(self, find: Callable[[type[Any], UUID], Any]):
+        self._find = find
+        self._loaded: dict[UUID, Any] = {}
+
+    def _get(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        if aggregate_id not in self._loaded:
+            self._loaded[aggregate_id] = self._find(cls, aggregate_id)
+        found = self._loaded[aggregate_id]
+        return found if isinstance(found, cls) else None
+
+    def _add(self, aggregate: Any) -> Any:
+        self._loaded[aggregate.id] = aggregate
+        return aggregate
+
+    def timer(self, name: str) -> Timer | None:
+        return self._get(Timer, Timer.id_for_name(name))
+
+    def changed(self) -> list[Any]:
+        return [aggregate for aggregate in self._loaded.values()
+                if aggregate is not None and aggregate.pending_events]
+
+    def follow_timers(self, names: Iterable[str], planned: Mapping[K, datetime], cause_event_id: str,
+                      payload_of: Callable[[K], dict[str, Any] | None] = lambda _key: None) -> TimerChanges:
+        """Makes the pending timers among `names` (a subject's timers) the `planned` ones
+        (`sla_timers.reconcile`): new ones scheduled, moved ones moved (a cancelled one armed
+        again), the rest cancelled; a fired timer stays fired."""
+        held = [timer for timer in (self.timer(name) for name in names) if timer is not None]
+        keys = {key.name: key for key in planned}
+        changes = reconcile({timer.name: timer.fire_at for timer in held if timer.pending},
+                            {key.name: at for key, at in planned.items()},
+                            [timer.name for timer in held if timer.state == TimerState.FIRED])
+        done = TimerChanges()
+        for name, at in sorted(changes.schedule.items()):
+            timer = self.timer(name)
+            if timer is None:
+                self._add(Timer.schedule(keys[name], at, cause_event_id, payload_of(keys[name])))
+            else:
+                timer.move(fire_at=at, cause_event_id=cause_event_id)
+            done.scheduled.append(name)
+        for name in changes.cancel:
+            timer = self.timer(name)
+            if timer is not None:
+                timer.cancel(cause_event_id=cause_event_id)
+                done.cancelled.append(name)
+        return done
+
+
+@dataclass
+class TimerChanges:
+    scheduled: list[str] = field(default_factory=list)  # timer names
+    cancelled: list[str] = field(default_factory=list)

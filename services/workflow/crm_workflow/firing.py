@@ -7,10 +7,11 @@ each in its own transaction: `Timer.fire` is a new version of the timer, so a se
 cancelling the same timer meanwhile loses the save (IntegrityError) and the timer fires
 once. Whether a timer is pending is read from the aggregate, never from the index alone.
 
-`Timer.Fired` is published (`SlaWarningReached`, `SlaBreached`, `SlaEscalationReached`)
-and, for an escalation, is also the stored `EscalateTicket` command the dispatcher
-delivers. Nothing is held in memory between steps: a restart fires what is due from the
-store, late by the time it was down.
+`Timer.Fired` is published (`SlaWarningReached`, `SlaBreached`, `SlaEscalationReached`;
+a contract's `InstalmentReminderDue`, `ContractRenewalDue`) and, for an escalation, is
+also the stored `EscalateTicket` command the dispatcher delivers. Nothing is held in
+memory between steps: a restart fires what is due from the store, late by the time it
+was down.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class TimerFirer:
                 late = (now - timer.fire_at).total_seconds()
                 FIRED.labels(timer.kind).inc()
                 LATENESS.observe(late)
-                log.info("timer.fired", timer=timer.name, ticket_id=timer.subject_id, kind=timer.kind,
+                log.info("timer.fired", timer=timer.name, subject_id=timer.subject_id, kind=timer.kind,
                          level=timer.level, late_seconds=round(late, 3))
             fired += done
             if len(due) < self.batch or not done:

@@ -1,7 +1,8 @@
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from crm_runtime.settings import ServiceSettings
+from crm_workflow.contract_reminders import ReminderSettings
 
 
 class WorkflowSettings(ServiceSettings):
@@ -21,6 +22,10 @@ class WorkflowSettings(ServiceSettings):
     service_desk_grpc_target: str = "127.0.0.1:50053"
     # How often the worker looks for due timers (seconds).
     timer_poll_seconds: float = 0.2
+    # Contract reminders (crm_workflow.contract_reminders): days before an instalment's due
+    # date, and before a contract's ends_on.
+    instalment_reminder_days: int = Field(default=7, ge=0, le=366)
+    renewal_reminder_days: int = Field(default=30, ge=0, le=366)
 
     @field_validator("sales_reps")
     @classmethod
@@ -32,3 +37,7 @@ class WorkflowSettings(ServiceSettings):
     @property
     def sales_rep_ids(self) -> list[str]:
         return [rep.strip() for rep in self.sales_reps.split(",") if rep.strip()]
+
+    @property
+    def reminders(self) -> ReminderSettings:
+        return ReminderSettings(self.instalment_reminder_days, self.renewal_reminder_days)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 
 class Target(StrEnum):
@@ -82,16 +83,19 @@ def plan(state: SlaState) -> dict[TimerKey, datetime]:
     return planned
 
 
+K = TypeVar("K", TimerKey, str)
+
+
 @dataclass(frozen=True)
-class Changes:
-    schedule: dict[TimerKey, datetime]  # new, or moved to a new time
-    cancel: list[TimerKey]
+class Changes(Generic[K]):
+    schedule: dict[K, datetime]  # new, or moved to a new time
+    cancel: list[K]
 
 
-def reconcile(pending: Mapping[TimerKey, datetime], planned: Mapping[TimerKey, datetime],
-              fired: Iterable[TimerKey] = ()) -> Changes:
+def reconcile(pending: Mapping[K, datetime], planned: Mapping[K, datetime], fired: Iterable[K] = ()) -> Changes[K]:
     """What to do so that the pending timers are the planned ones. A timer that already
-    fired is not scheduled again, even when its time moved (a breach is a breach)."""
+    fired is not scheduled again, even when its time moved (a breach is a breach). Timers
+    are named by their keys or by the keys' names (any timer, a contract's reminders too)."""
     done = set(fired)
     schedule = {key: at for key, at in planned.items() if key not in done and pending.get(key) != at}
     cancel = sorted(key for key in pending if key not in planned)

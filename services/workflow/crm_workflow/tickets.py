@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
-from crm_workflow.desk import AgentRecord, RoutingGroup, TicketWork, Timer, TimerState
+from crm_workflow.desk import AgentRecord, RoutingGroup, TicketWork, UnitOfWork
 from crm_workflow.routing import Agent, RoutingStrategy, choose, drain
-from crm_workflow.sla_timers import SlaState, plan, reconcile
+from crm_workflow.sla_timers import SlaState, plan
 
 A = TypeVar("A")
 CLOSED_STATUSES = frozenset({"solved", "closed"})
@@ -61,23 +61,12 @@ class Outcome:
     cancelled: list[str] = field(default_factory=list)
 
 
-class Desk:
+class Desk(UnitOfWork):
     def __init__(self, find: Callable[[type[Any], UUID], Any]):
-        self._find = find
-        self._loaded: dict[UUID, Any] = {}
+        super().__init__(find)
         self.outcome = Outcome()
 
     # -- loading, once per unit of work --------------------------------------------------------
-
-    def _get(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        if aggregate_id not in self._loaded:
-            self._loaded[aggregate_id] = self._find(cls, aggregate_id)
-        found = self._loaded[aggregate_id]
-        return found if isinstance(found, cls) else None
-
-    def _add(self, aggregate: Any) -> Any:
-        self._loaded[aggregate.id] = aggregate
-        return aggregate
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         return self._get(AgentRecord, AgentRecord.id_for(agent_id))
@@ -90,13 +79,6 @@ class Desk:
 
     def work(self, ticket_id: str) -> TicketWork | None:
         return self._get(TicketWork, TicketWork.id_for(ticket_id))
-
-    def timer(self, name: str) -> Timer | None:
-        return self._get(Timer, Timer.id_for_name(name))
-
-    def changed(self) -> list[Any]:
-        return [aggregate for aggregate in self._loaded.values()
-                if aggregate is not None and aggregate.pending_events]
 
     # -- agents and groups ---------------------------------------------------------------------
 
@@ -206,20 +188,7 @@ class Desk:
         self.outcome.queued.append(work.ticket_id)
 
     def _timers(self, work: TicketWork, fact: TicketFact) -> None:
-        held = [timer for timer in (self.timer(name) for name in work.timer_names) if timer is not None]
-        pending = {timer.key: timer.fire_at for timer in held if timer.pending}
-        fired = [timer.key for timer in held if timer.state == TimerState.FIRED]
-        changes = reconcile(pending, plan(fact.sla), fired)
-        for key, at in sorted(changes.schedule.items()):
-            timer = self.timer(key.name)
-            if timer is None:
-                self._add(Timer.schedule(key, at, fact.cause_event_id))
-            else:
-                timer.move(fire_at=at, cause_event_id=fact.cause_event_id)
-            self.outcome.scheduled.append(key.name)
-        for key in changes.cancel:
-            timer = self.timer(key.name)
-            if timer is not None:
-                timer.cancel(cause_event_id=fact.cause_event_id)
-                self.outcome.cancelled.append(key.name)
-        work.track_timers([key.name for key in changes.schedule])
+        changes = self.follow_timers(work.timer_names, plan(fact.sla), fact.cause_event_id)
+        self.outcome.scheduled += changes.scheduled
+        self.outcome.cancelled += changes.cancelled
+        work.track_timers(changes.scheduled)

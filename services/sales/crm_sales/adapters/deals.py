@@ -29,6 +29,7 @@ from crm_sales.application import (
     ListOpportunities,
     ListPriceBooks,
     ListProducts,
+    ListQuotes,
     OpenOpportunity,
     PipelineRecord,
     PublishPriceBook,
@@ -360,6 +361,11 @@ class QuoteOut(BaseModel):
                       "totals": TotalsOut(**{name: MoneyOut.of(value) for name, value in record.totals.items()})})
 
 
+class QuotePage(BaseModel):
+    items: list[QuoteOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
 # -- shared parameters ----------------------------------------------------------------------------
 
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description=
@@ -553,6 +559,28 @@ def quotes_router(app: SalesApplication) -> APIRouter:
             valid_until=body.valid_until, lines=_lines(body.lines), request_key=idempotency_key, caller=caller))
         _created(response, created, f"/v1/quotes/{record.id}", record.version)
         return QuoteOut.of(record)
+
+    @api.get("", response_model=QuotePage, responses=error_responses(422),
+             summary="Quotes by valid_until, then id; a sales_rep lists their own")
+    async def list_quotes(caller: Principal = require(QUOTES.view), limit: Limit = DEFAULT_LIMIT,
+                          cursor: Cursor = None,
+                          opportunity_id: Annotated[UUID | None, Query()] = None,
+                          account_id: Annotated[UUID | None, Query()] = None,
+                          owner_id: Annotated[str | None, Query(max_length=ID_MAX)] = None,
+                          status: Annotated[str | None, Query(max_length=20, description=(
+                              "draft, sent, accepted, rejected, expired (draft or sent past valid_until, today), "
+                              "superseded"))] = None,
+                          valid_until_after: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: valid_until after it (exclusive)")] = None,
+                          valid_until_before: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: valid_until before it (exclusive); "
+                                                         "with status=sent, the quotes about to lapse")] = None):
+        page = await asyncio.to_thread(app.list_quotes, ListQuotes(
+            limit=limit, cursor=cursor, owner_id=owner_id,
+            opportunity_id=str(opportunity_id) if opportunity_id else None,
+            account_id=str(account_id) if account_id else None, status=status, valid_until_after=valid_until_after,
+            valid_until_before=valid_until_before, caller=caller))
+        return QuotePage(items=[QuoteOut.of(q) for q in page.items], next_cursor=page.next_cursor)
 
     @api.get("/{quote_id}", response_model=QuoteOut, responses=error_responses(404, 422))
     async def get_quote(quote_id: UUID, response: Response, caller: Principal = require(QUOTES.view)):

@@ -37,9 +37,11 @@ from crm_sales.application import (
     DraftContract,
     DraftQuote,
     ListCommissions,
+    ListContracts,
     ListOpportunities,
     ListPriceBooks,
     ListProducts,
+    ListQuotes,
     ListRecords,
     OpenAccount,
     OpenOpportunity,
@@ -368,6 +370,16 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         return sales_pb2.ReviseQuoteResponse(quote=quote_to_message(result.quote),
                                              previous=quote_to_message(result.previous))
 
+    @rpc(QUOTES.view)
+    async def ListQuotes(self, request, context):
+        page = await _listed(self.app.list_quotes, ListQuotes(
+            limit=_page(request.page_size), cursor=request.page_token or None, owner_id=request.owner_id or None,
+            opportunity_id=request.opportunity_id or None, account_id=request.account_id or None,
+            status=request.status or None, valid_until_after=request.valid_until_after or None,
+            valid_until_before=request.valid_until_before or None, caller=current_principal()))
+        return sales_pb2.ListQuotesResponse(quotes=[quote_to_message(q) for q in page.items],
+                                            next_page_token=page.next_cursor or "")
+
     # -- FX table ---------------------------------------------------------------------------
 
     @rpc(FX_RATES.edit)
@@ -447,6 +459,16 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
             request.contract_id, request.instalment, _money(request.amount, request.HasField("amount")),
             request.paid_on, expected_version=_version(request.expected_version), caller=current_principal()))
         return sales_pb2.RecordPaymentResponse(contract=contract_to_message(record))
+
+    @rpc(CONTRACTS.view)
+    async def ListContracts(self, request, context):
+        page = await _listed(self.app.list_contracts, ListContracts(
+            limit=_page(request.page_size), cursor=request.page_token or None, owner_id=request.owner_id or None,
+            account_id=request.account_id or None, status=request.status or None,
+            ends_after=request.ends_after or None, ends_before=request.ends_before or None,
+            caller=current_principal()))
+        return sales_pb2.ListContractsResponse(contracts=[contract_to_message(c) for c in page.items],
+                                               next_page_token=page.next_cursor or "")
 
     # -- orders and loyalty ----------------------------------------------------------------------
 

@@ -20,7 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from crm_runtime.auth import Principal, require
 from crm_runtime.http import error_responses, expected_version, tag
-from crm_sales.adapters.deals import COMMAND_ERRORS, CREATE_ERRORS, Date, IdempotencyKey, IfMatch, MoneyIn, MoneyOut
+from crm_sales.adapters.deals import (
+    COMMAND_ERRORS,
+    CREATE_ERRORS,
+    Cursor,
+    Date,
+    IdempotencyKey,
+    IfMatch,
+    Limit,
+    MoneyIn,
+    MoneyOut,
+)
 from crm_sales.adapters.deals import Decimal as DecimalText
 from crm_sales.application import (
     CommissionPlanRecord,
@@ -28,6 +38,7 @@ from crm_sales.application import (
     DraftContract,
     FxRatesRecord,
     ListCommissions,
+    ListContracts,
     LoyaltyRuleRecord,
     RecordPayment,
     RedeemPoints,
@@ -45,7 +56,7 @@ from crm_sales.fx import MAX_RATES
 from crm_sales.loyalty import REFERENCE_MAX
 from crm_sales.payment_schedule import MAX_EVERY_MONTHS, MAX_INSTALMENTS
 from crm_sales.permissions import COMMISSIONS, CONTRACT_APPROVALS, CONTRACTS, FX_RATES, LOYALTY, ORDERS
-from crm_sales.views import ContractRecord, LoyaltyRecord, OrderRecord
+from crm_sales.views import DEFAULT_LIMIT, ContractRecord, LoyaltyRecord, OrderRecord
 
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217, e.g. EUR")]
 
@@ -191,6 +202,11 @@ class ContractOut(BaseModel):
                       MoneyOut.of(record.outstanding), "payment_terms": TermsOut(**record.payment_terms),
                       "payment_schedule": schedule,
                       "base_total": MoneyOut.of(record.base_total) if record.base_total else None})
+
+
+class ContractPage(BaseModel):
+    items: list[ContractOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
 class RenewedOut(BaseModel):
@@ -394,6 +410,25 @@ def contracts_router(app: SalesApplication) -> APIRouter:
         response.headers["Location"] = f"/v1/contracts/{record.id}"
         tag(response, record.version)
         return ContractOut.of(record)
+
+    @api.get("", response_model=ContractPage, responses=error_responses(422),
+             summary="Contracts by ends_on, then id; a sales_rep lists their own")
+    async def list_contracts(caller: Principal = require(CONTRACTS.view), limit: Limit = DEFAULT_LIMIT,
+                             cursor: Cursor = None,
+                             status: Annotated[str | None, Query(max_length=20, description=(
+                                 "draft, pending_approval, approved, signed, active, expired (an active contract "
+                                 "past ends_on, today, included), terminated, renewed"))] = None,
+                             account_id: Annotated[UUID | None, Query()] = None,
+                             owner_id: Annotated[str | None, Query(max_length=ID_MAX)] = None,
+                             ends_after: Annotated[str | None, Query(
+                                 max_length=10, description="ISO date: ends_on after it (exclusive)")] = None,
+                             ends_before: Annotated[str | None, Query(
+                                 max_length=10, description="ISO date: ends_on before it (exclusive); with "
+                                                            "status=active, the renewals coming up")] = None):
+        page = await asyncio.to_thread(app.list_contracts, ListContracts(
+            limit=limit, cursor=cursor, owner_id=owner_id, account_id=str(account_id) if account_id else None,
+            status=status, ends_after=ends_after, ends_before=ends_before, caller=caller))
+        return ContractPage(items=[ContractOut.of(c) for c in page.items], next_cursor=page.next_cursor)
 
     @api.get("/{contract_id}", response_model=ContractOut, responses=error_responses(404, 422))
     async def get_contract(contract_id: UUID, response: Response, caller: Principal = require(CONTRACTS.view)):

@@ -137,7 +137,7 @@ def routers(app: WorkflowApplication) -> list[APIRouter]:
     @timers.get("", responses=error_responses(422))
     async def list_timers(subject_id: Annotated[str, Query(min_length=1, max_length=200)],
                           _caller: Principal = require(TIMERS.view)) -> TimerList:
-        """A ticket's SLA timers: pending, cancelled and fired, by fire time."""
+        """A ticket's SLA timers, or a contract's reminders: pending, cancelled and fired, by fire time."""
         rows = await asyncio.to_thread(app.timers_of, subject_id)
         return TimerList(items=[TimerOut(**row.to_dict()) for row in rows])
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from crm.common.v1 import money_pb2
 from crm.leads.v1 import leads_pb2
 from crm.servicedesk.v1 import servicedesk_pb2
 from crm.workflow.v1 import events_pb2, workflow_pb2
@@ -16,6 +17,8 @@ from crm_runtime.commands import Command, CommandMap
 from crm_runtime.events import EventMap
 from crm_workflow.application import LEAD
 from crm_workflow.assignment import Assignment, Rotation
+from crm_workflow.contract_reminders import ReminderTarget
+from crm_workflow.contracts import ContractWatch
 from crm_workflow.desk import AgentRecord, RoutingGroup, TicketWork, Timer
 from crm_workflow.sla_timers import TimerKind
 from crm_workflow.views import TimerRow
@@ -56,7 +59,7 @@ def assignment_to_message(assignment: Assignment) -> events_pb2.AssignmentDecide
     return decided_message(assignment.id, assignment, assignment.created_on)
 
 
-# -- tickets: routing decisions, timers ------------------------------------------------------
+# -- tickets: routing decisions, timers; contracts: reminders --------------------------------
 
 ROUTING_STRATEGY = {"round_robin": events_pb2.ROUTING_STRATEGY_ROUND_ROBIN,
                     "least_loaded": events_pb2.ROUTING_STRATEGY_LEAST_LOADED,
@@ -71,6 +74,7 @@ EVENTS.internal(
     RoutingGroup.TicketQueued, RoutingGroup.TicketRouted, RoutingGroup.TicketDropped,
     TicketWork.Observed, TicketWork.Updated, TicketWork.TimersTracked,
     Timer.Scheduled, Timer.Moved, Timer.Cancelled,
+    ContractWatch.Started, ContractWatch.Updated,
 )
 
 
@@ -98,6 +102,8 @@ def assign_ticket(event: TicketWork.Routed) -> Command:
 
 @EVENTS.publishes(Timer.Fired)
 def timer_fired(event: Timer.Fired) -> Message:
+    if event.target not in SLA_TARGET:
+        return reminder_fired(event)
     common = {"ticket_id": event.subject_id, "target": SLA_TARGET[event.target], "timer_name": event.name,
               "fire_at": timestamp(event.fire_at), "fired_at": timestamp(event.fired_at)}
     if event.kind == TimerKind.WARNING:
@@ -106,6 +112,24 @@ def timer_fired(event: Timer.Fired) -> Message:
         return events_pb2.SlaBreached(**common)
     return events_pb2.SlaEscalationReached(**common, level=event.level,
                                            idempotency_key=Timer.idempotency_key_for(event.name))
+
+
+def reminder_fired(event: Timer.Fired) -> Message:
+    """A contract's reminder: what it says was stored with the timer (its payload)."""
+    payload = getattr(event, "payload", None) or {}
+    common = {"contract_id": payload.get("contract_id", event.subject_id), "account_id": payload.get("account_id", ""),
+              "owner_id": payload.get("owner_id", ""), "timer_name": event.name,
+              "fire_at": timestamp(event.fire_at), "fired_at": timestamp(event.fired_at)}
+    currency = payload.get("currency", "")
+    if event.target == ReminderTarget.INSTALMENT:
+        return events_pb2.InstalmentReminderDue(
+            **common, instalment=event.level, due_on=payload.get("due_on", ""),
+            amount=money_pb2.Money(amount=payload.get("amount", ""), currency_code=currency))
+    if event.target == ReminderTarget.RENEWAL:
+        return events_pb2.ContractRenewalDue(
+            **common, ends_on=payload.get("ends_on", ""),
+            total=money_pb2.Money(amount=payload.get("total", ""), currency_code=currency))
+    raise ValueError(f"timer {event.name}: no event for target {event.target!r}")
 
 
 @COMMANDS.sends(Timer.Fired)
@@ -120,14 +144,16 @@ def escalate_ticket(event: Timer.Fired) -> Command | None:
 
 def timer_to_message(row: TimerRow) -> workflow_pb2.Timer:
     message = workflow_pb2.Timer(
-        timer_id=row.id, name=row.name, subject_id=row.subject_id, target=SLA_TARGET[row.target],
-        kind=TIMER_KIND[row.kind], level=row.level, fire_at=timestamp(row.fire_at), state=TIMER_STATE[row.state])
+        timer_id=row.id, name=row.name, subject_id=row.subject_id,
+        target=SLA_TARGET.get(row.target, events_pb2.SLA_TARGET_KIND_UNSPECIFIED),
+        kind=TIMER_KIND.get(row.kind, workflow_pb2.TIMER_KIND_UNSPECIFIED), level=row.level,
+        fire_at=timestamp(row.fire_at), state=TIMER_STATE[row.state])
     if row.fired_at is not None:
         message.fired_at.CopyFrom(timestamp(row.fired_at))
     return message
 
 
 TIMER_KIND = {"warning": workflow_pb2.TIMER_KIND_WARNING, "breach": workflow_pb2.TIMER_KIND_BREACH,
-              "escalation": workflow_pb2.TIMER_KIND_ESCALATION}
+              "escalation": workflow_pb2.TIMER_KIND_ESCALATION, "reminder": workflow_pb2.TIMER_KIND_REMINDER}
 TIMER_STATE = {"pending": workflow_pb2.TIMER_STATE_PENDING, "cancelled": workflow_pb2.TIMER_STATE_CANCELLED,
                "fired": workflow_pb2.TIMER_STATE_FIRED}
