@@ -165,15 +165,14 @@ class ServiceApplication(Application[Any]):
         """Saves a new aggregate whose id derives from an idempotency key; returns
         (aggregate, created). A repeat (or a racing twin) returns the first one, provided
         `same(first)` holds: the same key with a different request is a Conflict."""
-        existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
-        if existing is None:
-            try:
-                self.save(aggregate)  # type: ignore[arg-type]  # an eventsourcing aggregate
-                return aggregate, True
-            except IntegrityError:  # a concurrent request with the same key won the race
-                existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
-                if existing is None:
-                    raise
+        # Saved first, read only when that fails: a new key (the common case) costs one write.
+        try:
+            self.save(aggregate)  # type: ignore[arg-type]  # an eventsourcing aggregate
+            return aggregate, True
+        except IntegrityError:  # a repeat, or a concurrent request with the same key won
+            existing = self.find(type(aggregate), aggregate.id)  # type: ignore[attr-defined]
+            if existing is None:
+                raise
         if not same(existing):
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing, False

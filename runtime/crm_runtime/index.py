@@ -197,6 +197,8 @@ class LogIndex:
                     apply_changes(conn, changes)
                     self._move_position(conn, batch[-1].id)
                 read += len(batch)
+                if len(batch) < BATCH_SIZE:
+                    return read  # the end of the log: no second look to find it empty
 
     def _move_position(self, conn: Connection, position: int) -> None:
         conn.execute(_position_upsert(conn.dialect.name, self.positions),
