@@ -292,6 +292,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if not method.startswith(self.protected) or (needed is not None and needed.public):
             # health, reflection and public methods: open, decoded safely too
             return _with_principal(await continuation(handler_call_details), None, method)
+        if needed is None and await continuation(handler_call_details) is None:
+            # A method this release does not have: UNIMPLEMENTED (a caller falls back to
+            # another method), not a refusal it would retry as if credentials were at fault.
+            return None
         metadata = dict(handler_call_details.invocation_metadata or ())
         header = metadata.get("authorization", "")
         token = header[7:] if isinstance(header, str) and header.lower().startswith("bearer ") else None

@@ -7,6 +7,13 @@ dispatcher process follows the store's notification log, delivers each command o
 with its idempotency key, and advances its position only after the target acknowledged.
 So decided means delivered, whatever process dies when, and a re-delivered command
 changes nothing at the target.
+
+A command whose target offers its batched form (`Command.to(..., batch_method=...)`, see
+crm/common/v1/commands.proto) travels with the commands of the same kind decided beside it:
+one call and one transaction at the target for a run of them, each with its own trace
+context. What the target refuses in a batch, and everything after it, is delivered again
+one command at a time, so order per key and the retry and rejection rules stay those of a
+single command.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from google.protobuf.message_factory import GetMessageClass
 from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState
 
+from crm.common.v1 import commands_pb2
 from crm_runtime import logs, retries, tracing
 from crm_runtime.auth import ServiceAccount
 from crm_runtime.eventstore import ServiceApplication, trace_context
@@ -36,6 +44,8 @@ E = TypeVar("E")
 
 DISPATCHED = Counter("crm_dispatcher_commands_total", "Commands delivered by outcome",
                      ["dispatcher", "method", "outcome"])
+CALLS = Counter("crm_dispatcher_calls_total", "gRPC calls made (a batch is one call)",
+                ["dispatcher", "method"])
 POSITION = Gauge("crm_dispatcher_position", "Last notification id whose commands were delivered",
                  ["dispatcher"])
 
@@ -52,6 +62,36 @@ RETRYABLE = frozenset({
 
 
 @dataclass(frozen=True)
+class Batch:
+    """The batched form of a command: the target's method that takes many at once."""
+
+    method: str  # full method name, "/crm.leads.v1.LeadsService/AssignLeads"
+    request_type: type[Message]  # requests = 1 (the commands), contexts = 2
+    response_type: type[Message]  # results = 1 (crm.common.v1.CommandResult)
+
+    @classmethod
+    def of(cls, service: ServiceDescriptor, method: str, item_type: Any) -> Batch:
+        descriptor = service.methods_by_name[method]
+        requests = descriptor.input_type.fields_by_name.get("requests")
+        contexts = descriptor.input_type.fields_by_name.get("contexts")
+        results = descriptor.output_type.fields_by_name.get("results")
+        shaped = (requests is not None and requests.message_type is item_type
+                  and _repeated(requests) and contexts is not None and _repeated(contexts)
+                  and contexts.message_type is commands_pb2.CommandContext.DESCRIPTOR
+                  and results is not None and _repeated(results)
+                  and results.message_type is commands_pb2.CommandResult.DESCRIPTOR)
+        if not shaped:
+            raise TypeError(f"{method} is not the batched form of a {item_type.full_name} command "
+                            "(see crm/common/v1/commands.proto)")
+        return cls(f"/{service.full_name}/{method}", GetMessageClass(descriptor.input_type),
+                   GetMessageClass(descriptor.output_type))
+
+
+def _repeated(field_descriptor: Any) -> bool:
+    return bool(field_descriptor.is_repeated)
+
+
+@dataclass(frozen=True)
 class Command:
     """One call to another service's gRPC API, on behalf of a stored decision."""
 
@@ -62,16 +102,18 @@ class Command:
     idempotency_key: str  # stable per decision: a repeat changes nothing at the target
     ordering_key: str  # commands with the same key are delivered in decision order
     context: Mapping[str, str] = field(default_factory=dict)  # trace context of the decision
+    batch: Batch | None = None  # the target's batched form of this command, if it has one
 
     @classmethod
     def to(cls, target: str, service: ServiceDescriptor, method: str, request: Message, *,
-           idempotency_key: str, ordering_key: str) -> Command:
+           idempotency_key: str, ordering_key: str, batch_method: str | None = None) -> Command:
         descriptor = service.methods_by_name[method]
         if request.DESCRIPTOR is not descriptor.input_type:
             raise TypeError(f"{method} takes {descriptor.input_type.full_name}, "
                             f"not {request.DESCRIPTOR.full_name}")
+        batch = None if batch_method is None else Batch.of(service, batch_method, descriptor.input_type)
         return cls(target, f"/{service.full_name}/{method}", request,
-                   GetMessageClass(descriptor.output_type), idempotency_key, ordering_key)
+                   GetMessageClass(descriptor.output_type), idempotency_key, ordering_key, batch=batch)
 
 
 class CommandMap:
@@ -118,19 +160,40 @@ class CommandClient:
 
     async def send(self, command: Command) -> Message:
         """Delivers once; raises `retries.TransientError` when retrying may help, else `Rejected`."""
-        call = self._channel(command.target).unary_unary(
-            command.method, request_serializer=command.request.__class__.SerializeToString,
-            response_deserializer=command.response_type.FromString)
         with tracing.bound_from_headers(command.context):
             metadata = (tracing.grpc_metadata() + self.account.grpc_metadata()
                         + [("idempotency-key", command.idempotency_key)])
-            try:
-                return await call(command.request, timeout=self.timeout, metadata=metadata)
-            except grpc.aio.AioRpcError as exc:
-                detail = f"{command.method} {exc.code().name}: {exc.details()}"
-                if exc.code() in RETRYABLE:
-                    raise retries.TransientError(detail) from exc
-                raise Rejected(detail) from exc
+            return await self._call(command.target, command.method, command.request,
+                                    command.response_type, metadata)
+
+    async def send_batch(self, commands: Sequence[Command]) -> list[Any]:
+        """Delivers commands of one kind in one call of their batched form, each with its own
+        trace context; returns their `CommandResult`s (errors as `send` raises them)."""
+        batch = commands[0].batch
+        assert batch is not None, "a batch of commands that have no batched form"
+        contexts = []
+        for command in commands:
+            with tracing.bound_from_headers(command.context) as context:
+                contexts.append(commands_pb2.CommandContext(headers=context))
+        request = batch.request_type(requests=[command.request for command in commands], contexts=contexts)
+        with tracing.bound_from_headers(commands[0].context):
+            metadata = tracing.grpc_metadata() + self.account.grpc_metadata()
+            response: Any = await self._call(commands[0].target, batch.method, request,
+                                             batch.response_type, metadata)
+        return list(response.results)
+
+    async def _call(self, target: str, method: str, request: Message, response_type: type[Message],
+                    metadata: list[tuple[str, str]]) -> Message:
+        call = self._channel(target).unary_unary(
+            method, request_serializer=request.__class__.SerializeToString,
+            response_deserializer=response_type.FromString)
+        try:
+            return await call(request, timeout=self.timeout, metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            detail = f"{method} {exc.code().name}: {exc.details()}"
+            if exc.code() in RETRYABLE:
+                raise retries.TransientError(detail) from exc
+            raise Rejected(detail) from exc
 
     async def close(self) -> None:
         for channel in self._channels.values():
@@ -143,7 +206,8 @@ class CommandDispatcher:
 
     def __init__(self, app: ServiceApplication, commands: CommandMap, client: CommandClient, *,
                  name: str, batch_size: int = 500, poll_interval: float = 0.05,
-                 concurrency: int = 16, max_rejections: int = 5, batches_in_flight: int = 8):
+                 concurrency: int = 16, max_rejections: int = 5, batches_in_flight: int = 8,
+                 max_commands_per_call: int = 100):
         self.app = app
         self.commands = commands
         self.client = client
@@ -154,6 +218,7 @@ class CommandDispatcher:
         self.poll_interval = poll_interval
         self.max_rejections = max_rejections
         self.batches_in_flight = batches_in_flight
+        self.max_commands_per_call = max_commands_per_call
         self._slots = asyncio.Semaphore(concurrency)
         self.stopping = asyncio.Event()
 
@@ -195,7 +260,8 @@ class CommandDispatcher:
                         await self._pause(self.poll_interval)
                     continue
                 commands = await asyncio.to_thread(self.commands_in, batch)
-                in_flight.append((batch[-1].id, [self._after_earlier(tails, command) for command in commands]))
+                in_flight.append((batch[-1].id, [self._after_earlier(tails, calls)
+                                                 for calls in self.calls_for(commands)]))
                 read = batch[-1].id
         finally:
             for _, tasks in in_flight:
@@ -203,20 +269,42 @@ class CommandDispatcher:
                     task.cancel()
         log.info("dispatcher.stopped", dispatcher=self.name, position=position)
 
-    def _after_earlier(self, tails: dict[str, asyncio.Future[None]], command: Command) -> asyncio.Future[None]:
-        """Delivers `command` once the command before it with the same ordering key is."""
-        key = command.ordering_key
-        earlier = tails.get(key)
+    def calls_for(self, commands: Sequence[Command]) -> list[list[Command]]:
+        """The commands, in order, cut into calls: a run of commands with the same batched
+        form (up to `max_commands_per_call`) is one call, any other command one of its own."""
+        calls: list[list[Command]] = []
+        for command in commands:
+            last = calls[-1] if calls else None
+            if (command.batch is not None and last is not None and last[0].batch == command.batch
+                    and last[0].target == command.target and len(last) < self.max_commands_per_call):
+                last.append(command)
+            else:
+                calls.append([command])
+        return calls
+
+    def _after_earlier(self, tails: dict[str, asyncio.Future[None]],
+                       commands: list[Command]) -> asyncio.Future[None]:
+        """Delivers `commands` (one call) once every earlier command with one of their
+        ordering keys is delivered."""
+        keys = list(dict.fromkeys(command.ordering_key for command in commands))
+        earlier = list(dict.fromkeys(tails[key] for key in keys if key in tails))
 
         async def in_turn() -> None:
-            if earlier is not None:
-                await earlier
+            for task in earlier:
+                await task
             async with self._slots:
-                await self.deliver(command)
+                await self.deliver_all(commands)
 
         task = asyncio.ensure_future(in_turn())
-        tails[key] = task
-        task.add_done_callback(lambda done: tails.pop(key) if tails.get(key) is done else None)
+        for key in keys:
+            tails[key] = task
+
+        def forget(done: asyncio.Future[None]) -> None:
+            for key in keys:
+                if tails.get(key) is done:
+                    del tails[key]
+
+        task.add_done_callback(forget)
         return task
 
     async def _record_delivered(self, in_flight: deque[tuple[int, list[asyncio.Future[None]]]],
@@ -248,6 +336,40 @@ class CommandDispatcher:
         finally:
             stop.cancel()
 
+    async def deliver_all(self, commands: list[Command]) -> None:
+        """Delivers commands of one call: a batch in one call of its batched form; what the
+        target refused in it, and what came after, one at a time (`deliver`)."""
+        applied = 0
+        if len(commands) > 1:
+            results = await self._send_batch(commands)
+            while applied < len(results) and results[applied].code == grpc.StatusCode.OK.value[0]:
+                applied += 1
+            for command in commands[:applied]:
+                DISPATCHED.labels(self.name, command.method, "delivered").inc()
+        for command in commands[applied:]:
+            await self.deliver(command)
+
+    async def _send_batch(self, commands: list[Command]) -> list[Any]:
+        """The results of one batch call, retried while it fails transiently; none when the
+        target refuses the call itself (an older release without the batched form, say)."""
+        method = commands[0].batch.method if commands[0].batch else ""
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("dispatcher.retrying", dispatcher=self.name, method=method, commands=len(commands),
+                        attempt=state.attempt_number, retry_in=round(state.upcoming_sleep, 2), error=str(error))
+
+        async for attempt in retries.peer_command(log_retry):
+            with attempt:
+                try:
+                    CALLS.labels(self.name, method).inc()
+                    return await self.client.send_batch(commands)
+                except Rejected as exc:
+                    log.warning("dispatcher.batch_refused", dispatcher=self.name, method=method,
+                                commands=len(commands), error=str(exc), fallback="one at a time")
+                    return []
+        return []  # not reached: the policy retries transient errors until they pass
+
     async def deliver(self, command: Command) -> None:
         """Sends until the target acknowledges (transient failures: for as long as it takes);
         a command the target keeps rejecting is logged and counted, and passed."""
@@ -262,6 +384,7 @@ class CommandDispatcher:
         async for attempt in retries.peer_command(log_retry):
             with attempt:
                 try:
+                    CALLS.labels(self.name, command.method).inc()
                     await self.client.send(command)
                 except Rejected as exc:
                     rejections += 1

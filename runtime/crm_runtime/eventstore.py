@@ -96,12 +96,12 @@ class TracingMapper(Mapper[Any]):
         return stored
 
 
-def stamp_trace(aggregate: Any, context: Mapping[str, str]) -> None:
-    """Stores `context` with the aggregate's pending events instead of the current one: a
-    consumer deciding a batch saves it in one transaction, each decision with its cause's
-    trace (so the dispatcher's command and every log line after it carry it on)."""
+def stamp_trace(aggregate: Any, context: Mapping[str, str], since: int = 0) -> None:
+    """Stores `context` with the aggregate's pending events (from the `since`th) instead of
+    the current one: a consumer deciding a batch saves it in one transaction, each decision
+    with its cause's trace (so the dispatcher's command and every log line after it carry it on)."""
     if context:
-        for pending in aggregate.pending_events:
+        for pending in aggregate.pending_events[since:]:
             object.__setattr__(pending, TRACE_ATTRIBUTE, dict(context))
 
 

@@ -132,3 +132,71 @@ def test_a_command_the_target_keeps_refusing_is_logged_and_passed(tmp_path, owne
 
     asyncio.run(scenario())
     assert leads.get_lead(lead.id).owner_id == (None if owner else "rep-a")
+
+
+def _calls(method: str) -> float:
+    from prometheus_client import REGISTRY
+    return REGISTRY.get_sample_value("crm_dispatcher_calls_total",
+                                     {"dispatcher": "workflow", "method": method}) or 0.0
+
+
+SINGLE = "/crm.leads.v1.LeadsService/AssignLead"
+BATCHED = "/crm.leads.v1.LeadsService/AssignLeads"
+
+
+def test_decisions_of_one_kind_travel_together_in_calls_of_the_batched_form(tmp_path):
+    leads = LeadsApplication(PlatformSettings(store="memory"))
+    workflow = WorkflowApplication(PlatformSettings(data_dir=tmp_path), ["rep-a", "rep-b"])
+    ids = [str(leads.capture_lead(CaptureLead(name=f"L{i}", email=f"l{i}@example.com", phone=None,
+                                              company=None, channel="web"))[0].id) for i in range(40)]
+    workflow.decide_lead_owners([(lead_id, f"evt-{lead_id}") for lead_id in ids])
+    port = free_port()
+    singles, batches = _calls(SINGLE), _calls(BATCHED)
+
+    async def scenario():
+        server = await serve_leads(leads, port)
+        try:
+            await run_until(dispatcher_for(workflow, port),
+                            lambda: all(leads.get_lead(i).owner_id is not None for i in ids))
+        finally:
+            await server.stop(grace=None)
+
+    asyncio.run(scenario())
+    assert _calls(SINGLE) == singles, "a decision went alone although it had company"
+    assert 1 <= _calls(BATCHED) - batches < 40
+    assert [leads.get_lead(i).owner_id for i in ids] == [("rep-a", "rep-b")[n % 2] for n in range(40)]
+    assert all(leads.get_lead(i).version == 2 for i in ids)
+
+
+def test_a_target_without_the_batched_form_gets_one_call_per_command(tmp_path):
+    """An older release of the target answers UNIMPLEMENTED: the dispatcher falls back."""
+    import dataclasses
+
+    from crm_runtime.commands import Batch
+
+    leads = LeadsApplication(PlatformSettings(store="memory"))
+    workflow = WorkflowApplication(PlatformSettings(data_dir=tmp_path), ["rep-a"])
+    ids = [str(leads.capture_lead(CaptureLead(name=f"L{i}", email=f"l{i}@example.com", phone=None,
+                                              company=None, channel="web"))[0].id) for i in range(3)]
+    workflow.decide_lead_owners([(lead_id, f"evt-{lead_id}") for lead_id in ids])
+    port = free_port()
+    dispatcher = dispatcher_for(workflow, port)
+    commands = dispatcher.commands_in(workflow.recorder.select_notifications(start=1, limit=100))
+    assert len(commands) == 3 and all(command.batch is not None for command in commands)
+    missing = Batch("/crm.leads.v1.LeadsService/AssignLeadsSomeDay", commands[0].batch.request_type,
+                    commands[0].batch.response_type)
+    commands = [dataclasses.replace(command, batch=missing) for command in commands]
+    singles = _calls(SINGLE)
+
+    async def scenario():
+        server = await serve_leads(leads, port)
+        try:
+            [calls] = dispatcher.calls_for(commands)
+            await asyncio.wait_for(dispatcher.deliver_all(calls), timeout=20)
+        finally:
+            await server.stop(grace=None)
+            await dispatcher.client.close()
+
+    asyncio.run(scenario())
+    assert _calls(SINGLE) - singles == 3
+    assert all(leads.get_lead(i).owner_id == "rep-a" for i in ids)

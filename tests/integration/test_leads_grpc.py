@@ -124,3 +124,44 @@ def test_leads_over_grpc(any_platform, address):
         assert stored < app.recorder.max_notification_id()
 
     run(app, address, scenario)
+
+
+def test_assignments_in_one_call_apply_in_order_until_one_is_refused(any_platform, address):
+    """AssignLeads: the workflow dispatcher's batched form of AssignLead (crm.common.v1
+    CommandResult): in order, one transaction, each with its own trace context."""
+    from crm.common.v1 import commands_pb2
+    from crm_leads.application import CaptureLead
+    from crm_runtime import tracing
+    from crm_runtime.eventstore import trace_context
+
+    app = LeadsApplication(any_platform)
+    ids = [str(app.capture_lead(CaptureLead(name=f"Batch {n}", email=f"batch{n}@example.com", phone=None,
+                                            company=None, channel="web"))[0].id) for n in range(3)]
+    traces = [tracing.new_traceparent() for _ in range(5)]
+    items = [(ids[0], "ann", "k0"), (ids[1], "bob", "k1"), (ids[0], "bob", "k2"), ("not-a-lead", "ann", "k3"),
+             (ids[2], "ann", "k4")]
+    request = leads_pb2.AssignLeadsRequest(
+        requests=[leads_pb2.AssignLeadRequest(lead_id=lead_id, owner_id=owner, idempotency_key=key)
+                  for lead_id, owner, key in items],
+        contexts=[commands_pb2.CommandContext(headers={"traceparent": tp}) for tp in traces])
+    service = grpc_auth("service", subject="service:workflow")
+
+    async def scenario(stub):
+        first = await stub.AssignLeads(request, metadata=service)
+        assert [r.code for r in first.results] == [0, 0, 0, grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+        assert first.results[3].message.startswith("lead_id:")
+        again = await stub.AssignLeads(request, metadata=service)  # a re-delivery changes nothing
+        assert [r.code for r in again.results] == [r.code for r in first.results]
+        await refused(stub.AssignLeads(request, metadata=ANN), grpc.StatusCode.PERMISSION_DENIED)
+        too_many = leads_pb2.AssignLeadsRequest(requests=[request.requests[0]] * 501)
+        detail = await refused(stub.AssignLeads(too_many, metadata=service), grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("requests:")
+
+    run(app, address, scenario)
+    leads = [app.get_lead(lead_id) for lead_id in ids]
+    assert [(lead.owner_id, lead.version) for lead in leads] == [("bob", 3), ("bob", 2), (None, 1)]
+    # Each assignment's event carries the trace of its own decision.
+    assigned = [event for lead_id in ids[:2] for event in app.repository.event_store.get(leads[ids.index(lead_id)].id)
+                if type(event).__name__ == "Assigned"]
+    assert [tracing.trace_id(trace_context(event)["traceparent"]) for event in assigned] == \
+        [tracing.trace_id(tp) for tp in (traces[0], traces[2], traces[1])]

@@ -8,6 +8,9 @@ import asyncio
 from datetime import UTC
 from typing import Any
 
+import grpc
+
+from crm.common.v1 import commands_pb2
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc_merge import MergeRpcs
 from crm_leads.adapters.grpc_scoring import ScoringServicer
@@ -31,12 +34,13 @@ from crm_leads.application import (
 )
 from crm_leads.permissions import CAMPAIGNS, LEADS
 from crm_runtime.auth import current_principal
-from crm_runtime.errors import InvalidField
+from crm_runtime.errors import InvalidField, status_of
 from crm_runtime.grpc_server import Registration, rpc
 from crm_runtime.index import DEFAULT_LIMIT, MAX_LIMIT
 
 # The list fields' names on this protocol.
 _LIST_FIELDS = {"limit": "page_size", "cursor": "page_token"}
+MAX_ASSIGNMENTS_PER_CALL = 500
 _EDITABLE = ("name", "phone", "company", "title", "industry", "company_size", "country", "follow_up_on")
 
 
@@ -62,6 +66,12 @@ def _changes(request: leads_pb2.UpdateLeadRequest) -> dict[str, Any]:
             value = getattr(request, name)
             changes[name] = value if value not in ("", 0) else None
     return changes
+
+
+def _assignment(request: leads_pb2.AssignLeadRequest) -> AssignLead:
+    return AssignLead(lead_id=request.lead_id, owner_id=request.owner_id,
+                      idempotency_key=request.idempotency_key,
+                      expected_version=request.expected_version or None)
 
 
 async def _listed(fn: Any, *args: Any) -> Any:
@@ -98,10 +108,21 @@ class LeadsServicer(ScoringServicer, MergeRpcs, leads_pb2_grpc.LeadsServiceServi
 
     @rpc(LEADS.assign)
     async def AssignLead(self, request, context):
-        command = AssignLead(lead_id=request.lead_id, owner_id=request.owner_id,
-                             idempotency_key=request.idempotency_key,
-                             expected_version=request.expected_version or None)
-        return lead_to_message(await asyncio.to_thread(self.app.assign_lead, command))
+        return lead_to_message(await asyncio.to_thread(self.app.assign_lead, _assignment(request)))
+
+    @rpc(LEADS.assign)
+    async def AssignLeads(self, request, context):
+        if len(request.requests) > MAX_ASSIGNMENTS_PER_CALL:
+            raise InvalidField("requests", f"{len(request.requests)} assignments; at most "
+                                           f"{MAX_ASSIGNMENTS_PER_CALL} in one call")
+        commands = [_assignment(item) for item in request.requests]
+        contexts = [dict(item.headers) for item in request.contexts]
+        applied, refused = await asyncio.to_thread(self.app.assign_leads, commands, contexts)
+        results = [commands_pb2.CommandResult(code=grpc.StatusCode.OK.value[0]) for _ in range(applied)]
+        if refused is not None:
+            code = grpc.StatusCode[status_of(refused).grpc]
+            results.append(commands_pb2.CommandResult(code=code.value[0], message=str(refused)))
+        return leads_pb2.AssignLeadsResponse(results=results)
 
     @rpc(LEADS.view)
     async def ListLeads(self, request, context):

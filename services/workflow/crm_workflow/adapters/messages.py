@@ -52,7 +52,7 @@ def assign(event: Assignment.Decided) -> Command | None:
     key = Assignment.idempotency_key_for(event.cause_event_id)
     return Command.to("leads", LEADS_SERVICE, "AssignLead", leads_pb2.AssignLeadRequest(
         lead_id=event.subject_id, owner_id=event.owner_id, idempotency_key=key),
-        idempotency_key=key, ordering_key=event.subject_id)
+        idempotency_key=key, ordering_key=event.subject_id, batch_method="AssignLeads")
 
 
 def assignment_to_message(assignment: Assignment) -> events_pb2.AssignmentDecided:
