@@ -87,8 +87,8 @@ from crm_sales.quotes import OPEN_STATUSES, Quote, QuoteStatus
 
 log = logs.get(__name__)
 
-__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "ContactRecord", "ContractQuery",
-           "ListQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
+__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "AmendmentRecord", "ContactRecord",
+           "ContractQuery", "ListQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
            "ProductRecord", "QuoteQuery", "QuoteRecord", "SalesViews", "decode_cursor", "open_views"]
 
 metadata = MetaData()
@@ -389,6 +389,40 @@ class ScheduledInstalment:
 
 
 @dataclass(frozen=True)
+class AmendmentRecord:
+    number: int
+    status: str  # pending_approval, applied, rejected
+    reason: str
+    ends_on: str  # as amended (or proposed)
+    previous_ends_on: str
+    total: Money
+    previous_total: Money
+    payment_schedule: list[tuple[int, str, Money]] | None  # (instalment, due_on, amount); None: unchanged
+    approval_required: bool
+    base_total: Money | None  # the new total in the base currency, for a raise
+    requested_on: str
+    requested_by: str
+    decided_on: str | None
+    decided_by: str | None  # None when applied at once
+    comment: str | None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], contract: Contract) -> AmendmentRecord:
+        money, base = contract.money, entry["base_total"]
+        schedule = entry["payment_schedule"]
+        return cls(
+            number=entry["number"], status=entry["status"], reason=entry["reason"], ends_on=entry["ends_on"],
+            previous_ends_on=entry["previous_ends_on"], total=money(entry["total"]),
+            previous_total=money(entry["previous_total"]),
+            payment_schedule=([(item["instalment"], item["due_on"], money(item["amount"])) for item in schedule]
+                              if schedule is not None else None),
+            approval_required=entry["approval_required"],
+            base_total=Money(Decimal(base["amount"]), base["currency"]) if base else None,
+            requested_on=entry["requested_on"], requested_by=entry["requested_by"], decided_on=entry["decided_on"],
+            decided_by=entry["decided_by"], comment=entry["comment"])
+
+
+@dataclass(frozen=True)
 class ContractRecord:
     id: str
     quote_id: str
@@ -414,6 +448,7 @@ class ContractRecord:
     termination_reason: str | None
     renews_contract_id: str | None
     renewed_by_contract_id: str | None
+    amendments: list[AmendmentRecord]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -438,8 +473,9 @@ class ContractRecord:
             signed_on=contract.signed_on, activated_on=contract.activated_on,
             terminated_on=contract.terminated_on, termination_reason=contract.termination_reason,
             renews_contract_id=contract.renews_contract_id,
-            renewed_by_contract_id=contract.renewed_by_contract_id, version=contract.version,
-            created_at=contract.created_on, updated_at=contract.modified_on)
+            renewed_by_contract_id=contract.renewed_by_contract_id,
+            amendments=[AmendmentRecord.of(entry, contract) for entry in contract.amendments],
+            version=contract.version, created_at=contract.created_on, updated_at=contract.modified_on)
 
 
 @dataclass(frozen=True)
@@ -617,7 +653,10 @@ def rows_of(event: Any, _position: int) -> Iterator[Change]:
     elif isinstance(event, tuple(CONTRACT_STATUS_EVENTS)):
         yield Patch(contracts, str(event.originator_id), event.originator_version,
                     {"status": CONTRACT_STATUS_EVENTS[type(event)], "updated_at": utc(event.timestamp)})
-    elif isinstance(event, Contract.PaymentRecorded):
+    elif isinstance(event, Contract.Amended):
+        yield Patch(contracts, str(event.originator_id), event.originator_version,
+                    {"ends_on": event.ends_on, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, (Contract.PaymentRecorded, Contract.AmendmentRequested, Contract.AmendmentRejected)):
         yield Patch(contracts, str(event.originator_id), event.originator_version,
                     {"updated_at": utc(event.timestamp)})
     elif isinstance(event, Product.Added):
