@@ -7,7 +7,10 @@ Per contract event (`ContractFact`, read from sales' events by adapters/sales.py
 1. an event at or below the contract version already applied changes nothing (a re-send:
    exactly once in effect, with the position saved in the same transaction);
 2. the watch records what the event says: the activation (account, owner, instalments,
-   ends_on), an instalment paid in full, or the contract expired, renewed or terminated;
+   ends_on), an instalment paid in full, an amendment (the new schedule, what is paid,
+   ends_on and total: `contract_reminders.amended` re-plans each reminder whose content
+   changed under a new revision, unless it has fired for the same date), or the contract
+   expired, renewed or terminated;
 3. the watch's state gives the reminders it needs (`contract_reminders.plan`), and its
    timers follow them (`UnitOfWork.follow_timers`, as a ticket's SLA timers do): new ones
    scheduled with the payload their event will carry, the rest cancelled. A fired reminder
@@ -33,10 +36,12 @@ from crm_workflow.contract_reminders import (
     ContractStatus,
     Instalment,
     ReminderSettings,
+    amended,
     payload_of,
     plan,
+    reminder_of,
 )
-from crm_workflow.desk import TimerChanges, UnitOfWork
+from crm_workflow.desk import TimerChanges, TimerState, UnitOfWork
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "crm:workflow")
 
@@ -47,6 +52,7 @@ class ContractChange(StrEnum):
     EXPIRED = "expired"
     RENEWED = "renewed"
     TERMINATED = "terminated"
+    AMENDED = "amended"  # a new schedule, ends_on or total
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,8 @@ class ContractFact:
     activated_at: datetime | None = None
     instalments: tuple[Instalment, ...] = ()
     instalment: int = 0  # PAID_IN_FULL: which
+    paid_in_full: frozenset[int] = frozenset()  # AMENDED: instalments with nothing outstanding
+    amended_at: datetime | None = None  # AMENDED: the event's time
 
 
 class ContractWatch(Aggregate):
@@ -91,9 +99,12 @@ class ContractWatch(Aggregate):
         self.state_json = state
 
 
-def next_state(before: ContractState | None, fact: ContractFact) -> ContractState | None:
+def next_state(before: ContractState | None, fact: ContractFact,
+               fired: frozenset[str] = frozenset()) -> ContractState | None:
     """The contract's state after the fact; None when the workflow need not watch it (a
-    contract it never saw active or paid, ended)."""
+    contract it never saw active or paid, ended, or amended before its activation: the
+    activation carries the amended schedule). `fired`: the reminders (`reminder_of` names)
+    whose current revision has fired."""
     if fact.change is ContractChange.ACTIVATED:
         paid = before.paid if before is not None else frozenset()
         return ContractState(contract_id=fact.contract_id, status=ContractStatus.ACTIVE, account_id=fact.account_id,
@@ -106,6 +117,10 @@ def next_state(before: ContractState | None, fact: ContractFact) -> ContractStat
         return replace(current, paid=current.paid | {fact.instalment})
     if before is None:
         return None
+    if fact.change is ContractChange.AMENDED:
+        assert fact.ends_on is not None and fact.amended_at is not None
+        return amended(before, fact.instalments, fact.paid_in_full, fact.ends_on, fact.total, fact.amended_at,
+                       fired)
     status = {ContractChange.EXPIRED: ContractStatus.EXPIRED, ContractChange.RENEWED: ContractStatus.RENEWED,
               ContractChange.TERMINATED: ContractStatus.TERMINATED}[fact.change]
     return replace(before, status=status)
@@ -120,12 +135,18 @@ class Reminders(UnitOfWork):
     def watch(self, contract_id: str) -> ContractWatch | None:
         return self._get(ContractWatch, ContractWatch.id_for(contract_id))
 
+    def fired(self, state: ContractState) -> frozenset[str]:
+        """The reminders whose current revision has fired (they are not sent again for the same date)."""
+        return frozenset(reminder_of(key.target, key.level) for key in state.current_keys
+                         if (timer := self.timer(key.name)) is not None and timer.state == TimerState.FIRED)
+
     def apply(self, fact: ContractFact) -> None:
         watch = self.watch(fact.contract_id)
         if watch is not None and fact.version <= watch.contract_version:
             return  # applied before
         before = watch.state if watch is not None else None
-        state = next_state(before, fact)
+        needs_fired = before is not None and fact.change is ContractChange.AMENDED
+        state = next_state(before, fact, self.fired(before) if before is not None and needs_fired else frozenset())
         if state is None:
             return
         if watch is None:
