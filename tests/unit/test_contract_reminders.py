@@ -15,7 +15,7 @@ from crm.sales.v1 import values_pb2
 from crm.workflow.v1 import events_pb2
 from crm_runtime.business_time import ManualClock
 from crm_runtime.settings import PlatformSettings
-from crm_workflow.adapters.messages import COMMANDS, EVENTS
+from crm_workflow.adapters.messages import COMMANDS, EVENTS, reminder_fired
 from crm_workflow.adapters.sales import fact_of
 from crm_workflow.application import WorkflowApplication
 from crm_workflow.contract_reminders import (
@@ -121,7 +121,8 @@ def test_sales_events_become_facts():
     assert fact.instalments == INSTALMENTS and fact.activated_at == ACTIVATED_AT
     assert fact.ends_on == date(2026, 12, 31) and fact.activated_on == date(2026, 3, 2)
     assert fact_of(paid_message(2, "0.00", 6), "e-6").instalment == 2
-    assert fact_of(paid_message(2, "50.00", 6), "e-6") is None  # a part payment changes nothing
+    part = fact_of(paid_message(2, "50.00", 6), "e-6")  # a part payment: what is still owed
+    assert (part.change, part.instalment, part.outstanding) == (ContractChange.PART_PAID, 2, "50.00")
     ended = fact_of(sales_events.ContractTerminated(contract_id="c-1", version=7), "e-7")
     assert (ended.change, ended.version) == (ContractChange.TERMINATED, 7)
     assert fact_of(sales_events.ContractSigned(contract_id="c-1"), "e-4") is None
@@ -195,15 +196,35 @@ def test_reminders_fire_once_and_say_what_is_due(app, clock):
                 if (c := COMMANDS.command_for(app.mapper.to_domain_event(n))) is not None]
 
 
-def test_a_full_payment_cancels_its_reminder_and_a_part_payment_keeps_it(app, clock):
+def test_a_full_payment_cancels_its_reminder_and_a_part_payment_re_plans_it_with_what_is_owed(app, clock):
     apply(app, fact_of(activated_message(), "e-5"))
-    apply(app, *(f for f in (fact_of(paid_message(2, "100.00", 6), "e-6"), fact_of(paid_message(3, "0.00", 7), "e-7"))
-                 if f is not None))
+    apply(app, fact_of(paid_message(2, "200.00", 6), "e-6"), fact_of(paid_message(3, "0.00", 7), "e-7"))
+    apply(app, fact_of(paid_message(2, "100.00", 8), "e-8"))  # a second part payment
     rows = timers(app)
-    assert (rows["instalment/2/reminder"].state, rows["instalment/3/reminder"].state) == ("pending", "cancelled")
+    assert {name: (row.state, row.fire_at) for name, row in rows.items() if "/2/" in name or "/3/" in name} == {
+        "instalment/2/reminder": ("cancelled", at("2026-04-23")),
+        "instalment/2/reminder/r1": ("cancelled", at("2026-04-23")),
+        "instalment/2/reminder/r2": ("pending", at("2026-04-23")),  # the same time, the new figure
+        "instalment/3/reminder": ("cancelled", at("2026-05-24"))}
+    assert app.get_timer("c-1/instalment/2/reminder/r2").payload["outstanding"] == "100.00"
     clock.advance(timedelta(days=90))
     TimerFirer(app).step()
     assert timers(app)["instalment/3/reminder"].state == "cancelled"
+    due = [m for m in published(app) if isinstance(m, events_pb2.InstalmentReminderDue)]
+    assert [(m.instalment, m.amount.amount, m.outstanding.amount, m.timer_name) for m in due] == [
+        (1, "400.00", "400.00", "c-1/instalment/1/reminder"), (2, "300.00", "100.00", "c-1/instalment/2/reminder/r2")]
+    # A part payment after its reminder fired sends nothing again.
+    assert apply(app, fact_of(paid_message(2, "50.00", 9), "e-9")).scheduled == []
+
+
+def test_a_reminder_scheduled_before_the_outstanding_field_says_its_amount(app):
+    apply(app, fact_of(activated_message(), "e-5"))
+    TimerFirer(app).step()
+    fired = next(m for m in published(app) if isinstance(m, events_pb2.InstalmentReminderDue))
+    assert fired.outstanding == fired.amount
+    event = app.mapper.to_domain_event(list(app.recorder.select_notifications(start=1, limit=100))[-1])
+    event.payload.pop("outstanding")
+    assert reminder_fired(event).outstanding.amount == "400.00"
 
 
 def test_the_end_of_a_contract_cancels_what_is_no_longer_due(app):
@@ -234,7 +255,7 @@ def test_a_reminder_timer_keeps_its_payload_in_the_store(app):
     timer = app.get_timer("c-1/instalment/2/reminder")
     assert timer.state == TimerState.PENDING and timer.payload == {
         "contract_id": "c-1", "account_id": "a-1", "owner_id": "ann", "currency": "EUR", "instalment": 2,
-        "due_on": "2026-04-30", "amount": "300.00"}
+        "due_on": "2026-04-30", "amount": "300.00", "outstanding": "300.00"}
     assert app.find(Timer, Timer.id_for(key(2))) is not None
 
 

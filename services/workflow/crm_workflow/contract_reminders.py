@@ -125,6 +125,11 @@ class ContractState:
     # re-planned, the instant their past is measured from (else the activation).
     revisions: dict[str, int] = field(default_factory=dict)
     since: dict[str, datetime] = field(default_factory=dict)
+    # What is still owed on an instalment partly paid (absent: its whole amount).
+    owed: dict[int, str] = field(default_factory=dict)
+
+    def outstanding_on(self, item: Instalment) -> str:
+        return self.owed.get(item.number, item.amount)
 
     def to_json(self) -> dict[str, Any]:
         return {"contract_id": self.contract_id, "status": self.status.value, "account_id": self.account_id,
@@ -134,7 +139,8 @@ class ContractState:
                 "activated_at": self.activated_at.isoformat() if self.activated_at else None,
                 "instalments": [item.to_json() for item in self.instalments], "paid": sorted(self.paid),
                 "revisions": dict(sorted(self.revisions.items())),
-                "since": {name: at.isoformat() for name, at in sorted(self.since.items())}}
+                "since": {name: at.isoformat() for name, at in sorted(self.since.items())},
+                "owed": {str(number): amount for number, amount in sorted(self.owed.items())}}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ContractState:
@@ -146,7 +152,8 @@ class ContractState:
                    activated_at=datetime.fromisoformat(raw["activated_at"]) if raw["activated_at"] else None,
                    instalments=tuple(Instalment.from_json(item) for item in raw["instalments"]),
                    paid=frozenset(raw["paid"]), revisions=dict(raw.get("revisions", {})),
-                   since={name: datetime.fromisoformat(at) for name, at in raw.get("since", {}).items()})
+                   since={name: datetime.fromisoformat(at) for name, at in raw.get("since", {}).items()},
+                   owed={int(number): amount for number, amount in raw.get("owed", {}).items()})
 
     def key(self, target: ReminderTarget, level: int = 0) -> ReminderKey:
         """The current revision of a reminder's key."""
@@ -197,8 +204,21 @@ def plan(state: ContractState, settings: ReminderSettings) -> dict[ReminderKey, 
     return planned
 
 
+def part_paid(state: ContractState, number: int, outstanding: str, fired: frozenset[str]) -> ContractState:
+    """The state after a payment left `outstanding` (> 0) on instalment `number`: its pending
+    reminder is re-planned under its next revision, at the same time, to say so (one that
+    has fired is not sent again)."""
+    if state.owed.get(number) == outstanding:
+        return state
+    revisions = dict(state.revisions)
+    name = reminder_of(ReminderTarget.INSTALMENT, number)
+    if state.activated_on is not None and name not in fired:
+        revisions[name] = revisions.get(name, 0) + 1
+    return replace(state, owed={**state.owed, number: outstanding}, revisions=revisions)
+
+
 def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: frozenset[int], ends_on: date,
-            total: str, at: datetime, fired: frozenset[str]) -> ContractState:
+            total: str, at: datetime, fired: frozenset[str], owed: dict[int, str] | None = None) -> ContractState:
     """The state after sales amended the contract at `at` (its new schedule, the instalments
     now paid in full, ends_on and total). Each reminder whose content changed is re-planned
     under its next revision, measured from `at`, unless it has already `fired` (names as
@@ -213,7 +233,7 @@ def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: fro
     before = {item.number: item for item in state.instalments}
     for item in instalments:
         previous = before.get(item.number)
-        if previous == item:
+        if previous == item and state.owed.get(item.number) == owed.get(item.number):
             continue
         name = reminder_of(ReminderTarget.INSTALMENT, item.number)
         if name in fired and previous is not None and previous.due_on == item.due_on:
@@ -227,7 +247,7 @@ def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: fro
     if (ends_on, total) != (state.ends_on, state.total) and not (RENEWAL in fired and ends_on == state.ends_on):
         replan(RENEWAL)
     return replace(state, instalments=instalments, paid=paid, ends_on=ends_on, total=total, revisions=revisions,
-                   since=since)
+                   since=since, owed=owed)
 
 
 def payload_of(state: ContractState, key: ReminderKey) -> dict[str, Any]:
@@ -237,7 +257,8 @@ def payload_of(state: ContractState, key: ReminderKey) -> dict[str, Any]:
     if key.target is ReminderTarget.RENEWAL:
         return {**common, "ends_on": state.ends_on.isoformat() if state.ends_on else "", "total": state.total}
     item = next(item for item in state.instalments if item.number == key.level)
-    return {**common, "instalment": item.number, "due_on": item.due_on.isoformat(), "amount": item.amount}
+    return {**common, "instalment": item.number, "due_on": item.due_on.isoformat(), "amount": item.amount,
+            "outstanding": state.outstanding_on(item)}
 
 
 def is_paid_in_full(outstanding: str) -> bool:

@@ -7,7 +7,8 @@ Per contract event (`ContractFact`, read from sales' events by adapters/sales.py
 1. an event at or below the contract version already applied changes nothing (a re-send:
    exactly once in effect, with the position saved in the same transaction);
 2. the watch records what the event says: the activation (account, owner, instalments,
-   ends_on), an instalment paid in full, an amendment (the new schedule, what is paid,
+   ends_on), an instalment paid in full or in part (what is still owed: the pending reminder
+   is re-planned to say so), an amendment (the new schedule, what is paid,
    ends_on and total: `contract_reminders.amended` re-plans each reminder whose content
    changed under a new revision, unless it has fired for the same date), or the contract
    expired, renewed or terminated;
@@ -23,7 +24,7 @@ The timers are fired by the worker's firing step (crm_workflow.firing), which pu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,7 @@ from crm_workflow.contract_reminders import (
     Instalment,
     ReminderSettings,
     amended,
+    part_paid,
     payload_of,
     plan,
     reminder_of,
@@ -49,6 +51,7 @@ _NAMESPACE = uuid5(NAMESPACE_URL, "crm:workflow")
 class ContractChange(StrEnum):
     ACTIVATED = "activated"
     PAID_IN_FULL = "paid_in_full"  # an instalment has nothing outstanding
+    PART_PAID = "part_paid"  # a payment left `outstanding` on an instalment
     EXPIRED = "expired"
     RENEWED = "renewed"
     TERMINATED = "terminated"
@@ -71,8 +74,10 @@ class ContractFact:
     activated_on: date | None = None
     activated_at: datetime | None = None
     instalments: tuple[Instalment, ...] = ()
-    instalment: int = 0  # PAID_IN_FULL: which
+    instalment: int = 0  # PAID_IN_FULL, PART_PAID: which
+    outstanding: str = ""  # PART_PAID: what is still owed on it
     paid_in_full: frozenset[int] = frozenset()  # AMENDED: instalments with nothing outstanding
+    owed: dict[int, str] = field(default_factory=dict)  # AMENDED: what is owed on those partly paid
     amended_at: datetime | None = None  # AMENDED: the event's time
 
 
@@ -111,16 +116,19 @@ def next_state(before: ContractState | None, fact: ContractFact,
                              owner_id=fact.owner_id, currency=fact.currency, total=fact.total, ends_on=fact.ends_on,
                              activated_on=fact.activated_on, activated_at=fact.activated_at,
                              instalments=fact.instalments, paid=paid)
-    if fact.change is ContractChange.PAID_IN_FULL:
+    if fact.change in (ContractChange.PAID_IN_FULL, ContractChange.PART_PAID):
         current = before or ContractState(fact.contract_id, ContractStatus.SIGNED, account_id=fact.account_id,
                                           owner_id=fact.owner_id)
-        return replace(current, paid=current.paid | {fact.instalment})
+        if fact.change is ContractChange.PART_PAID:
+            return part_paid(current, fact.instalment, fact.outstanding, fired)
+        owed = {number: amount for number, amount in current.owed.items() if number != fact.instalment}
+        return replace(current, paid=current.paid | {fact.instalment}, owed=owed)
     if before is None:
         return None
     if fact.change is ContractChange.AMENDED:
         assert fact.ends_on is not None and fact.amended_at is not None
         return amended(before, fact.instalments, fact.paid_in_full, fact.ends_on, fact.total, fact.amended_at,
-                       fired)
+                       fired, fact.owed)
     status = {ContractChange.EXPIRED: ContractStatus.EXPIRED, ContractChange.RENEWED: ContractStatus.RENEWED,
               ContractChange.TERMINATED: ContractStatus.TERMINATED}[fact.change]
     return replace(before, status=status)
@@ -145,7 +153,7 @@ class Reminders(UnitOfWork):
         if watch is not None and fact.version <= watch.contract_version:
             return  # applied before
         before = watch.state if watch is not None else None
-        needs_fired = before is not None and fact.change is ContractChange.AMENDED
+        needs_fired = before is not None and fact.change in (ContractChange.AMENDED, ContractChange.PART_PAID)
         state = next_state(before, fact, self.fired(before) if before is not None and needs_fired else frozenset())
         if state is None:
             return
