@@ -223,8 +223,9 @@ def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: fro
     now paid in full, ends_on and total). Each reminder whose content changed is re-planned
     under its next revision, measured from `at`, unless it has already `fired` (names as
     `reminder_of`) for the same due date; an instalment the amendment dropped is bumped too,
-    so its pending reminder is cancelled."""
-    revisions, since = dict(state.revisions), dict(state.since)
+    so its pending reminder is cancelled. `owed`: what is still owed on the instalments
+    partly paid."""
+    revisions, since, now_owed = dict(state.revisions), dict(state.since), dict(owed or {})
 
     def replan(name: str) -> None:
         revisions[name] = revisions.get(name, 0) + 1
@@ -233,7 +234,7 @@ def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: fro
     before = {item.number: item for item in state.instalments}
     for item in instalments:
         previous = before.get(item.number)
-        if previous == item and state.owed.get(item.number) == owed.get(item.number):
+        if previous == item and state.owed.get(item.number) == now_owed.get(item.number):
             continue
         name = reminder_of(ReminderTarget.INSTALMENT, item.number)
         if name in fired and previous is not None and previous.due_on == item.due_on:
@@ -247,7 +248,7 @@ def amended(state: ContractState, instalments: tuple[Instalment, ...], paid: fro
     if (ends_on, total) != (state.ends_on, state.total) and not (RENEWAL in fired and ends_on == state.ends_on):
         replan(RENEWAL)
     return replace(state, instalments=instalments, paid=paid, ends_on=ends_on, total=total, revisions=revisions,
-                   since=since, owed=owed)
+                   since=since, owed=now_owed)
 
 
 def payload_of(state: ContractState, key: ReminderKey) -> dict[str, Any]:
