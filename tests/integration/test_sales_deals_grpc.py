@@ -180,7 +180,7 @@ def test_a_deal_over_grpc(any_platform, address):
     run(app, address, scenario)
 
 
-def test_contract_amendments_over_grpc(any_platform, address):
+def test_contract_amendments_and_order_lists_over_grpc(any_platform, address):
     app = SalesApplication(any_platform, clock=lambda: NOW)
 
     async def scenario(stub):
@@ -199,7 +199,15 @@ def test_contract_amendments_over_grpc(any_platform, address):
             opportunity_id=opportunity.id, price_book_id=book.id, valid_until="2025-03-31", lines=LINES),
             metadata=ANN)).quote  # gross 415.81 EUR
         await stub.SendQuote(sales_pb2.SendQuoteRequest(quote_id=quote.id), metadata=ANN)
-        await stub.AcceptQuote(sales_pb2.AcceptQuoteRequest(quote_id=quote.id), metadata=ANN)
+        await stub.AcceptQuote(sales_pb2.AcceptQuoteRequest(quote_id=quote.id, win_opportunity=True), metadata=ANN)
+        orders = (await stub.ListOrders(sales_pb2.ListOrdersRequest(account_id=account.id, status="placed"),
+                                        metadata=ANN))
+        assert [(o.opportunity_id, o.status, o.placed_on) for o in orders.orders] == [
+            (opportunity.id, "placed", "2025-03-10")] and not orders.next_page_token
+        assert not (await stub.ListOrders(sales_pb2.ListOrdersRequest(), metadata=BOB)).orders
+        assert not (await stub.ListOrders(sales_pb2.ListOrdersRequest(placed_after="2025-03-10"), metadata=BOSS)).orders
+        await refused(stub.ListOrders(sales_pb2.ListOrdersRequest(page_token="bogus"), metadata=ANN),
+                      grpc.StatusCode.INVALID_ARGUMENT)
         contract = (await stub.CreateContract(sales_pb2.CreateContractRequest(
             quote_id=quote.id, starts_on="2025-04-01", ends_on="2026-03-31",
             payment_terms=values_pb2.PaymentTerms(instalments=2, first_due_on="2025-04-30", every_months=6)),

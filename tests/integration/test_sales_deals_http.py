@@ -420,3 +420,39 @@ def test_contract_amendments_over_http(client, sales):
         (3, "2025-10-30", "103.95", "0.00"), (4, "2026-01-30", "103.95", "0.00")]
     assert [(a["number"], a["status"]) for a in ok(client.get(path))["amendments"]] == [
         (1, "applied"), (2, "applied")]
+
+
+def test_orders_list_filter_page_and_narrow_to_the_caller(client, clock):
+    account, opportunity, eur, _ = set_up_deal(client)
+
+    def won_deal(name, headers=ANN, account_id=account["id"]):
+        deal = ok(client.post("/v1/opportunities", headers=headers, json={
+            "name": name, "account_id": account_id, "amount": {"amount": "100.00", "currency": "EUR"},
+            "expected_close_on": "2025-06-30"}), 201)
+        quote = ok(client.post("/v1/quotes", headers=headers, json={
+            "opportunity_id": deal["id"], "price_book_id": eur["id"], "valid_until": "2025-04-30",
+            "lines": LINES[:1]}), 201)
+        ok(client.post(f"/v1/quotes/{quote['id']}/send", headers=headers))
+        return ok(client.post(f"/v1/quotes/{quote['id']}/accept", headers=headers, json={"win_opportunity": True}))
+
+    won_deal("First")
+    clock.now = NOW + timedelta(days=1)
+    won_deal("Second")
+    bobs = ok(client.post("/v1/accounts", headers=BOB, json={"name": "Bob's"}), 201)
+    won_deal("Bob's deal", headers=BOB, account_id=bobs["id"])
+    page = ok(client.get("/v1/orders", params={"limit": 1}))
+    assert len(page["items"]) == 1 and page["items"][0]["placed_on"] == "2025-03-10"
+    assert page["items"][0]["status"] == "placed" and page["items"][0]["lines"][0]["sku"] == "WID-1"
+    rest = ok(client.get("/v1/orders", params={"limit": 1, "cursor": page["next_cursor"]}))
+    assert [o["placed_on"] for o in rest["items"]] == ["2025-03-11"] and rest["next_cursor"] is None
+    assert [o["placed_on"] for o in ok(client.get("/v1/orders", params={
+        "placed_after": "2025-03-10", "placed_before": "2025-03-12", "status": "placed",
+        "account_id": account["id"]}))["items"]] == ["2025-03-11"]
+    assert len(ok(client.get("/v1/orders", headers=BOSS))["items"]) == 3
+    assert [o["owner_id"] for o in ok(client.get("/v1/orders", headers=BOSS, params={"owner_id": "bob"}))[
+        "items"]] == ["bob"]
+    assert ok(client.get("/v1/orders", params={"owner_id": "bob"}))["items"] == []  # a rep sees their own
+    assert problem_of(client.get("/v1/orders", params={"status": "shipped"}), 422)["detail"].startswith("status:")
+    assert problem_of(client.get("/v1/orders", params={"placed_after": "10/03/2025"}), 422)[
+        "detail"].startswith("placed_after:")
+    assert problem_of(client.get("/v1/orders", params={"cursor": "bogus"}), 422)["detail"].startswith("cursor:")

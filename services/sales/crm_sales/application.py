@@ -77,6 +77,7 @@ from crm_sales.orders import (
     LoyaltyAccount,
     LoyaltyProgramme,
     Order,
+    OrderStatus,
     ledger_id_for,
     loyalty_rule_of,
 )
@@ -97,6 +98,7 @@ from crm_sales.views import (
     LoyaltyRecord,
     OpportunityQuery,
     OpportunityRecord,
+    OrderQuery,
     OrderRecord,
     Page,
     PriceBookRecord,
@@ -428,6 +430,20 @@ class AmendedContract:
     contract: ContractRecord
     amendment: AmendmentRecord
     created: bool = True
+
+
+@dataclass(frozen=True)
+class ListOrders:
+    """A page of orders by placed_on, then id; filters combine with AND."""
+
+    limit: int | None = None
+    cursor: str | None = None
+    owner_id: str | None = None
+    account_id: str | None = None
+    status: str | None = None  # placed
+    placed_after: Any = None  # ISO dates, exclusive
+    placed_before: Any = None
+    caller: Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -1211,6 +1227,20 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
 
     def get_order(self, order_id: str | UUID, caller: Principal | None = None) -> OrderRecord:
         return OrderRecord.of(check_visible(self.get(Order, order_id, "order"), "order", _who(caller)))
+
+    def list_orders(self, request: ListOrders) -> Page[OrderRecord]:
+        """Orders the caller may see (a sales_rep: their own), by placed_on."""
+        who = _who(request.caller)
+        status = _status(OrderStatus, request.status)
+        query = OrderQuery(
+            limit=_limit(request.limit), after=_cursor("order", request.cursor),
+            owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
+            account_id=record_id("account_id", request.account_id) if request.account_id else None,
+            status=str(status) if status is not None else None,
+            placed_after=_day("placed_after", request.placed_after),
+            placed_before=_day("placed_before", request.placed_before))
+        self.views.catch_up()
+        return self._records(self.views.list_order_ids(query, owner_filter(who)), Order, OrderRecord.of)
 
     def _loyalty_programme(self) -> LoyaltyProgramme | None:
         return self.find(LoyaltyProgramme, LOYALTY_PROGRAMME_ID)

@@ -42,6 +42,7 @@ from crm_sales.application import (
     ListCommissions,
     ListContracts,
     ListOpportunities,
+    ListOrders,
     ListPriceBooks,
     ListProducts,
     ListQuotes,
@@ -510,6 +511,16 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
     async def GetOrder(self, request, context):
         record = await asyncio.to_thread(self.app.get_order, request.order_id, current_principal())
         return sales_pb2.GetOrderResponse(order=order_to_message(record))
+
+    @rpc(ORDERS.view)
+    async def ListOrders(self, request, context):
+        page = await _listed(self.app.list_orders, ListOrders(
+            limit=_page(request.page_size), cursor=request.page_token or None, owner_id=request.owner_id or None,
+            account_id=request.account_id or None, status=request.status or None,
+            placed_after=request.placed_after or None, placed_before=request.placed_before or None,
+            caller=current_principal()))
+        return sales_pb2.ListOrdersResponse(orders=[order_to_message(o) for o in page.items],
+                                            next_page_token=page.next_cursor or "")
 
     @rpc(LOYALTY.edit)
     async def SetLoyaltyRule(self, request, context):

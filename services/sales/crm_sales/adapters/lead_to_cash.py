@@ -43,6 +43,7 @@ from crm_sales.application import (
     FxRatesRecord,
     ListCommissions,
     ListContracts,
+    ListOrders,
     LoyaltyRuleRecord,
     RecordPayment,
     RedeemPoints,
@@ -305,6 +306,7 @@ class OrderOut(BaseModel):
     totals: dict[str, MoneyOut] = Field(description="net, tax, gross")
     base_net: MoneyOut = Field(description="The net total in the base currency on placed_on")
     placed_on: str
+    status: str = Field(description="placed (the only status so far)")
     version: int
     created_at: datetime
 
@@ -316,6 +318,11 @@ class OrderOut(BaseModel):
                                              gross=MoneyOut.of(line.gross)) for line in record.lines],
                       "totals": {name: MoneyOut.of(value) for name, value in record.totals.items()},
                       "base_net": MoneyOut.of(record.base_net)})
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
 class LoyaltyRuleIn(BaseModel):
@@ -628,6 +635,22 @@ def contracts_router(app: SalesApplication) -> APIRouter:
 
 def orders_router(app: SalesApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+    @api.get("", response_model=OrderPage, responses=error_responses(422),
+             summary="Orders by placed_on, then id; a sales_rep lists their own")
+    async def list_orders(caller: Principal = require(ORDERS.view), limit: Limit = DEFAULT_LIMIT,
+                          cursor: Cursor = None,
+                          status: Annotated[str | None, Query(max_length=20, description="placed")] = None,
+                          account_id: Annotated[UUID | None, Query()] = None,
+                          owner_id: Annotated[str | None, Query(max_length=ID_MAX)] = None,
+                          placed_after: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: placed_on after it (exclusive)")] = None,
+                          placed_before: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: placed_on before it (exclusive)")] = None):
+        page = await asyncio.to_thread(app.list_orders, ListOrders(
+            limit=limit, cursor=cursor, owner_id=owner_id, account_id=str(account_id) if account_id else None,
+            status=status, placed_after=placed_after, placed_before=placed_before, caller=caller))
+        return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @api.get("/{order_id}", response_model=OrderOut, responses=error_responses(404, 422))
     async def get_order(order_id: UUID, caller: Principal = require(ORDERS.view)):

@@ -595,7 +595,7 @@ def order_to_message(record: OrderRecord) -> sales_pb2.Order:
                for line in record.lines],
         totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
         base_net=_money(record.base_net), placed_on=record.placed_on, version=record.version,
-        created_at=timestamp(record.created_at))
+        created_at=timestamp(record.created_at), status=record.status)
 
 
 def loyalty_rule_to_message(record: Any) -> sales_pb2.LoyaltyRule:
