@@ -4,9 +4,11 @@
     CRM_BENCH_STORE=postgres make bench BENCH=sales_throughput.py
 
 Prints, for quotes of 20 lines: pricing alone (crm_sales.pricing.price_quote, no store),
-drafting in process (price from the book, validate, save) and drafting over HTTP (the sales
-service as its own process, 4 keep-alive connections); and contract lifecycle commands per
-second in process (draft, submit, sign, activate, record a payment: 5 commands each).
+drafting in process (price from the book, validate, save), drafting over HTTP (the sales
+service as its own process, 4 keep-alive connections) and over gRPC (CreateQuote against
+the same process, 4 concurrent callers, each on its own channel); and contract lifecycle
+commands per second in process (draft, submit, sign, activate, record a payment: 5
+commands each).
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def bench_contracts(app: SalesApplication, opportunity_id: str, book_id: str, co
     return rate(count * 5, time.perf_counter() - started)
 
 
-def bench_http(platform: PlatformSettings, count: int, clients: int = 4) -> float:
-    """POST /v1/quotes (20 lines) against the sales service as its own process."""
+def bench_service(platform: PlatformSettings, count: int, clients: int = 4) -> tuple[float, float]:
+    """POST /v1/quotes (20 lines), then the same quotes by gRPC CreateQuote, against the
+    sales service as its own process: (HTTP quotes/s, gRPC quotes/s)."""
     import httpx
 
     from crm_devstack.processes import SPECS, Platform
@@ -142,15 +145,60 @@ def bench_http(platform: PlatformSettings, count: int, clients: int = 4) -> floa
                 for _ in range(start, count, clients):
                     http.post("/v1/quotes", json=body).raise_for_status()
 
-        threads = [threading.Thread(target=post_range, args=(n,)) for n in range(clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return rate(count, time.perf_counter() - started)
+        over_http = run_clients(post_range, clients, count)
+        over_grpc = bench_grpc("127.0.0.1:27052", rep["Authorization"], body, count, clients)
+        return over_http, over_grpc
     finally:
         service.stop()
+
+
+def run_clients(work, clients: int, count: int) -> float:
+    """`work(n)` in `clients` threads at once; the rate of `count` calls over their wall time."""
+    failures: list[BaseException] = []
+
+    def guarded(start: int) -> None:
+        try:
+            work(start)
+        except BaseException as error:  # noqa: BLE001 - reported after the join
+            failures.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(n,)) for n in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return rate(count, time.perf_counter() - started)
+
+
+def bench_grpc(target: str, authorization: str, body: dict, count: int, clients: int) -> float:
+    """CreateQuote (20 lines) by `clients` concurrent callers, each on its own channel."""
+    import grpc
+
+    from crm.common.v1 import money_pb2
+    from crm.sales.v1 import sales_pb2, sales_pb2_grpc, values_pb2
+
+    def discount(line: dict) -> values_pb2.Discount:
+        given = line["discount"]
+        if "percent" in given:
+            return values_pb2.Discount(percent=given["percent"])
+        return values_pb2.Discount(amount=money_pb2.Money(amount=given["amount"], currency_code="EUR"))
+
+    request = sales_pb2.CreateQuoteRequest(
+        opportunity_id=body["opportunity_id"], price_book_id=body["price_book_id"], valid_until=body["valid_until"],
+        lines=[values_pb2.QuoteLineInput(sku=line["sku"], quantity=line["quantity"], tax_rate=line["tax_rate"],
+                                         discount=discount(line)) for line in body["lines"]])
+    metadata = [("authorization", authorization)]
+
+    def call_range(start: int) -> None:
+        with grpc.insecure_channel(target) as channel:
+            stub = sales_pb2_grpc.SalesServiceStub(channel)
+            for _ in range(start, count, clients):
+                stub.CreateQuote(request, metadata=metadata, timeout=30)
+
+    return run_clients(call_range, clients, count)
 
 
 def main() -> None:
@@ -168,12 +216,13 @@ def main() -> None:
     opportunity_id, book_id = set_up(app)
     drafted = bench_draft_in_process(app, opportunity_id, book_id, QUOTES)
     lifecycle = bench_contracts(app, opportunity_id, book_id, CONTRACTS)
-    over_http = bench_http(platform, min(QUOTES, 1000))
+    over_http, over_grpc = bench_service(platform, min(QUOTES, 1000))
     print(f"\nsales, store={store}: quotes of {LINES} lines ({QUOTES} each), contracts ({CONTRACTS} x 5 commands)")
     print(f"{'path':<44}{'per s':>10}")
     print(f"{'quote pricing alone (price_quote)':<44}{pricing:>10,.0f}  quotes")
     print(f"{'quote drafted in process (price + save)':<44}{drafted:>10,.0f}  quotes")
     print(f"{'quote drafted over HTTP (4 conns)':<44}{over_http:>10,.0f}  quotes")
+    print(f"{'quote drafted over gRPC (4 callers)':<44}{over_grpc:>10,.0f}  quotes")
     print(f"{'contract lifecycle in process':<44}{lifecycle:>10,.0f}  commands")
 
 

@@ -178,3 +178,84 @@ def test_a_deal_over_grpc(any_platform, address):
         assert configured.pipeline.version == 1 and configured.pipeline.stages[0].name == "discovery"
 
     run(app, address, scenario)
+
+
+def test_contract_amendments_and_order_lists_over_grpc(any_platform, address):
+    app = SalesApplication(any_platform, clock=lambda: NOW)
+
+    async def scenario(stub):
+        account = (await stub.CreateAccount(sales_pb2.CreateAccountRequest(name="Acme"), metadata=ANN)).account
+        opportunity = (await stub.CreateOpportunity(sales_pb2.CreateOpportunityRequest(
+            name="Acme widgets", account_id=account.id, amount=eur("5000.00"), expected_close_on="2025-06-30"),
+            metadata=ANN)).opportunity
+        await stub.CreateProduct(sales_pb2.CreateProductRequest(sku="WID-1", name="Widget"), metadata=BOSS)
+        await stub.CreateProduct(sales_pb2.CreateProductRequest(sku="HRS", name="Hours", decimal_quantities=True),
+                                 metadata=BOSS)
+        book = (await stub.CreatePriceBook(sales_pb2.CreatePriceBookRequest(
+            name="EUR list", currency_code="EUR",
+            entries=[values_pb2.PriceBookEntry(sku="WID-1", unit_price=eur("19.99")),
+                     values_pb2.PriceBookEntry(sku="HRS", unit_price=eur("120.00"))]), metadata=BOSS)).price_book
+        quote = (await stub.CreateQuote(sales_pb2.CreateQuoteRequest(
+            opportunity_id=opportunity.id, price_book_id=book.id, valid_until="2025-03-31", lines=LINES),
+            metadata=ANN)).quote  # gross 415.81 EUR
+        await stub.SendQuote(sales_pb2.SendQuoteRequest(quote_id=quote.id), metadata=ANN)
+        await stub.AcceptQuote(sales_pb2.AcceptQuoteRequest(quote_id=quote.id, win_opportunity=True), metadata=ANN)
+        orders = (await stub.ListOrders(sales_pb2.ListOrdersRequest(account_id=account.id, status="placed"),
+                                        metadata=ANN))
+        assert [(o.opportunity_id, o.status, o.placed_on) for o in orders.orders] == [
+            (opportunity.id, "placed", "2025-03-10")] and not orders.next_page_token
+        assert not (await stub.ListOrders(sales_pb2.ListOrdersRequest(), metadata=BOB)).orders
+        assert not (await stub.ListOrders(sales_pb2.ListOrdersRequest(placed_after="2025-03-10"), metadata=BOSS)).orders
+        await refused(stub.ListOrders(sales_pb2.ListOrdersRequest(page_token="bogus"), metadata=ANN),
+                      grpc.StatusCode.INVALID_ARGUMENT)
+        contract = (await stub.CreateContract(sales_pb2.CreateContractRequest(
+            quote_id=quote.id, starts_on="2025-04-01", ends_on="2026-03-31",
+            payment_terms=values_pb2.PaymentTerms(instalments=2, first_due_on="2025-04-30", every_months=6)),
+            metadata=ANN)).contract  # 207.91, 207.90
+
+        def amend(**fields):
+            return stub.AmendContract(sales_pb2.AmendContractRequest(contract_id=contract.id, **fields), metadata=ANN)
+
+        detail = await refused(amend(reason="Later", ends_on="2026-06-30"), grpc.StatusCode.FAILED_PRECONDITION)
+        assert "is draft; amending it needs it to be signed or active" in detail
+        await stub.SubmitContract(sales_pb2.SubmitContractRequest(contract_id=contract.id), metadata=ANN)
+        await stub.SignContract(sales_pb2.SignContractRequest(contract_id=contract.id), metadata=ANN)
+        stored = app.recorder.max_notification_id()
+        detail = await refused(amend(reason="Split", payment_schedule=[
+            values_pb2.Instalment(instalment=1, due_on="2025-04-30", amount=eur("200.00")),
+            values_pb2.Instalment(instalment=2, due_on="2025-10-30", amount=eur("200.00"))]),
+            grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("payment_schedule: the instalments sum to 400.00 EUR")
+        await refused(amend(ends_on="2026-06-30"), grpc.StatusCode.INVALID_ARGUMENT)  # no reason
+        assert app.recorder.max_notification_id() == stored
+
+        three = [values_pb2.Instalment(instalment=1, due_on="2025-04-30", amount=eur("100.00")),
+                 values_pb2.Instalment(instalment=2, due_on="2025-07-30", amount=eur("100.00")),
+                 values_pb2.Instalment(instalment=3, due_on="2025-10-30", amount=eur("215.81"))]
+        done = await amend(reason="Three instalments", payment_schedule=three, ends_on="2026-06-30", request_id="a-1")
+        assert (done.created, done.amendment.number, done.amendment.status, done.contract.ends_on) == (
+            True, 1, "applied", "2026-06-30")
+        assert [(i.instalment, i.amount.amount) for i in done.contract.payment_schedule] == [
+            (1, "100.00"), (2, "100.00"), (3, "215.81")]
+        again = await amend(reason="Three instalments", payment_schedule=three, ends_on="2026-06-30",
+                            request_id="a-1")
+        assert (again.created, again.amendment.number) == (False, 1)
+
+        raised = await amend(reason="Upsell", total=eur("100315.81"), payment_schedule=[
+            three[0], three[1], values_pb2.Instalment(instalment=3, due_on="2025-10-30", amount=eur("100115.81"))])
+        assert (raised.amendment.status, raised.amendment.base_total) == ("pending_approval", eur("100315.81"))
+        await refused(stub.ApproveContractAmendment(sales_pb2.ApproveContractAmendmentRequest(
+            contract_id=contract.id, amendment=2), metadata=ANN), grpc.StatusCode.PERMISSION_DENIED)
+        await refused(stub.RejectContractAmendment(sales_pb2.RejectContractAmendmentRequest(
+            contract_id=contract.id, amendment=3, comment="No"), metadata=BOSS), grpc.StatusCode.NOT_FOUND)
+        rejected = await stub.RejectContractAmendment(sales_pb2.RejectContractAmendmentRequest(
+            contract_id=contract.id, amendment=2, comment="Not this quarter"), metadata=BOSS)
+        assert (rejected.amendment.status, rejected.amendment.decided_by, rejected.contract.total) == (
+            "rejected", "boss", eur("415.81"))
+        await refused(stub.ApproveContractAmendment(sales_pb2.ApproveContractAmendmentRequest(
+            contract_id=contract.id, amendment=2), metadata=BOSS), grpc.StatusCode.FAILED_PRECONDITION)
+        got = (await stub.GetContract(sales_pb2.GetContractRequest(contract_id=contract.id), metadata=ANN)).contract
+        assert [(a.number, a.status, len(a.payment_schedule)) for a in got.amendments] == [
+            (1, "applied", 3), (2, "rejected", 3)]
+
+    run(app, address, scenario)

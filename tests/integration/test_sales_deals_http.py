@@ -346,3 +346,113 @@ def test_quote_and_contract_lists_filter_page_and_narrow_to_the_caller(client, c
     assert problem_of(client.get("/v1/contracts", params={"status": "ended"}), 422)["detail"].startswith("status:")
     assert problem_of(client.get("/v1/contracts", params={"cursor": page["next_cursor"]}), 422)[
         "detail"].startswith("cursor:")
+
+
+def test_contract_amendments_over_http(client, sales):
+    """An extension applied at once, a raise above the threshold approved by a manager,
+    and bad amendments answered with problem+json naming the problem, nothing stored."""
+    _, opportunity, eur, _ = set_up_deal(client)
+    quote = ok(client.post("/v1/quotes", json={"opportunity_id": opportunity["id"], "price_book_id": eur["id"],
+                                               "valid_until": "2025-04-30", "lines": LINES}), 201)
+    ok(client.post(f"/v1/quotes/{quote['id']}/send"))
+    ok(client.post(f"/v1/quotes/{quote['id']}/accept"))
+    contract = ok(client.post("/v1/contracts", json={  # 415.81 EUR: 103.96, 103.95, 103.95, 103.95
+        "quote_id": quote["id"], "starts_on": "2025-04-01", "ends_on": "2026-03-31",
+        "payment_terms": {"instalments": 4, "first_due_on": "2025-04-30", "every_months": 3}}), 201)
+    path = f"/v1/contracts/{contract['id']}"
+    extension = {"reason": "Customer asked for six more months", "ends_on": "2026-09-30"}
+    detail = problem_of(client.post(f"{path}/amendments", json=extension), 409)["detail"]
+    assert "is draft; amending it needs it to be signed or active" in detail
+    for action in ("submit", "sign", "activate"):
+        ok(client.post(f"{path}/{action}"))
+    paid = ok(client.post(f"{path}/payments", json={
+        "instalment": 1, "amount": {"amount": "103.96", "currency": "EUR"}, "paid_on": "2025-03-10"}))
+
+    def item(number, due_on, amount):
+        return {"instalment": number, "due_on": due_on, "amount": {"amount": amount, "currency": "EUR"}}
+
+    before = stored(sales)
+    detail = problem_of(client.post(f"{path}/amendments", json={"reason": "Reschedule", "payment_schedule": [
+        item(2, "2025-08-31", "100.00"), item(3, "2025-11-30", "103.95"), item(4, "2026-02-28", "103.95")]}),
+        422)["detail"]
+    assert detail.startswith("payment_schedule: the instalments sum to 411.86 EUR, not the total 415.81 EUR")
+    detail = problem_of(client.post(f"{path}/amendments", json={"reason": "Reschedule", "payment_schedule": [
+        item(1, "2025-05-31", "103.96")]}), 409)["detail"]
+    assert "instalment 1 has 103.96 EUR paid against it" in detail
+    assert problem_of(client.post(f"{path}/amendments", json={"ends_on": "2026-09-30"}), 422)
+    assert problem_of(client.post(f"{path}/amendments", json={"reason": "x", "ends_on": "2026-09-30"},
+                                  headers={"If-Match": '"1"'}), 409)
+    assert stored(sales) == before
+
+    done = client.post(f"{path}/amendments", json=extension,
+                       headers={"Idempotency-Key": "ext-1", "If-Match": f'"{paid["version"]}"'})
+    amended = ok(done, 201)
+    assert done.headers["ETag"] == f'"{amended["contract"]["version"]}"'
+    entry = amended["amendment"]
+    assert (entry["number"], entry["status"], entry["previous_ends_on"], entry["ends_on"], entry["decided_by"],
+            entry["payment_schedule"]) == (1, "applied", "2026-03-31", "2026-09-30", None, None)
+    assert (amended["contract"]["ends_on"], amended["contract"]["status"]) == ("2026-09-30", "active")
+    again = ok(client.post(f"{path}/amendments", json=extension, headers={"Idempotency-Key": "ext-1"}), 200)
+    assert again["amendment"]["number"] == 1 and stored(sales) == before + 2
+    # The index follows the new ends_on.
+    assert [c["id"] for c in ok(client.get("/v1/contracts", params={"ends_after": "2026-09-29"}))["items"]] == [
+        contract["id"]]
+
+    upsell = {"reason": "Upsell", "total": {"amount": "100311.86", "currency": "EUR"}, "payment_schedule": [
+        item(2, "2025-07-30", "100000.00"), item(3, "2025-10-30", "103.95"), item(4, "2026-01-30", "103.95")]}
+    pending = ok(client.post(f"{path}/amendments", json=upsell), 201)
+    assert (pending["amendment"]["status"], pending["amendment"]["approval_required"],
+            pending["amendment"]["base_total"], pending["contract"]["total"]["amount"]) == (
+        "pending_approval", True, {"amount": "100311.86", "currency": "EUR"}, "415.81")
+    problem_of(client.post(f"{path}/amendments/2/approve"), 403)
+    problem_of(client.post(f"{path}/amendments/9/approve", headers=BOSS), 404)
+    problem_of(client.post(f"{path}/amendments/2/reject", headers=BOSS, json={"comment": " "}), 422)
+    assert "pending approval" in problem_of(client.post(f"{path}/amendments", json=extension | {
+        "ends_on": "2026-12-31"}), 409)["detail"]
+    approved = ok(client.post(f"{path}/amendments/2/approve", headers=BOSS, json={"comment": "Signed upsell"}))
+    assert (approved["amendment"]["status"], approved["amendment"]["decided_by"],
+            approved["amendment"]["comment"]) == ("applied", "boss", "Signed upsell")
+    contract_now = approved["contract"]
+    assert contract_now["total"] == {"amount": "100311.86", "currency": "EUR"}
+    assert [(i["instalment"], i["due_on"], i["amount"]["amount"], i["paid"]["amount"])
+            for i in contract_now["payment_schedule"]] == [
+        (1, "2025-04-30", "103.96", "103.96"), (2, "2025-07-30", "100000.00", "0.00"),
+        (3, "2025-10-30", "103.95", "0.00"), (4, "2026-01-30", "103.95", "0.00")]
+    assert [(a["number"], a["status"]) for a in ok(client.get(path))["amendments"]] == [
+        (1, "applied"), (2, "applied")]
+
+
+def test_orders_list_filter_page_and_narrow_to_the_caller(client, clock):
+    account, opportunity, eur, _ = set_up_deal(client)
+
+    def won_deal(name, headers=ANN, account_id=account["id"]):
+        deal = ok(client.post("/v1/opportunities", headers=headers, json={
+            "name": name, "account_id": account_id, "amount": {"amount": "100.00", "currency": "EUR"},
+            "expected_close_on": "2025-06-30"}), 201)
+        quote = ok(client.post("/v1/quotes", headers=headers, json={
+            "opportunity_id": deal["id"], "price_book_id": eur["id"], "valid_until": "2025-04-30",
+            "lines": LINES[:1]}), 201)
+        ok(client.post(f"/v1/quotes/{quote['id']}/send", headers=headers))
+        return ok(client.post(f"/v1/quotes/{quote['id']}/accept", headers=headers, json={"win_opportunity": True}))
+
+    won_deal("First")
+    clock.now = NOW + timedelta(days=1)
+    won_deal("Second")
+    bobs = ok(client.post("/v1/accounts", headers=BOB, json={"name": "Bob's"}), 201)
+    won_deal("Bob's deal", headers=BOB, account_id=bobs["id"])
+    page = ok(client.get("/v1/orders", params={"limit": 1}))
+    assert len(page["items"]) == 1 and page["items"][0]["placed_on"] == "2025-03-10"
+    assert page["items"][0]["status"] == "placed" and page["items"][0]["lines"][0]["sku"] == "WID-1"
+    rest = ok(client.get("/v1/orders", params={"limit": 1, "cursor": page["next_cursor"]}))
+    assert [o["placed_on"] for o in rest["items"]] == ["2025-03-11"] and rest["next_cursor"] is None
+    assert [o["placed_on"] for o in ok(client.get("/v1/orders", params={
+        "placed_after": "2025-03-10", "placed_before": "2025-03-12", "status": "placed",
+        "account_id": account["id"]}))["items"]] == ["2025-03-11"]
+    assert len(ok(client.get("/v1/orders", headers=BOSS))["items"]) == 3
+    assert [o["owner_id"] for o in ok(client.get("/v1/orders", headers=BOSS, params={"owner_id": "bob"}))[
+        "items"]] == ["bob"]
+    assert ok(client.get("/v1/orders", params={"owner_id": "bob"}))["items"] == []  # a rep sees their own
+    assert problem_of(client.get("/v1/orders", params={"status": "shipped"}), 422)["detail"].startswith("status:")
+    assert problem_of(client.get("/v1/orders", params={"placed_after": "10/03/2025"}), 422)[
+        "detail"].startswith("placed_after:")
+    assert problem_of(client.get("/v1/orders", params={"cursor": "bogus"}), 422)["detail"].startswith("cursor:")

@@ -3,6 +3,7 @@ and from a PostgreSQL store, decoded the way a downstream consumer would."""
 
 import threading
 from collections import defaultdict
+from datetime import timedelta
 
 import pytest
 
@@ -13,7 +14,23 @@ from crm_runtime.auth import Principal
 from crm_runtime.cloudevents import stable_event_id
 from crm_runtime.events import registry_for
 from crm_sales.adapters.messages import EVENTS
-from crm_sales.application import AddContact, ChangeAccount, ChangeContact, OpenAccount, SalesApplication
+from crm_sales.application import (
+    AddContact,
+    AddProduct,
+    AmendContract,
+    ChangeAccount,
+    ChangeContact,
+    DecideAmendment,
+    DraftContract,
+    DraftQuote,
+    OpenAccount,
+    OpenOpportunity,
+    PublishPriceBook,
+    RecordPayment,
+    SalesApplication,
+    WorkContract,
+    WorkQuote,
+)
 from crm_sales.context import CONTEXT
 from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic
 
@@ -82,5 +99,83 @@ def test_every_event_type_of_the_topic_is_a_sales_event():
         "PriceBookPublished", "QuoteDrafted", "QuoteSent", "QuoteAccepted", "QuoteRejected", "QuoteRevised",
         "FxRatesSet", "ContractDrafted", "ContractSubmitted", "ContractApproved", "ContractRejected",
         "ContractSigned", "ContractActivated", "PaymentRecorded", "ContractExpired", "ContractTerminated",
-        "ContractRenewed", "OrderPlaced", "LoyaltyRuleSet", "LoyaltyPointsEarned", "LoyaltyPointsRedeemed",
+        "ContractRenewed", "ContractAmendmentRequested", "ContractAmended", "ContractAmendmentRejected",
+        "OrderPlaced", "LoyaltyRuleSet", "LoyaltyPointsEarned", "LoyaltyPointsRedeemed",
         "CommissionPlanSet", "CommissionEarned")}
+
+
+def test_amendment_events_carry_the_new_dates_and_balances(any_platform, kafka_bootstrap):
+    """ContractAmendmentRequested, ContractAmended (applied at once, and approved by a
+    manager) and ContractAmendmentRejected reach the topic in order, the amended event with
+    the whole schedule, what is paid on each instalment and the new ends_on."""
+    ensure_topics(kafka_bootstrap, any_platform.topic_prefix)
+    topic = f"{any_platform.topic_prefix}crm.sales.events.v1"
+    app = SalesApplication(any_platform, approval_threshold="5000")
+    app.add_product(AddProduct("SUP-1", "Support", caller=BOSS))
+    book = app.publish_price_book(PublishPriceBook("EUR list", "EUR", [{"sku": "SUP-1", "unit_price": "1000.00"}],
+                                                   caller=BOSS))[0]
+    account = app.open_account(OpenAccount(name="Acme", caller=ANN))[0]
+    today = app.today()
+    opportunity = app.open_opportunity(OpenOpportunity("Support", account.id, {"amount": "3000.00", "currency": "EUR"},
+                                                       (today + timedelta(days=30)).isoformat(), caller=ANN))[0]
+    quote = app.draft_quote(DraftQuote(opportunity.id, book.id, (today + timedelta(days=30)).isoformat(),
+                                       [{"sku": "SUP-1", "quantity": "3", "tax_rate": "0"}], caller=ANN))[0]
+    app.work_quote(WorkQuote(quote.id, "send", caller=ANN))
+    app.work_quote(WorkQuote(quote.id, "accept", caller=ANN))
+    first_due = today + timedelta(days=40)
+    contract = app.draft_contract(DraftContract(quote.id, today.isoformat(), (today + timedelta(days=365)).isoformat(),
+                                                {"instalments": 3, "first_due_on": first_due.isoformat()},
+                                                caller=ANN))[0]
+    for action in ("submit", "sign", "activate"):
+        app.work_contract(WorkContract(contract.id, action, caller=ANN))
+    app.record_payment(RecordPayment(contract.id, 1, {"amount": "400.00", "currency": "EUR"}, today.isoformat(),
+                                     caller=ANN))
+    later = (today + timedelta(days=500)).isoformat()
+    app.amend_contract(AmendContract(contract.id, "Extension", ends_on=later, caller=ANN))
+
+    def eur(amount):
+        return {"amount": amount, "currency": "EUR"}
+
+    raise_to = [{"instalment": 2, "due_on": (first_due + timedelta(days=60)).isoformat(), "amount": eur("2000.00")},
+                {"instalment": 3, "due_on": (first_due + timedelta(days=90)).isoformat(), "amount": eur("3000.00")}]
+    app.amend_contract(AmendContract(contract.id, "Upsell", total=eur("6000.00"), payment_schedule=raise_to,
+                                     caller=ANN))
+    app.decide_amendment(DecideAmendment(contract.id, 2, "reject", comment="Not yet", caller=BOSS))
+    app.amend_contract(AmendContract(contract.id, "Upsell again", total=eur("6000.00"), payment_schedule=raise_to,
+                                     caller=ANN))
+    app.decide_amendment(DecideAmendment(contract.id, 3, "approve", caller=BOSS))
+
+    relay = relay_module.for_context(app, CONTEXT.topic, CONTEXT.events.to_message, any_platform)
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        read_topic(kafka_bootstrap, topic, at_least(app.recorder.max_notification_id()))
+    finally:
+        relay.stop()
+        thread.join(30)
+        relay.close()
+    registry = registry_for("sales")
+    messages = [registry.decode(record.headers, record.value).message for record in read_all(kafka_bootstrap, topic)
+                if record.key.decode() == contract.id]
+    names = [m.DESCRIPTOR.name for m in messages]
+    assert names[-8:] == ["ContractActivated", "PaymentRecorded", "ContractAmendmentRequested", "ContractAmended",
+                          "ContractAmendmentRequested", "ContractAmendmentRejected", "ContractAmendmentRequested",
+                          "ContractAmended"]
+    amended = [m for m in messages if isinstance(m, events_pb2.ContractAmended)]
+    requested = [m for m in messages if isinstance(m, events_pb2.ContractAmendmentRequested)]
+    rejected = [m for m in messages if isinstance(m, events_pb2.ContractAmendmentRejected)]
+    assert [(m.amendment, m.approval_required) for m in requested] == [(1, False), (2, True), (3, True)]
+    assert requested[1].base_total.amount == "6000.00" and requested[1].approval_threshold.amount == "5000.00"
+    assert [i.instalment for i in requested[1].proposed_schedule] == [1, 2, 3]
+    assert (rejected[0].amendment, rejected[0].comment, rejected[0].rejected_by) == (2, "Not yet", "boss")
+    extension, upsell = amended
+    assert (extension.amendment, extension.automatic, extension.previous_ends_on, extension.ends_on) == (
+        1, True, (today + timedelta(days=365)).isoformat(), later)
+    assert (upsell.amendment, upsell.automatic, upsell.approved_by, upsell.total.amount,
+            upsell.previous_total.amount, upsell.status) == (3, False, "boss", "6000.00", "3000.00", "active")
+    assert [(i.instalment, i.due_on, i.amount.amount, i.paid.amount, i.outstanding.amount)
+            for i in upsell.instalments] == [
+        (1, first_due.isoformat(), "1000.00", "400.00", "600.00"),
+        (2, raise_to[0]["due_on"], "2000.00", "0.00", "2000.00"),
+        (3, raise_to[1]["due_on"], "3000.00", "0.00", "3000.00")]
+    assert upsell.outstanding.amount == "5600.00"

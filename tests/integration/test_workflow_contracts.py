@@ -15,7 +15,7 @@ from crm_workflow.application import WorkflowApplication
 from crm_workflow.consumers import contract_events
 from crm_workflow.firing import TimerFirer
 from crm_workflow.settings import WorkflowSettings
-from tests.unit.test_contract_reminders import ACTIVATED_AT, activated_message, paid_message
+from tests.unit.test_contract_reminders import ACTIVATED_AT, activated_message, amended_message, paid_message
 
 TOPIC = "t.crm.sales.events.v1"
 
@@ -61,3 +61,22 @@ def test_contract_events_schedule_reminders_once_and_they_fire_once(any_platform
     handler.apply(TOPIC, 0, [delivery(4, activated_message(), 5)])
     assert TimerFirer(app).step() == 0
     assert clock.now() < datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def test_an_amendment_re_plans_the_reminders_in_the_consumers_transaction(any_platform):
+    clock = ManualClock(ACTIVATED_AT)
+    app = WorkflowApplication(any_platform, ["rep"], clock=clock)
+    handler = contract_events(WorkflowSettings(instalment_reminder_days=7, renewal_reminder_days=30), app)
+    handler.apply(TOPIC, 0, [delivery(0, activated_message(), 5)])
+    moved = amended_message([(1, "2026-03-05", "400.00"), (2, "2026-06-30", "300.00"), (3, "2026-05-31", "300.00")],
+                            ends_on="2027-03-31", total="1000.00")
+    handler.apply(TOPIC, 0, [delivery(1, moved, 6), delivery(2, moved, 6)])  # twice: applied once
+    assert handler.positions() == {(TOPIC, 0): 2}
+    states = {row.name: (row.state, row.fire_at) for row in app.timers_of("c-1")}
+    assert states["c-1/instalment/2/reminder"][0] == "cancelled"
+    assert states["c-1/instalment/2/reminder/r1"] == ("pending", datetime(2026, 6, 23, tzinfo=UTC))
+    assert states["c-1/renewal/reminder/r1"] == ("pending", datetime(2027, 3, 1, tzinfo=UTC))
+    clock.advance(timedelta(days=120))  # 2026-06-30: instalments 1, 2 (moved) and 3 are due
+    assert TimerFirer(app).step() == 3
+    assert sorted((m.instalment, m.due_on, m.timer_name.rsplit("/", 1)[-1]) for m in reminders_published(app)) == [
+        (1, "2026-03-05", "reminder"), (2, "2026-06-30", "r1"), (3, "2026-05-31", "reminder")]

@@ -3,6 +3,7 @@ workflow's unit of work over an in-memory store (scheduled from ContractActivate
 per event however often it comes, cancelled by a full payment and by the contract's end,
 fired once with the event that says what is due)."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from crm.sales.v1 import values_pb2
 from crm.workflow.v1 import events_pb2
 from crm_runtime.business_time import ManualClock
 from crm_runtime.settings import PlatformSettings
-from crm_workflow.adapters.messages import COMMANDS, EVENTS
+from crm_workflow.adapters.messages import COMMANDS, EVENTS, reminder_fired
 from crm_workflow.adapters.sales import fact_of
 from crm_workflow.application import WorkflowApplication
 from crm_workflow.contract_reminders import (
@@ -84,6 +85,11 @@ def test_paid_instalments_and_ended_contracts():
 
 def test_the_state_survives_its_json():
     assert ContractState.from_json(state(paid={2}).to_json()) == state(paid={2})
+    revised = replace(state(), revisions={"instalment/2": 2, "renewal": 1}, since={"renewal": ACTIVATED_AT})
+    assert ContractState.from_json(revised.to_json()) == revised
+    # A state stored before amendments existed reads as never revised.
+    older = {key: value for key, value in state().to_json().items() if key not in ("revisions", "since")}
+    assert ContractState.from_json(older) == state()
 
 
 # -- sales' events as facts ------------------------------------------------------------------------
@@ -115,7 +121,8 @@ def test_sales_events_become_facts():
     assert fact.instalments == INSTALMENTS and fact.activated_at == ACTIVATED_AT
     assert fact.ends_on == date(2026, 12, 31) and fact.activated_on == date(2026, 3, 2)
     assert fact_of(paid_message(2, "0.00", 6), "e-6").instalment == 2
-    assert fact_of(paid_message(2, "50.00", 6), "e-6") is None  # a part payment changes nothing
+    part = fact_of(paid_message(2, "50.00", 6), "e-6")  # a part payment: what is still owed
+    assert (part.change, part.instalment, part.outstanding) == (ContractChange.PART_PAID, 2, "50.00")
     ended = fact_of(sales_events.ContractTerminated(contract_id="c-1", version=7), "e-7")
     assert (ended.change, ended.version) == (ContractChange.TERMINATED, 7)
     assert fact_of(sales_events.ContractSigned(contract_id="c-1"), "e-4") is None
@@ -189,15 +196,35 @@ def test_reminders_fire_once_and_say_what_is_due(app, clock):
                 if (c := COMMANDS.command_for(app.mapper.to_domain_event(n))) is not None]
 
 
-def test_a_full_payment_cancels_its_reminder_and_a_part_payment_keeps_it(app, clock):
+def test_a_full_payment_cancels_its_reminder_and_a_part_payment_re_plans_it_with_what_is_owed(app, clock):
     apply(app, fact_of(activated_message(), "e-5"))
-    apply(app, *(f for f in (fact_of(paid_message(2, "100.00", 6), "e-6"), fact_of(paid_message(3, "0.00", 7), "e-7"))
-                 if f is not None))
+    apply(app, fact_of(paid_message(2, "200.00", 6), "e-6"), fact_of(paid_message(3, "0.00", 7), "e-7"))
+    apply(app, fact_of(paid_message(2, "100.00", 8), "e-8"))  # a second part payment
     rows = timers(app)
-    assert (rows["instalment/2/reminder"].state, rows["instalment/3/reminder"].state) == ("pending", "cancelled")
+    assert {name: (row.state, row.fire_at) for name, row in rows.items() if "/2/" in name or "/3/" in name} == {
+        "instalment/2/reminder": ("cancelled", at("2026-04-23")),
+        "instalment/2/reminder/r1": ("cancelled", at("2026-04-23")),
+        "instalment/2/reminder/r2": ("pending", at("2026-04-23")),  # the same time, the new figure
+        "instalment/3/reminder": ("cancelled", at("2026-05-24"))}
+    assert app.get_timer("c-1/instalment/2/reminder/r2").payload["outstanding"] == "100.00"
     clock.advance(timedelta(days=90))
     TimerFirer(app).step()
     assert timers(app)["instalment/3/reminder"].state == "cancelled"
+    due = [m for m in published(app) if isinstance(m, events_pb2.InstalmentReminderDue)]
+    assert [(m.instalment, m.amount.amount, m.outstanding.amount, m.timer_name) for m in due] == [
+        (1, "400.00", "400.00", "c-1/instalment/1/reminder"), (2, "300.00", "100.00", "c-1/instalment/2/reminder/r2")]
+    # A part payment after its reminder fired sends nothing again.
+    assert apply(app, fact_of(paid_message(2, "50.00", 9), "e-9")).scheduled == []
+
+
+def test_a_reminder_scheduled_before_the_outstanding_field_says_its_amount(app):
+    apply(app, fact_of(activated_message(), "e-5"))
+    TimerFirer(app).step()
+    fired = next(m for m in published(app) if isinstance(m, events_pb2.InstalmentReminderDue))
+    assert fired.outstanding == fired.amount
+    event = app.mapper.to_domain_event(list(app.recorder.select_notifications(start=1, limit=100))[-1])
+    event.payload.pop("outstanding")
+    assert reminder_fired(event).outstanding.amount == "400.00"
 
 
 def test_the_end_of_a_contract_cancels_what_is_no_longer_due(app):
@@ -228,5 +255,101 @@ def test_a_reminder_timer_keeps_its_payload_in_the_store(app):
     timer = app.get_timer("c-1/instalment/2/reminder")
     assert timer.state == TimerState.PENDING and timer.payload == {
         "contract_id": "c-1", "account_id": "a-1", "owner_id": "ann", "currency": "EUR", "instalment": 2,
-        "due_on": "2026-04-30", "amount": "300.00"}
+        "due_on": "2026-04-30", "amount": "300.00", "outstanding": "300.00"}
     assert app.find(Timer, Timer.id_for(key(2))) is not None
+
+
+# -- amendments re-plan what changed --------------------------------------------------------------
+
+AMENDED_AT = datetime(2026, 3, 10, 16, 0, tzinfo=UTC)
+
+
+def amended_message(instalments, ends_on="2027-03-31", total="1200.00", version=6, paid_in_full=(),
+                    when=AMENDED_AT) -> sales_events.ContractAmended:
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return sales_events.ContractAmended(
+        contract_id="c-1", account_id="a-1", owner_id="ann", amendment=1, total=eur(total), ends_on=ends_on,
+        previous_ends_on="2026-12-31", starts_on="2026-03-01", version=version, amended_at=stamp,
+        amended_on=when.date().isoformat(), status="active", automatic=True,
+        instalments=[values_pb2.InstalmentBalance(
+            instalment=number, due_on=due_on, amount=eur(amount),
+            paid=eur(amount if number in paid_in_full else "0.00"),
+            outstanding=eur("0.00" if number in paid_in_full else amount))
+            for number, due_on, amount in instalments])
+
+
+def test_an_amendment_becomes_a_fact_with_the_new_schedule():
+    fact = fact_of(amended_message([(1, "2026-03-05", "400.00"), (2, "2026-06-30", "800.00")], paid_in_full={1}),
+                   "e-6")
+    assert (fact.change, fact.version, fact.ends_on, fact.total, fact.amended_at) == (
+        ContractChange.AMENDED, 6, date(2027, 3, 31), "1200.00", AMENDED_AT)
+    assert fact.instalments == (Instalment(1, date(2026, 3, 5), "400.00"), Instalment(2, date(2026, 6, 30), "800.00"))
+    assert fact.paid_in_full == frozenset({1})
+    assert fact_of(sales_events.ContractAmendmentRequested(contract_id="c-1", version=6), "e-6") is None
+
+
+def test_an_amendment_cancels_and_re_plans_the_reminders_it_changes(app, clock):
+    apply(app, fact_of(activated_message(), "e-5"))
+    assert TimerFirer(app).step() == 1  # instalment 1, due 2026-03-05, reminded at the activation
+    clock.advance(AMENDED_AT - clock.now())
+    outcome = apply(app, fact_of(amended_message([
+        (1, "2026-03-05", "400.00"),  # unchanged (and reminded already)
+        (2, "2026-06-30", "300.00"),  # moved
+        (3, "2026-05-31", "300.00"),  # unchanged
+        (4, "2026-07-31", "200.00")]), "e-6"))  # new
+    assert sorted(outcome.cancelled) == ["c-1/instalment/2/reminder", "c-1/renewal/reminder"]
+    assert sorted(outcome.scheduled) == ["c-1/instalment/2/reminder/r1", "c-1/instalment/4/reminder",
+                                         "c-1/renewal/reminder/r1"]
+    assert {name: (row.state, row.fire_at) for name, row in timers(app).items()} == {
+        "instalment/1/reminder": ("fired", ACTIVATED_AT),
+        "instalment/2/reminder": ("cancelled", at("2026-04-23")),
+        "instalment/2/reminder/r1": ("pending", at("2026-06-23")),
+        "instalment/3/reminder": ("pending", at("2026-05-24")),
+        "instalment/4/reminder": ("pending", at("2026-07-24")),
+        "renewal/reminder": ("cancelled", at("2026-12-01")),
+        "renewal/reminder/r1": ("pending", at("2027-03-01"))}
+    assert app.get_timer("c-1/renewal/reminder/r1").payload["ends_on"] == "2027-03-31"
+    # The amendment delivered again changes nothing.
+    before = app.recorder.max_notification_id()
+    assert apply(app, fact_of(amended_message([(1, "2026-03-05", "400.00")]), "e-6")).scheduled == []
+    assert app.recorder.max_notification_id() == before
+
+    # A second amendment drops instalment 4, moves 3 to a day already past (overdue: no
+    # reminder) and pays 2 in full: each pending reminder of theirs is cancelled.
+    later = AMENDED_AT + timedelta(days=1)
+    apply(app, fact_of(amended_message([(1, "2026-03-05", "400.00"), (2, "2026-06-30", "300.00"),
+                                        (3, "2026-03-09", "500.00")], version=7, paid_in_full={2}, when=later),
+                       "e-7"))
+    rows = {name: row.state for name, row in timers(app).items()}
+    assert (rows["instalment/2/reminder/r1"], rows["instalment/3/reminder"], rows["instalment/4/reminder"]) == (
+        "cancelled", "cancelled", "cancelled")
+    assert "instalment/3/reminder/r1" not in rows and rows["renewal/reminder/r1"] == "pending"
+
+    clock.advance(timedelta(days=400))
+    assert TimerFirer(app).step() == 1  # the renewal reminder for the new ends_on only
+    renewal = [m for m in published(app) if isinstance(m, events_pb2.ContractRenewalDue)]
+    assert [(m.ends_on, m.total.amount, m.timer_name) for m in renewal] == [
+        ("2027-03-31", "1200.00", "c-1/renewal/reminder/r1")]
+
+
+def test_a_moved_due_date_gets_a_reminder_again_once_the_first_has_fired(app, clock):
+    apply(app, fact_of(activated_message(), "e-5"))
+    TimerFirer(app).step()  # instalment 1 reminded
+    clock.advance(AMENDED_AT - clock.now())
+    apply(app, fact_of(amended_message([(1, "2026-04-15", "400.00"), (2, "2026-04-30", "300.00"),
+                                        (3, "2026-05-31", "300.00")], ends_on="2026-12-31", total="1000.00"), "e-6"))
+    rows = timers(app)
+    assert (rows["instalment/1/reminder"].state, rows["instalment/1/reminder/r1"].state) == ("fired", "pending")
+    assert rows["instalment/1/reminder/r1"].fire_at == at("2026-04-08")
+    assert "renewal/reminder/r1" not in rows  # ends_on and total unchanged
+    clock.advance(timedelta(days=30))
+    TimerFirer(app).step()
+    due = [m for m in published(app) if isinstance(m, events_pb2.InstalmentReminderDue)]
+    assert [(m.instalment, m.due_on, m.timer_name) for m in due] == [
+        (1, "2026-03-05", "c-1/instalment/1/reminder"), (1, "2026-04-15", "c-1/instalment/1/reminder/r1")]
+
+
+def test_an_amendment_before_the_activation_is_carried_by_the_activation(app):
+    assert apply(app, fact_of(amended_message([(1, "2026-06-30", "1000.00")]), "e-4")).scheduled == []
+    assert timers(app) == {}

@@ -34,6 +34,7 @@ from crm_runtime.index import decode_cursor as decode_index_cursor
 from crm_runtime.money import Money, check_currency
 from crm_runtime.ownership import can_see, check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
+from crm_sales.amendments import parse_amendment
 from crm_sales.catalogue import PriceBook, Product, product_id_for, validate_price_book, validate_product
 from crm_sales.catalogue import price_book_id_for as _price_book_id_for
 from crm_sales.commissions import CommissionPlan
@@ -76,6 +77,7 @@ from crm_sales.orders import (
     LoyaltyAccount,
     LoyaltyProgramme,
     Order,
+    OrderStatus,
     ledger_id_for,
     loyalty_rule_of,
 )
@@ -88,6 +90,7 @@ from crm_sales.views import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     AccountRecord,
+    AmendmentRecord,
     ContactRecord,
     ContractQuery,
     ContractRecord,
@@ -95,6 +98,7 @@ from crm_sales.views import (
     LoyaltyRecord,
     OpportunityQuery,
     OpportunityRecord,
+    OrderQuery,
     OrderRecord,
     Page,
     PriceBookRecord,
@@ -391,6 +395,54 @@ class RecordPayment:
     amount: Any  # {"amount", "currency"} or Money
     paid_on: Any
     expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class AmendContract:
+    """An amendment (crm_sales.amendments): `reason`, and a new `ends_on` and/or the
+    remaining `payment_schedule` (`[{"instalment", "due_on", "amount"}]`) with its `total`."""
+
+    contract_id: str | UUID
+    reason: Any
+    ends_on: Any = None
+    total: Any = None  # {"amount", "currency"} or Money; None: unchanged
+    payment_schedule: Any = None  # None: unchanged
+    expected_version: int | None = None
+    request_key: str | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class DecideAmendment:
+    """`action`: approve (optional `comment`) or reject (`comment` required)."""
+
+    contract_id: str | UUID
+    amendment: Any
+    action: str
+    comment: Any = None
+    expected_version: int | None = None
+    caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class AmendedContract:
+    contract: ContractRecord
+    amendment: AmendmentRecord
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class ListOrders:
+    """A page of orders by placed_on, then id; filters combine with AND."""
+
+    limit: int | None = None
+    cursor: str | None = None
+    owner_id: str | None = None
+    account_id: str | None = None
+    status: str | None = None  # placed
+    placed_after: Any = None  # ISO dates, exclusive
+    placed_before: Any = None
     caller: Principal | None = None
 
 
@@ -1108,6 +1160,56 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
         self._refresh_views()
         return RenewedContract(ContractRecord.of(contract, today), ContractRecord.of(previous, today), True)
 
+    def amend_contract(self, command: AmendContract) -> AmendedContract:
+        """Requests an amendment of a signed or active contract the caller can see; applied
+        at once unless it raises the total to above the approval threshold in the base
+        currency (then pending a manager's approval). A repeated request key answers the
+        amendment it made (created False)."""
+        who = _who(command.caller)
+        contract = self._visible_contract(command.contract_id, who)
+        today = self.today()
+        key = caller_scoped(who.subject if who else None, command.request_key)
+        request = parse_amendment(command.reason, command.ends_on, command.total, command.payment_schedule)
+        if key is not None:
+            repeat = contract.amendment_by_key(key)
+            if repeat is not None:
+                if repeat.get("asked") != request.to_json():
+                    raise Conflict("Idempotency-Key was already used for a different request")
+                return AmendedContract(ContractRecord.of(contract, today), AmendmentRecord.of(repeat, contract),
+                                       created=False)
+        check_version(contract, command.expected_version)
+        proposal = contract.propose_amendment(today, request)
+        base_total = (self.fx_rates().to_base(proposal.total, today)
+                      if proposal.total > contract.total_money else None)
+        entry = contract.request_amendment(today, proposal, base_total, self.approval_threshold,
+                                           requested_by=_subject(who), request_key=key)
+        self.save_changes(contract)
+        log.info("contract.amendment_requested", contract_id=str(contract.id), amendment=entry["number"],
+                 status=entry["status"], total=str(contract.total_money))
+        self._refresh_views()
+        return AmendedContract(ContractRecord.of(contract, today), AmendmentRecord.of(entry, contract))
+
+    def decide_amendment(self, command: DecideAmendment) -> AmendedContract:
+        """Approves or rejects a pending amendment: `contract_approvals:edit` (managers,
+        admins), never the contract's owner or the amendment's requester."""
+        who = _who(command.caller)
+        if who is not None:
+            who.check(CONTRACT_APPROVALS.name, Action.EDIT)
+        contract = self._visible_contract(command.contract_id, who)
+        check_version(contract, command.expected_version)
+        today = self.today()
+        if command.action == "approve":
+            entry = contract.approve_amendment(today, command.amendment, command.comment, approved_by=_subject(who))
+        elif command.action == "reject":
+            entry = contract.reject_amendment(today, command.amendment, command.comment, rejected_by=_subject(who))
+        else:
+            raise ValueError(f"unknown amendment action {command.action!r}")
+        self.save_changes(contract)
+        log.info("contract.amendment_decided", contract_id=str(contract.id), amendment=entry["number"],
+                 status=entry["status"])
+        self._refresh_views()
+        return AmendedContract(ContractRecord.of(contract, today), AmendmentRecord.of(entry, contract))
+
     def list_contracts(self, request: ListContracts) -> Page[ContractRecord]:
         who = _who(request.caller)
         today = self.today()
@@ -1125,6 +1227,20 @@ class SalesApplication(ViewsOf[SalesViews], ServiceApplication):
 
     def get_order(self, order_id: str | UUID, caller: Principal | None = None) -> OrderRecord:
         return OrderRecord.of(check_visible(self.get(Order, order_id, "order"), "order", _who(caller)))
+
+    def list_orders(self, request: ListOrders) -> Page[OrderRecord]:
+        """Orders the caller may see (a sales_rep: their own), by placed_on."""
+        who = _who(request.caller)
+        status = _status(OrderStatus, request.status)
+        query = OrderQuery(
+            limit=_limit(request.limit), after=_cursor("order", request.cursor),
+            owner_id=plain_identifier("owner_id", request.owner_id) if request.owner_id else None,
+            account_id=record_id("account_id", request.account_id) if request.account_id else None,
+            status=str(status) if status is not None else None,
+            placed_after=_day("placed_after", request.placed_after),
+            placed_before=_day("placed_before", request.placed_before))
+        self.views.catch_up()
+        return self._records(self.views.list_order_ids(query, owner_filter(who)), Order, OrderRecord.of)
 
     def _loyalty_programme(self) -> LoyaltyProgramme | None:
         return self.find(LoyaltyProgramme, LOYALTY_PROGRAMME_ID)

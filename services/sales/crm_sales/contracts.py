@@ -16,6 +16,10 @@ the customer pays), in the quote's currency, split into a payment schedule by it
 | expire | active past ends_on | expired | `Expired` |
 | terminate `{"reason"?}` | any but expired, terminated, renewed | terminated | `Terminated` |
 | renew | active, expired | renewed | `Renewed` (and the new contract's `Drafted`) |
+| amend `{"reason", "ends_on"?, "total"?, "payment_schedule"?}` | signed, active | (same) | `AmendmentRequested` |
+| (the same, no approval needed) | signed, active | (same) | (+ `Amended`) |
+| approve an amendment `{"comment"?}` | (pending amendment; signed, active) | (same) | `Amended` |
+| reject an amendment `{"comment"}` | (pending amendment) | (same) | `AmendmentRejected` |
 
 An active contract past `ends_on` SHOWS expired on every read (like a quote past its
 valid_until), whether or not `expire` was called; `expire` records it (`ContractExpired`,
@@ -25,10 +29,22 @@ above the threshold; only a manager or an admin may approve or reject (the appli
 checks the role), and never the contract's owner or its submitter (`FailedPrecondition`,
 409). A rejected contract is a draft again, which can be submitted again or terminated.
 Any other command answers 409 / FAILED_PRECONDITION naming the status, and records nothing.
+
+**Amendments** (rules in crm_sales.amendments) change a signed or active contract's
+`ends_on` and/or its remaining payment schedule and total. They are numbered 1, 2, ... and
+kept in `amendments` (pending_approval, applied or rejected). One that raises the total to
+above the threshold in the base currency waits for a manager or an admin (never the
+contract's owner or the amendment's requester), like the contract's own approval; every
+other one is requested and applied in one transaction (`AmendmentRequested` and an
+automatic `Amended`, as `Submitted` and an automatic `Approved`). While one is pending no
+other can be requested; payments go on, and approving checks again that no instalment it
+changes has been paid since. `Amended` carries the whole schedule and what is paid on
+each instalment, so the workflow re-plans its reminders from the one event.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -37,9 +53,10 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate, event
 
-from crm_runtime.errors import FailedPrecondition, InvalidField
-from crm_runtime.money import Money
+from crm_runtime.errors import FailedPrecondition, InvalidField, NotFound
+from crm_runtime.money import CurrencyMismatch, Money
 from crm_runtime.text import text_field
+from crm_sales.amendments import AmendmentRequest, amended_schedule, needs_approval, schedule_json
 from crm_sales.payment_schedule import Instalment, PaymentTerms, check_payment, outstanding, payment_schedule
 
 _CONTRACT_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:contract")
@@ -58,6 +75,23 @@ class ContractStatus(StrEnum):
 
 
 FINAL = frozenset({ContractStatus.EXPIRED, ContractStatus.TERMINATED, ContractStatus.RENEWED})
+
+
+class AmendmentStatus(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """An amendment checked against the contract: the terms it would leave."""
+
+    request: AmendmentRequest
+    ends_on: date
+    total: Money
+    schedule: tuple[Instalment, ...]
+    schedule_changed: bool
 
 
 def contract_id_for(request_key: str | None) -> UUID:
@@ -104,6 +138,7 @@ class Contract(Aggregate):
         self.terminated_on: str | None = None
         self.termination_reason: str | None = None
         self.renewed_by_contract_id: str | None = None
+        self.amendments: list[dict[str, Any]] = []  # each as _amendment_requested records it
         self.drafted_as = (quote_id, starts_on, ends_on, payment_terms, renews_contract_id)
 
     @classmethod
@@ -254,6 +289,124 @@ class Contract(Aggregate):
         self._renewed(**self._ids(), next_contract_id=next_contract_id, renewed_on=today.isoformat(),
                       renewed_by=renewed_by)
 
+    # -- amendments --------------------------------------------------------------------------------
+
+    @property
+    def pending_amendment(self) -> dict[str, Any] | None:
+        return next((a for a in self.amendments if a["status"] == AmendmentStatus.PENDING_APPROVAL), None)
+
+    def amendment(self, number: Any) -> dict[str, Any]:
+        """Amendment `number` (1-based); NotFound when the contract has none such."""
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(self.amendments):
+            raise NotFound(f"contract {self.id} has no amendment {number} (it has {len(self.amendments)})")
+        return self.amendments[number - 1]
+
+    def amendment_by_key(self, request_key: str) -> dict[str, Any] | None:
+        return next((a for a in self.amendments if a.get("request_key") == request_key), None)
+
+    def propose_amendment(self, today: date, request: AmendmentRequest) -> Proposal:
+        """The terms `request` would leave, checked against the contract: signed or active
+        (409 otherwise), no amendment pending (409), a paid instalment unchanged (409), the
+        rest of crm_sales.amendments (422). Records nothing."""
+        self._require(today, "amending it", ContractStatus.SIGNED, ContractStatus.ACTIVE)
+        pending = self.pending_amendment
+        if pending is not None:
+            raise FailedPrecondition(f"amendment {pending['number']} of contract {self.id} is pending approval: "
+                                     f"a manager approves or rejects it before another is requested")
+        ends_on = date.fromisoformat(self.ends_on)
+        if request.ends_on is not None and request.ends_on != ends_on:
+            check_term(date.fromisoformat(self.starts_on), request.ends_on)
+            if request.ends_on < today:
+                raise InvalidField("ends_on", f"{request.ends_on.isoformat()} is before today ({today.isoformat()})")
+            ends_on = request.ends_on
+        total = self.total_money
+        if request.total is not None:
+            if request.total.currency != self.currency:
+                raise CurrencyMismatch(self.currency, request.total.currency, field="total.currency",
+                                       operation="amend")
+            total = request.total
+        schedule = tuple(self.instalments)
+        if request.schedule is not None:
+            schedule = amended_schedule(schedule, self.paid_by_instalment, request.schedule, total, today)
+        changed = schedule != tuple(self.instalments)
+        if ends_on.isoformat() == self.ends_on and not changed:
+            raise InvalidField("ends_on" if request.schedule is None else "payment_schedule",
+                               "the amendment changes nothing: the contract already has these terms")
+        return Proposal(request, ends_on, total, schedule, changed)
+
+    def request_amendment(self, today: date, proposal: Proposal, base_total: Money | None, threshold: Money,
+                          requested_by: str, request_key: str | None = None) -> dict[str, Any]:
+        """Records the amendment (numbered after the last); applies it at once unless it
+        raises the total to above the threshold in the base currency (`base_total`: the new
+        total converted, needed only for a raise). Returns its history entry."""
+        required = needs_approval(self.total_money, proposal.total, base_total, threshold)
+        number = len(self.amendments) + 1
+        self._amendment_requested(
+            **self._ids(), amendment=number, reason=proposal.request.reason,
+            proposed_ends_on=proposal.ends_on.isoformat(), proposed_total=proposal.total.amount_text,
+            proposed_schedule=schedule_json(proposal.schedule) if proposal.schedule_changed else None,
+            base_total=base_total.to_json() if base_total is not None else None, threshold=threshold.to_json(),
+            approval_required=required, requested_on=today.isoformat(), requested_by=requested_by,
+            request_key=request_key, asked=proposal.request.to_json())
+        if not required:
+            self._apply_amendment(today, number, automatic=True, comment=None, approved_by="")
+        return self.amendments[number - 1]
+
+    def _check_amendment_approver(self, entry: dict[str, Any], approver: str) -> None:
+        if approver in (self.owner_id, entry["requested_by"]):
+            role = "owns the contract of" if approver == self.owner_id else "requested"
+            raise FailedPrecondition(f"{approver} {role} amendment {entry['number']} of contract {self.id}: "
+                                     f"another manager or an admin must approve or reject it")
+
+    def _pending(self, number: Any, doing: str) -> dict[str, Any]:
+        entry = self.amendment(number)
+        if entry["status"] != AmendmentStatus.PENDING_APPROVAL:
+            raise FailedPrecondition(f"amendment {entry['number']} of contract {self.id} is {entry['status']}; "
+                                     f"{doing} needs it pending_approval")
+        return entry
+
+    def approve_amendment(self, today: date, number: Any, comment: Any, approved_by: str) -> dict[str, Any]:
+        """Applies a pending amendment. The contract must still be signed or active, no
+        instalment the amendment changes may have been paid since it was requested, and its
+        ends_on must not have passed (409 each)."""
+        entry = self._pending(number, "approving it")
+        self._require(today, "approving an amendment", ContractStatus.SIGNED, ContractStatus.ACTIVE)
+        self._check_amendment_approver(entry, approved_by)
+        if entry["payment_schedule"] is not None:
+            proposed = {item["instalment"]: item for item in entry["payment_schedule"]}
+            current = {item["instalment"]: item for item in self.schedule}
+            for paid_number, amount in sorted(self.paid_by_instalment.items()):
+                if amount.is_positive() and proposed.get(paid_number) != current.get(paid_number):
+                    raise FailedPrecondition(
+                        f"instalment {paid_number} was paid after amendment {entry['number']} was requested and "
+                        f"the amendment changes it: reject it and request another")
+        if entry["ends_on"] != self.ends_on and date.fromisoformat(entry["ends_on"]) < today:
+            raise FailedPrecondition(f"amendment {entry['number']} ends the contract on {entry['ends_on']}, "
+                                     f"which has passed: reject it and request another")
+        self._apply_amendment(today, entry["number"], automatic=False, comment=clean_comment(comment),
+                              approved_by=approved_by)
+        return self.amendments[entry["number"] - 1]
+
+    def reject_amendment(self, today: date, number: Any, comment: Any, rejected_by: str) -> dict[str, Any]:
+        entry = self._pending(number, "rejecting it")
+        self._check_amendment_approver(entry, rejected_by)
+        clean = clean_comment(comment, required=True)
+        self._amendment_rejected(**self._ids(), amendment=entry["number"], comment=clean,
+                                 rejected_on=today.isoformat(), rejected_by=rejected_by)
+        return self.amendments[entry["number"] - 1]
+
+    def _apply_amendment(self, today: date, number: int, automatic: bool, comment: str | None,
+                         approved_by: str) -> None:
+        entry = self.amendments[number - 1]
+        schedule = entry["payment_schedule"] if entry["payment_schedule"] is not None else self.schedule
+        self._amended(account_id=self.account_id, owner_id=self.owner_id, currency=self.currency,
+                      total=entry["total"], starts_on=self.starts_on, ends_on=entry["ends_on"], amendment=number,
+                      reason=entry["reason"], previous_total=self.total, previous_ends_on=self.ends_on,
+                      schedule=[dict(item) for item in schedule], paid=dict(self.paid),
+                      status=str(self.stored_status), approval_required=entry["approval_required"],
+                      automatic=automatic, comment=comment, requested_by=entry["requested_by"],
+                      amended_on=today.isoformat(), approved_by=approved_by)
+
     # -- events ------------------------------------------------------------------------------------
     # Each names the account and the owner; the relay reads the rest from the aggregate's
     # events only, so what a message needs beyond that is in the event.
@@ -321,3 +474,38 @@ class Contract(Aggregate):
                  renewed_by: str) -> None:
         self.stored_status = ContractStatus.RENEWED
         self.renewed_by_contract_id = next_contract_id
+
+    @event("AmendmentRequested")
+    def _amendment_requested(self, account_id: str, owner_id: str, currency: str, total: str, starts_on: str,
+                             ends_on: str, amendment: int, reason: str, proposed_ends_on: str,
+                             proposed_total: str, proposed_schedule: list[dict[str, Any]] | None,
+                             base_total: dict[str, str] | None, threshold: dict[str, str],
+                             approval_required: bool, requested_on: str, requested_by: str,
+                             request_key: str | None, asked: dict[str, Any]) -> None:
+        self.amendments.append({
+            "number": amendment, "status": AmendmentStatus.PENDING_APPROVAL.value, "reason": reason,
+            "ends_on": proposed_ends_on, "total": proposed_total, "payment_schedule": proposed_schedule,
+            "previous_ends_on": ends_on, "previous_total": total, "approval_required": approval_required,
+            "base_total": base_total, "requested_on": requested_on, "requested_by": requested_by,
+            "request_key": request_key, "asked": asked, "decided_on": None, "decided_by": None, "comment": None})
+
+    @event("Amended")
+    def _amended(self, account_id: str, owner_id: str, currency: str, total: str, starts_on: str, ends_on: str,
+                 amendment: int, reason: str, previous_total: str, previous_ends_on: str,
+                 schedule: list[dict[str, Any]], paid: dict[str, str], status: str, approval_required: bool,
+                 automatic: bool, comment: str | None, requested_by: str, amended_on: str,
+                 approved_by: str) -> None:
+        self.total = total
+        self.ends_on = ends_on
+        self.schedule = schedule
+        entry = self.amendments[amendment - 1]
+        entry.update(status=AmendmentStatus.APPLIED.value, decided_on=amended_on,
+                     decided_by=approved_by or None, comment=comment)
+
+    @event("AmendmentRejected")
+    def _amendment_rejected(self, account_id: str, owner_id: str, currency: str, total: str, starts_on: str,
+                            ends_on: str, amendment: int, comment: str | None, rejected_on: str,
+                            rejected_by: str) -> None:
+        entry = self.amendments[amendment - 1]
+        entry.update(status=AmendmentStatus.REJECTED.value, decided_on=rejected_on, decided_by=rejected_by,
+                     comment=comment)

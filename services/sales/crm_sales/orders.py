@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -27,6 +28,14 @@ from crm_runtime.money import Money
 from crm_sales.loyalty import EntryKind, LedgerEntry, LoyaltyLedger, LoyaltyRule
 
 _ORDER_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:order")
+
+
+class OrderStatus(StrEnum):
+    """An order's status: placed is the only one so far (fulfilment, cancellation and
+    refunds are not built); lists filter by it so clients need not change when more come."""
+
+    PLACED = "placed"
+
 _LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "crm:sales:loyalty-ledger")
 LOYALTY_PROGRAMME_ID = uuid5(NAMESPACE_URL, "crm:sales:loyalty-programme")
 
@@ -54,6 +63,7 @@ class Order(Aggregate):
         self.base_net = base_net
         self.placed_on = placed_on
         self.placed_by = placed_by
+        self.status = OrderStatus.PLACED
 
     @classmethod
     def place(cls, opportunity_id: str, quote: Any, families: dict[str, str | None], base_net: Money,

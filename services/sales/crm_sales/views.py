@@ -2,7 +2,7 @@
 # (eventsourcing makes the aggregates' event classes, `Lead.Captured`, from their `@event`
 # methods when the class is created, which mypy cannot see.)
 """The sales query model: index tables of accounts, contacts, opportunities, products, price
-books, quotes and contracts, for lists.
+books, quotes, contracts and orders, for lists.
 
 The machinery (following the store's notification log with a position written in the
 same transaction as the rows, upserts that only move forward in version, cursors, pages)
@@ -14,7 +14,8 @@ the store (an opportunity's stage history is not in the index).
 
 Accounts, contacts and price books are listed by name (case-insensitive), then id;
 opportunities by expected close date, then id; products by SKU; quotes by valid_until, then
-id; contracts by ends_on, then id. Quote and contract lists, like opportunity lists, answer
+id; contracts by ends_on, then id; orders by placed_on, then id. Quote, contract and
+order lists, like opportunity lists, answer
 ids from the index and the records from the store (their lines and schedules are not
 indexed). A quote's or contract's row keeps its STORED status; `expired` is what the date
 says (an open quote past valid_until, an active contract past ends_on), so a status filter
@@ -81,14 +82,15 @@ from crm_sales.catalogue import PriceBook, Product
 from crm_sales.contracts import Contract, ContractStatus
 from crm_sales.domain import ID_MAX, Account, Contact
 from crm_sales.opportunities import Opportunity
-from crm_sales.orders import LoyaltyAccount, Order
+from crm_sales.orders import LoyaltyAccount, Order, OrderStatus
 from crm_sales.pipeline import Pipeline
 from crm_sales.quotes import OPEN_STATUSES, Quote, QuoteStatus
 
 log = logs.get(__name__)
 
-__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "ContactRecord", "ContractQuery",
-           "ListQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
+__all__ = ["CURSOR_MAX", "DEFAULT_LIMIT", "MAX_LIMIT", "Page", "AccountRecord", "AmendmentRecord", "ContactRecord",
+           "ContractQuery", "ListQuery",
+           "OrderQuery", "OpportunityQuery", "OpportunityRecord", "PriceBookRecord", "ProductQuery",
            "ProductRecord", "QuoteQuery", "QuoteRecord", "SalesViews", "decode_cursor", "open_views"]
 
 metadata = MetaData()
@@ -204,6 +206,22 @@ contracts = Table(
     Index("sales_contract_index_by_owner", "owner_id", "ends_on", "id"),
     Index("sales_contract_index_by_account", "account_id", "ends_on", "id"),
     Index("sales_contract_index_by_status", "status", "ends_on", "id"),
+)
+orders = Table(
+    "sales_order_index", metadata,
+    Column("id", SortKey, primary_key=True),
+    Column("opportunity_id", String(36), nullable=False),
+    Column("account_id", String(36), nullable=False),
+    Column("owner_id", String(ID_MAX), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("placed_on", SortKey, nullable=False),  # ISO 8601: orders as a date
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("sales_order_index_by_placed", "placed_on", "id"),
+    Index("sales_order_index_by_owner", "owner_id", "placed_on", "id"),
+    Index("sales_order_index_by_account", "account_id", "placed_on", "id"),
+    Index("sales_order_index_by_status", "status", "placed_on", "id"),
 )
 positions = position_table(metadata, "sales_index_position")
 POSITION_NAME = "sales-index"
@@ -389,6 +407,40 @@ class ScheduledInstalment:
 
 
 @dataclass(frozen=True)
+class AmendmentRecord:
+    number: int
+    status: str  # pending_approval, applied, rejected
+    reason: str
+    ends_on: str  # as amended (or proposed)
+    previous_ends_on: str
+    total: Money
+    previous_total: Money
+    payment_schedule: list[tuple[int, str, Money]] | None  # (instalment, due_on, amount); None: unchanged
+    approval_required: bool
+    base_total: Money | None  # the new total in the base currency, for a raise
+    requested_on: str
+    requested_by: str
+    decided_on: str | None
+    decided_by: str | None  # None when applied at once
+    comment: str | None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], contract: Contract) -> AmendmentRecord:
+        money, base = contract.money, entry["base_total"]
+        schedule = entry["payment_schedule"]
+        return cls(
+            number=entry["number"], status=entry["status"], reason=entry["reason"], ends_on=entry["ends_on"],
+            previous_ends_on=entry["previous_ends_on"], total=money(entry["total"]),
+            previous_total=money(entry["previous_total"]),
+            payment_schedule=([(item["instalment"], item["due_on"], money(item["amount"])) for item in schedule]
+                              if schedule is not None else None),
+            approval_required=entry["approval_required"],
+            base_total=Money(Decimal(base["amount"]), base["currency"]) if base else None,
+            requested_on=entry["requested_on"], requested_by=entry["requested_by"], decided_on=entry["decided_on"],
+            decided_by=entry["decided_by"], comment=entry["comment"])
+
+
+@dataclass(frozen=True)
 class ContractRecord:
     id: str
     quote_id: str
@@ -414,6 +466,7 @@ class ContractRecord:
     termination_reason: str | None
     renews_contract_id: str | None
     renewed_by_contract_id: str | None
+    amendments: list[AmendmentRecord]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -438,8 +491,9 @@ class ContractRecord:
             signed_on=contract.signed_on, activated_on=contract.activated_on,
             terminated_on=contract.terminated_on, termination_reason=contract.termination_reason,
             renews_contract_id=contract.renews_contract_id,
-            renewed_by_contract_id=contract.renewed_by_contract_id, version=contract.version,
-            created_at=contract.created_on, updated_at=contract.modified_on)
+            renewed_by_contract_id=contract.renewed_by_contract_id,
+            amendments=[AmendmentRecord.of(entry, contract) for entry in contract.amendments],
+            version=contract.version, created_at=contract.created_on, updated_at=contract.modified_on)
 
 
 @dataclass(frozen=True)
@@ -463,6 +517,7 @@ class OrderRecord:
     totals: dict[str, Money]
     base_net: Money
     placed_on: str
+    status: str  # placed
     version: int
     created_at: datetime
 
@@ -475,8 +530,8 @@ class OrderRecord:
             lines=[OrderLineRecord(line["sku"], line["family"], line["quantity"], money(line["net"]),
                                    money(line["tax"]), money(line["gross"])) for line in order.lines],
             totals={"net": money(order.net), "tax": money(order.tax), "gross": money(order.gross)},
-            base_net=order.base_net_money, placed_on=order.placed_on, version=order.version,
-            created_at=order.created_on)
+            base_net=order.base_net_money, placed_on=order.placed_on, status=str(order.status),
+            version=order.version, created_at=order.created_on)
 
 
 @dataclass(frozen=True)
@@ -524,6 +579,17 @@ class ContractQuery:
     status: ContractStatus | None = None
     ends_after: str | None = None  # ISO dates, both exclusive
     ends_before: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderQuery:
+    limit: int = DEFAULT_LIMIT
+    after: tuple[str, str] | None = None  # (placed_on, id)
+    owner_id: str | None = None
+    account_id: str | None = None
+    status: str | None = None
+    placed_after: str | None = None  # ISO dates, both exclusive
+    placed_before: str | None = None
 
 
 @dataclass(frozen=True)
@@ -617,9 +683,18 @@ def rows_of(event: Any, _position: int) -> Iterator[Change]:
     elif isinstance(event, tuple(CONTRACT_STATUS_EVENTS)):
         yield Patch(contracts, str(event.originator_id), event.originator_version,
                     {"status": CONTRACT_STATUS_EVENTS[type(event)], "updated_at": utc(event.timestamp)})
-    elif isinstance(event, Contract.PaymentRecorded):
+    elif isinstance(event, Contract.Amended):
+        yield Patch(contracts, str(event.originator_id), event.originator_version,
+                    {"ends_on": event.ends_on, "updated_at": utc(event.timestamp)})
+    elif isinstance(event, (Contract.PaymentRecorded, Contract.AmendmentRequested, Contract.AmendmentRejected)):
         yield Patch(contracts, str(event.originator_id), event.originator_version,
                     {"updated_at": utc(event.timestamp)})
+    elif isinstance(event, Order.Placed):
+        yield Upsert(orders, {
+            "id": str(event.originator_id), "opportunity_id": event.opportunity_id, "account_id": event.account_id,
+            "owner_id": event.owner_id, "status": OrderStatus.PLACED, "placed_on": event.placed_on,
+            "version": event.originator_version,
+            "created_at": utc(event.timestamp), "updated_at": utc(event.timestamp)})
     elif isinstance(event, Product.Added):
         yield Upsert(products, {
             "id": str(event.originator_id), "sku": event.sku, "name": event.name, "family": event.family,
@@ -714,6 +789,16 @@ class SalesViews(LogIndex):
         if query.status is not None:
             conditions.append(contract_status_is(query.status, query.today))
         return self._ids_by(contracts, c.ends_on, "contract", conditions, query.after, query.limit)
+
+    def list_order_ids(self, query: OrderQuery, only_owner: str | None) -> Page[str]:
+        """Ids of a page of orders by placed_on, then id (the application loads the records)."""
+        owner = one_owner(query.owner_id, only_owner)
+        if owner is False:
+            return Page([], None)
+        c = orders.c
+        conditions = _equal(orders, owner_id=owner, account_id=query.account_id, status=query.status)
+        conditions += _between(c.placed_on, query.placed_after, query.placed_before)
+        return self._ids_by(orders, c.placed_on, "order", conditions, query.after, query.limit)
 
     def _ids_by(self, table: Table, key: Any, kind: str, conditions: list[ColumnElement[bool]],
                 after: tuple[str, str] | None, limit: int) -> Page[str]:

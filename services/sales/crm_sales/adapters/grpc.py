@@ -14,6 +14,7 @@ from crm_runtime.grpc_server import Registration, rpc
 from crm_sales.adapters.messages import (
     PROTO_TO_TIER,
     account_to_message,
+    amendment_to_message,
     commission_plan_to_message,
     commissions_to_message,
     contact_to_message,
@@ -31,14 +32,17 @@ from crm_sales.adapters.messages import (
 from crm_sales.application import (
     AddContact,
     AddProduct,
+    AmendContract,
     ChangeAccount,
     ChangeContact,
     ConfigurePipeline,
+    DecideAmendment,
     DraftContract,
     DraftQuote,
     ListCommissions,
     ListContracts,
     ListOpportunities,
+    ListOrders,
     ListPriceBooks,
     ListProducts,
     ListQuotes,
@@ -470,12 +474,53 @@ class SalesServicer(sales_pb2_grpc.SalesServiceServicer):
         return sales_pb2.ListContractsResponse(contracts=[contract_to_message(c) for c in page.items],
                                                next_page_token=page.next_cursor or "")
 
+    @rpc(CONTRACTS.edit)
+    async def AmendContract(self, request, context):
+        schedule = [{"instalment": item.instalment, "due_on": item.due_on,
+                     "amount": _money(item.amount, item.HasField("amount"))}
+                    for item in request.payment_schedule] or None
+        result = await asyncio.to_thread(self.app.amend_contract, AmendContract(
+            request.contract_id, request.reason, ends_on=request.ends_on or None,
+            total=_money(request.total, request.HasField("total")), payment_schedule=schedule,
+            expected_version=_version(request.expected_version), request_key=request.request_id or None,
+            caller=current_principal()))
+        return sales_pb2.AmendContractResponse(contract=contract_to_message(result.contract),
+                                               amendment=amendment_to_message(result.amendment),
+                                               created=result.created)
+
+    async def _decide_amendment(self, request, action: str):
+        return await asyncio.to_thread(self.app.decide_amendment, DecideAmendment(
+            request.contract_id, request.amendment, action, comment=request.comment or None,
+            expected_version=_version(request.expected_version), caller=current_principal()))
+
+    @rpc(CONTRACT_APPROVALS.edit)
+    async def ApproveContractAmendment(self, request, context):
+        result = await self._decide_amendment(request, "approve")
+        return sales_pb2.ApproveContractAmendmentResponse(contract=contract_to_message(result.contract),
+                                                          amendment=amendment_to_message(result.amendment))
+
+    @rpc(CONTRACT_APPROVALS.edit)
+    async def RejectContractAmendment(self, request, context):
+        result = await self._decide_amendment(request, "reject")
+        return sales_pb2.RejectContractAmendmentResponse(contract=contract_to_message(result.contract),
+                                                         amendment=amendment_to_message(result.amendment))
+
     # -- orders and loyalty ----------------------------------------------------------------------
 
     @rpc(ORDERS.view)
     async def GetOrder(self, request, context):
         record = await asyncio.to_thread(self.app.get_order, request.order_id, current_principal())
         return sales_pb2.GetOrderResponse(order=order_to_message(record))
+
+    @rpc(ORDERS.view)
+    async def ListOrders(self, request, context):
+        page = await _listed(self.app.list_orders, ListOrders(
+            limit=_page(request.page_size), cursor=request.page_token or None, owner_id=request.owner_id or None,
+            account_id=request.account_id or None, status=request.status or None,
+            placed_after=request.placed_after or None, placed_before=request.placed_before or None,
+            caller=current_principal()))
+        return sales_pb2.ListOrdersResponse(orders=[order_to_message(o) for o in page.items],
+                                            next_page_token=page.next_cursor or "")
 
     @rpc(LOYALTY.edit)
     async def SetLoyaltyRule(self, request, context):

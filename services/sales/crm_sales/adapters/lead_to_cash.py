@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from crm_runtime.auth import Principal, require
@@ -32,13 +32,18 @@ from crm_sales.adapters.deals import (
     MoneyOut,
 )
 from crm_sales.adapters.deals import Decimal as DecimalText
+from crm_sales.amendments import REASON_MAX
 from crm_sales.application import (
+    AmendContract,
+    AmendedContract,
     CommissionPlanRecord,
     CommissionsRecord,
+    DecideAmendment,
     DraftContract,
     FxRatesRecord,
     ListCommissions,
     ListContracts,
+    ListOrders,
     LoyaltyRuleRecord,
     RecordPayment,
     RedeemPoints,
@@ -56,7 +61,7 @@ from crm_sales.fx import MAX_RATES
 from crm_sales.loyalty import REFERENCE_MAX
 from crm_sales.payment_schedule import MAX_EVERY_MONTHS, MAX_INSTALMENTS
 from crm_sales.permissions import COMMISSIONS, CONTRACT_APPROVALS, CONTRACTS, FX_RATES, LOYALTY, ORDERS
-from crm_sales.views import DEFAULT_LIMIT, ContractRecord, LoyaltyRecord, OrderRecord
+from crm_sales.views import DEFAULT_LIMIT, AmendmentRecord, ContractRecord, LoyaltyRecord, OrderRecord
 
 Currency = Annotated[StrictStr, Field(min_length=3, max_length=3, description="ISO 4217, e.g. EUR")]
 
@@ -149,6 +154,61 @@ class PaymentIn(BaseModel):
     paid_on: Date = Field(description="Today or earlier")
 
 
+class AmendedInstalmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instalment: StrictInt = Field(ge=1, le=MAX_INSTALMENTS)
+    due_on: Date
+    amount: MoneyIn
+
+
+class AmendmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=REASON_MAX, pattern=r"\S", description="Why the contract changes")
+    ends_on: Date | None = Field(default=None, description="A new last day (not before today); null: unchanged")
+    total: MoneyIn | None = Field(default=None, description="The new total; null: unchanged (the schedule must "
+                                                             "then sum to the current total)")
+    payment_schedule: list[AmendedInstalmentIn] | None = Field(
+        default=None, min_length=1, max_length=MAX_INSTALMENTS,
+        description="The instalments without payments as they should be: instalments with a payment are kept as "
+                    "they are, unpaid ones not listed are dropped; the result numbers 1..N and sums exactly to the "
+                    "total. null: unchanged")
+
+
+class ScheduledOut(BaseModel):
+    instalment: int
+    due_on: str
+    amount: MoneyOut
+
+
+class AmendmentOut(BaseModel):
+    number: int
+    status: str = Field(description="pending_approval, applied, rejected")
+    reason: str
+    ends_on: str
+    previous_ends_on: str
+    total: MoneyOut
+    previous_total: MoneyOut
+    payment_schedule: list[ScheduledOut] | None = Field(description="The whole schedule it set; null: unchanged")
+    approval_required: bool = Field(description="It raised the total to above the threshold in the base currency")
+    base_total: MoneyOut | None = Field(description="The new total in the base currency (a raise only)")
+    requested_on: str
+    requested_by: str
+    decided_on: str | None
+    decided_by: str | None = Field(description="The approving or rejecting manager; null when applied at once")
+    comment: str | None
+
+    @classmethod
+    def of(cls, record: AmendmentRecord) -> AmendmentOut:
+        schedule = record.payment_schedule
+        return cls(**{**record.__dict__, "total": MoneyOut.of(record.total),
+                      "previous_total": MoneyOut.of(record.previous_total),
+                      "base_total": MoneyOut.of(record.base_total) if record.base_total else None,
+                      "payment_schedule": [ScheduledOut(instalment=n, due_on=d, amount=MoneyOut.of(a))
+                                           for n, d, a in schedule] if schedule is not None else None})
+
+
 class TermsOut(BaseModel):
     instalments: int
     first_due_on: str
@@ -189,6 +249,7 @@ class ContractOut(BaseModel):
     termination_reason: str | None
     renews_contract_id: str | None
     renewed_by_contract_id: str | None
+    amendments: list[AmendmentOut] = Field(description="Every amendment, oldest first")
     version: int
     created_at: datetime
     updated_at: datetime
@@ -201,12 +262,22 @@ class ContractOut(BaseModel):
         return cls(**{**record.__dict__, "total": MoneyOut.of(record.total), "outstanding":
                       MoneyOut.of(record.outstanding), "payment_terms": TermsOut(**record.payment_terms),
                       "payment_schedule": schedule,
+                      "amendments": [AmendmentOut.of(item) for item in record.amendments],
                       "base_total": MoneyOut.of(record.base_total) if record.base_total else None})
 
 
 class ContractPage(BaseModel):
     items: list[ContractOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class AmendedOut(BaseModel):
+    amendment: AmendmentOut
+    contract: ContractOut
+
+    @classmethod
+    def of(cls, result: AmendedContract) -> AmendedOut:
+        return cls(amendment=AmendmentOut.of(result.amendment), contract=ContractOut.of(result.contract))
 
 
 class RenewedOut(BaseModel):
@@ -235,6 +306,7 @@ class OrderOut(BaseModel):
     totals: dict[str, MoneyOut] = Field(description="net, tax, gross")
     base_net: MoneyOut = Field(description="The net total in the base currency on placed_on")
     placed_on: str
+    status: str = Field(description="placed (the only status so far)")
     version: int
     created_at: datetime
 
@@ -246,6 +318,11 @@ class OrderOut(BaseModel):
                                              gross=MoneyOut.of(line.gross)) for line in record.lines],
                       "totals": {name: MoneyOut.of(value) for name, value in record.totals.items()},
                       "base_net": MoneyOut.of(record.base_net)})
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
 
 
 class LoyaltyRuleIn(BaseModel):
@@ -509,11 +586,71 @@ def contracts_router(app: SalesApplication) -> APIRouter:
         tag(response, record.version)
         return ContractOut.of(record)
 
+    @api.post("/{contract_id}/amendments", status_code=201, response_model=AmendedOut,
+              responses={200: {"description": "Repeated Idempotency-Key: the first amendment", "model": AmendedOut},
+                         **COMMAND_ERRORS},
+              summary="Amends a signed or active contract (ends_on, the remaining schedule and total); applied at "
+                      "once unless it raises the total to above the approval threshold")
+    async def amend(contract_id: UUID, body: AmendmentIn, response: Response,
+                    caller: Principal = require(CONTRACTS.edit), if_match: IfMatch = None,
+                    idempotency_key: IdempotencyKey = None):
+        result = await asyncio.to_thread(app.amend_contract, AmendContract(
+            contract_id, body.reason, ends_on=body.ends_on,
+            total=body.total.model_dump() if body.total is not None else None,
+            payment_schedule=[{"instalment": item.instalment, "due_on": item.due_on,
+                               "amount": item.amount.model_dump()} for item in body.payment_schedule]
+            if body.payment_schedule is not None else None,
+            expected_version=expected_version(if_match), request_key=idempotency_key, caller=caller))
+        response.status_code = 201 if result.created else 200
+        tag(response, result.contract.version)
+        return AmendedOut.of(result)
+
+    async def decide(contract_id: UUID, number: int, action: str, caller: Principal, if_match: str | None,
+                     response: Response, comment: str | None) -> AmendedOut:
+        result = await asyncio.to_thread(app.decide_amendment, DecideAmendment(
+            contract_id, number, action, comment=comment, expected_version=expected_version(if_match),
+            caller=caller))
+        tag(response, result.contract.version)
+        return AmendedOut.of(result)
+
+    @api.post("/{contract_id}/amendments/{number}/approve", response_model=AmendedOut,
+              responses=error_responses(403, 404, 409, 422),
+              summary="Applies a pending amendment: managers and admins, never the contract's owner or the requester")
+    async def approve_amendment(contract_id: UUID, number: Annotated[int, Path(ge=1, le=10_000)], response: Response,
+                                body: CommentBody | None = None,
+                                caller: Principal = require(CONTRACT_APPROVALS.edit), if_match: IfMatch = None):
+        return await decide(contract_id, number, "approve", caller, if_match, response,
+                            body.comment if body is not None else None)
+
+    @api.post("/{contract_id}/amendments/{number}/reject", response_model=AmendedOut,
+              responses=error_responses(403, 404, 409, 422),
+              summary="Rejects a pending amendment with a comment: managers and admins")
+    async def reject_amendment(contract_id: UUID, number: Annotated[int, Path(ge=1, le=10_000)],
+                               body: RejectContractBody, response: Response,
+                               caller: Principal = require(CONTRACT_APPROVALS.edit), if_match: IfMatch = None):
+        return await decide(contract_id, number, "reject", caller, if_match, response, body.comment)
+
     return api
 
 
 def orders_router(app: SalesApplication) -> APIRouter:
     api = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+    @api.get("", response_model=OrderPage, responses=error_responses(422),
+             summary="Orders by placed_on, then id; a sales_rep lists their own")
+    async def list_orders(caller: Principal = require(ORDERS.view), limit: Limit = DEFAULT_LIMIT,
+                          cursor: Cursor = None,
+                          status: Annotated[str | None, Query(max_length=20, description="placed")] = None,
+                          account_id: Annotated[UUID | None, Query()] = None,
+                          owner_id: Annotated[str | None, Query(max_length=ID_MAX)] = None,
+                          placed_after: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: placed_on after it (exclusive)")] = None,
+                          placed_before: Annotated[str | None, Query(
+                              max_length=10, description="ISO date: placed_on before it (exclusive)")] = None):
+        page = await asyncio.to_thread(app.list_orders, ListOrders(
+            limit=limit, cursor=cursor, owner_id=owner_id, account_id=str(account_id) if account_id else None,
+            status=status, placed_after=placed_after, placed_before=placed_before, caller=caller))
+        return OrderPage(items=[OrderOut.of(o) for o in page.items], next_cursor=page.next_cursor)
 
     @api.get("/{order_id}", response_model=OrderOut, responses=error_responses(404, 422))
     async def get_order(order_id: UUID, caller: Principal = require(ORDERS.view)):

@@ -27,6 +27,7 @@ from crm_sales.pipeline import FINAL_STAGES, Pipeline
 from crm_sales.quotes import Quote
 from crm_sales.views import (
     AccountRecord,
+    AmendmentRecord,
     ContactRecord,
     ContractRecord,
     LoyaltyRecord,
@@ -433,6 +434,51 @@ def contract_renewed(event: Contract.Renewed) -> events_pb2.ContractRenewed:
         renewed_at=timestamp(event.timestamp), renewed_by=event.renewed_by)
 
 
+@EVENTS.publishes(Contract.AmendmentRequested)
+def contract_amendment_requested(event: Contract.AmendmentRequested) -> events_pb2.ContractAmendmentRequested:
+    return events_pb2.ContractAmendmentRequested(
+        **_contract(event), amendment=event.amendment, reason=event.reason, total=money(event.total, event.currency),
+        ends_on=event.ends_on, proposed_total=money(event.proposed_total, event.currency),
+        proposed_ends_on=event.proposed_ends_on,
+        proposed_schedule=schedule_to_proto(event.proposed_schedule or [], event.currency),
+        base_total=_stored_money(event.base_total) if event.base_total else None,
+        approval_threshold=_stored_money(event.threshold), approval_required=event.approval_required,
+        requested_on=event.requested_on, requested_at=timestamp(event.timestamp), requested_by=event.requested_by)
+
+
+def balances_to_proto(schedule: list[dict[str, Any]], paid: dict[str, str],
+                      currency: str) -> tuple[list[values_pb2.InstalmentBalance], Money]:
+    """The schedule with what is paid and outstanding on each instalment, and the sum outstanding."""
+    items, left = [], Money.zero(currency)
+    for item in schedule:
+        amount = Money(Decimal(item["amount"]), currency)
+        paid_on = Money(Decimal(paid.get(str(item["instalment"]), "0")), currency)
+        left = left + amount - paid_on
+        items.append(values_pb2.InstalmentBalance(
+            instalment=item["instalment"], due_on=item["due_on"], amount=amount.to_proto(),
+            paid=paid_on.round_half_even().to_proto(), outstanding=(amount - paid_on).to_proto()))
+    return items, left
+
+
+@EVENTS.publishes(Contract.Amended)
+def contract_amended(event: Contract.Amended) -> events_pb2.ContractAmended:
+    instalments, left = balances_to_proto(event.schedule, event.paid, event.currency)
+    return events_pb2.ContractAmended(
+        **_contract(event), amendment=event.amendment, reason=event.reason,
+        previous_total=money(event.previous_total, event.currency), total=money(event.total, event.currency),
+        previous_ends_on=event.previous_ends_on, starts_on=event.starts_on, ends_on=event.ends_on,
+        instalments=instalments, outstanding=left.to_proto(), status=event.status, automatic=event.automatic,
+        comment=event.comment or "", requested_by=event.requested_by, amended_on=event.amended_on,
+        amended_at=timestamp(event.timestamp), approved_by=event.approved_by)
+
+
+@EVENTS.publishes(Contract.AmendmentRejected)
+def contract_amendment_rejected(event: Contract.AmendmentRejected) -> events_pb2.ContractAmendmentRejected:
+    return events_pb2.ContractAmendmentRejected(
+        **_contract(event), amendment=event.amendment, comment=event.comment or "",
+        rejected_on=event.rejected_on, rejected_at=timestamp(event.timestamp), rejected_by=event.rejected_by)
+
+
 def order_lines_to_proto(lines: list[dict[str, Any]], currency: str) -> list[values_pb2.OrderLine]:
     return [values_pb2.OrderLine(sku=line["sku"], family=line["family"] or "", quantity=line["quantity"],
                                  net=money(line["net"], currency), tax=money(line["tax"], currency),
@@ -523,7 +569,21 @@ def contract_to_message(record: ContractRecord) -> sales_pb2.Contract:
         terminated_on=record.terminated_on or "", termination_reason=record.termination_reason or "",
         renews_contract_id=record.renews_contract_id or "",
         renewed_by_contract_id=record.renewed_by_contract_id or "", version=record.version,
-        created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at))
+        created_at=timestamp(record.created_at), updated_at=timestamp(record.updated_at),
+        amendments=[amendment_to_message(item) for item in record.amendments])
+
+
+def amendment_to_message(record: AmendmentRecord) -> sales_pb2.ContractAmendment:
+    return sales_pb2.ContractAmendment(
+        number=record.number, status=record.status, reason=record.reason, ends_on=record.ends_on,
+        previous_ends_on=record.previous_ends_on, total=_money(record.total),
+        previous_total=_money(record.previous_total),
+        payment_schedule=[values_pb2.Instalment(instalment=number, due_on=due_on, amount=_money(amount))
+                          for number, due_on, amount in record.payment_schedule or []],
+        approval_required=record.approval_required,
+        base_total=_money(record.base_total) if record.base_total is not None else None,
+        requested_on=record.requested_on, requested_by=record.requested_by, decided_on=record.decided_on or "",
+        decided_by=record.decided_by or "", comment=record.comment or "")
 
 
 def order_to_message(record: OrderRecord) -> sales_pb2.Order:
@@ -535,7 +595,7 @@ def order_to_message(record: OrderRecord) -> sales_pb2.Order:
                for line in record.lines],
         totals=values_pb2.QuoteTotals(**{name: _money(value) for name, value in record.totals.items()}),
         base_net=_money(record.base_net), placed_on=record.placed_on, version=record.version,
-        created_at=timestamp(record.created_at))
+        created_at=timestamp(record.created_at), status=record.status)
 
 
 def loyalty_rule_to_message(record: Any) -> sales_pb2.LoyaltyRule:

@@ -124,7 +124,9 @@ def reminder_fired(event: Timer.Fired) -> Message:
     if event.target == ReminderTarget.INSTALMENT:
         return events_pb2.InstalmentReminderDue(
             **common, instalment=event.level, due_on=payload.get("due_on", ""),
-            amount=money_pb2.Money(amount=payload.get("amount", ""), currency_code=currency))
+            amount=money_pb2.Money(amount=payload.get("amount", ""), currency_code=currency),
+            outstanding=money_pb2.Money(amount=payload.get("outstanding", payload.get("amount", "")),
+                                        currency_code=currency))
     if event.target == ReminderTarget.RENEWAL:
         return events_pb2.ContractRenewalDue(
             **common, ends_on=payload.get("ends_on", ""),

@@ -1,10 +1,13 @@
 """Sales' contract events as the workflow reads them (`contracts.ContractFact`).
 
 `ContractActivated` carries every instalment's due date and amount and `ends_on`;
-`PaymentRecorded` what is still outstanding on its instalment (nothing: paid in full);
-`ContractExpired`, `ContractRenewed` and `ContractTerminated` end the contract's reminders
-(all of them, or only the renewal's: crm_workflow.contract_reminders). Every other sales
-event says nothing the reminders need.
+`PaymentRecorded` what is still outstanding on its instalment (nothing: paid in full; else
+the figure the instalment's reminder will carry);
+`ContractAmended` the whole schedule after an amendment (with what is outstanding on each
+instalment), ends_on and total; `ContractExpired`, `ContractRenewed` and
+`ContractTerminated` end the contract's reminders (all of them, or only the renewal's:
+crm_workflow.contract_reminders). Every other sales event says nothing the reminders need
+(a pending amendment changes nothing until it is applied).
 """
 
 from __future__ import annotations
@@ -33,11 +36,24 @@ def fact_of(message: Any, event_id: str) -> ContractFact | None:
             instalments=tuple(Instalment(item.instalment, date.fromisoformat(item.due_on), item.amount.amount)
                               for item in message.instalments))
     if isinstance(message, events_pb2.PaymentRecorded):
-        if not is_paid_in_full(message.instalment_outstanding.amount):
-            return None  # a part payment: the reminder stays
+        left = message.instalment_outstanding.amount
         return ContractFact(contract_id=message.contract_id, version=message.version,
-                            change=ContractChange.PAID_IN_FULL, cause_event_id=event_id,
-                            account_id=message.account_id, owner_id=message.owner_id, instalment=message.instalment)
+                            change=ContractChange.PAID_IN_FULL if is_paid_in_full(left) else ContractChange.PART_PAID,
+                            cause_event_id=event_id, account_id=message.account_id, owner_id=message.owner_id,
+                            instalment=message.instalment, outstanding=left)
+    if isinstance(message, events_pb2.ContractAmended):
+        return ContractFact(
+            contract_id=message.contract_id, version=message.version, change=ContractChange.AMENDED,
+            cause_event_id=event_id, account_id=message.account_id, owner_id=message.owner_id,
+            currency=message.total.currency_code, total=message.total.amount,
+            ends_on=date.fromisoformat(message.ends_on), amended_at=message.amended_at.ToDatetime(tzinfo=UTC),
+            instalments=tuple(Instalment(item.instalment, date.fromisoformat(item.due_on), item.amount.amount)
+                              for item in message.instalments),
+            paid_in_full=frozenset(item.instalment for item in message.instalments
+                                   if is_paid_in_full(item.outstanding.amount)),
+            owed={item.instalment: item.outstanding.amount for item in message.instalments
+                  if not is_paid_in_full(item.outstanding.amount) and item.paid.amount
+                  and not is_paid_in_full(item.paid.amount)})
     change = ENDINGS.get(type(message))
     if change is not None:
         return ContractFact(contract_id=message.contract_id, version=message.version, change=change,
