@@ -123,6 +123,10 @@ class LogIndex:
         """`serialised`: one shared connection (in-memory SQLite), so every use takes turns."""
         self.app = app
         self.engine = engine
+        # Reads on PostgreSQL outside a transaction: each statement sees what is committed
+        # (as READ COMMITTED would), without a BEGIN and a ROLLBACK round trip around it.
+        self._reads = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                       if engine.dialect.name == "postgresql" else engine)
         self.metadata = metadata
         self.positions = positions
         self.position_name = position_name
@@ -169,7 +173,7 @@ class LogIndex:
         return self.catch_up()
 
     def position(self) -> int:
-        with self._reading, self.engine.connect() as conn:
+        with self._reading, self._reads.connect() as conn:
             return self._position(conn)
 
     def _position(self, conn: Connection) -> int:
@@ -183,7 +187,7 @@ class LogIndex:
             return read  # up to date: the common case of a list, without waiting for the lock
         with self._writing:
             while True:
-                with self.engine.connect() as conn:
+                with self._reads.connect() as conn:
                     after = self._position(conn)
                 batch = self.app.recorder.select_notifications(
                     start=after, limit=BATCH_SIZE, inclusive_of_start=False)
@@ -206,7 +210,7 @@ class LogIndex:
 
     def read(self) -> AbstractContextManager[Connection]:
         """A connection to query the index with (taking turns when serialised)."""
-        return _Reading(self._reading, self.engine)
+        return _Reading(self._reading, self._reads)
 
     def check(self) -> None:
         with self.read() as conn:

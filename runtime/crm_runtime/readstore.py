@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +36,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
 from crm_runtime import tracing
 from crm_runtime.cloudevents import EventEnvelope
@@ -56,12 +57,39 @@ def make_engine(platform: PlatformSettings, name: str) -> Engine:
             password=platform.postgres_password.get_secret_value(),
             host=platform.postgres_host, port=platform.postgres_port,
             database=platform.postgres_dbname)
-        return create_engine(url, pool_pre_ping=True, pool_size=5)
+        engine = create_engine(url, pool_size=5)
+        _ping_when_idle(engine)
+        return engine
     platform.data_dir.mkdir(parents=True, exist_ok=True)
     path = (platform.data_dir / f"{name}.sqlite3").resolve()
     engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
     event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+# A pooled PostgreSQL connection is pinged before use only when it sat idle that long: a
+# server restart is still noticed (the dead connection is replaced, as with pool_pre_ping),
+# and a busy service does not pay one more round trip for every checkout.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error:  # e.g. AdminShutdown: the server ended it
+            alive = False
+        if not alive:
+            raise DisconnectionError("the connection was closed while idle")  # the pool replaces it
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
