@@ -184,3 +184,24 @@ def test_scoring_rules_over_grpc(leads, address):  # noqa: F811 - the fixture
                       grpc.StatusCode.PERMISSION_DENIED)
 
     run(leads, address, scenario)
+
+
+def test_rules_replaced_by_another_process_score_its_captures_within_the_recheck_time(
+        any_platform, monkeypatch):
+    from crm_leads import scoring_rules
+    from crm_leads.application import CaptureLead
+    from crm_leads.scoring_rules import ReplaceScoringRules
+
+    monkeypatch.setattr(scoring_rules, "RULES_RECHECK_SECONDS", 0.2)
+    here, there = LeadsApplication(any_platform), LeadsApplication(any_platform)
+
+    def capture(app, n):
+        return app.capture_lead(CaptureLead(name=f"R{n}", email=f"r{n}@example.com", phone=None,
+                                            company=None, channel="referral"))[0]
+
+    assert capture(here, 0).rule_set_version == 0  # the default rules, now remembered here
+    active, _ = there.replace_scoring_rules(ReplaceScoringRules(rules=RULES))
+    assert capture(there, 1).rule_set_version == active.version  # the process that replaced them: at once
+    time.sleep(0.25)
+    lead = capture(here, 2)  # the other one: after at most the recheck time
+    assert (lead.rule_set_version, lead.score) == (active.version, 30)

@@ -201,7 +201,7 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
         if details.campaign_id is not None and self.find(Campaign, UUID(details.campaign_id)) is None:
             raise InvalidField("campaign_id", f"campaign {details.campaign_id} does not exist")
         key = caller_scoped(command.caller, command.request_key)
-        return Lead.capture(details, lead_id_for(key), scoring or self.scoring()), details
+        return Lead.capture(details, lead_id_for(key), scoring or self.capture_scoring()), details
 
     def capture_lead(self, command: CaptureLead) -> tuple[Lead, bool]:
         """Captures a lead; returns (lead, created). A repeated request key returns the first lead.

@@ -27,6 +27,7 @@ already (the capture reads the active version; one indexed query per command).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 RESCORE_BATCH = 200
+RULES_RECHECK_SECONDS = 1.0  # how stale a capture's rules may be (another process replaced them)
 READERS = 8  # leads read at once (PostgreSQL's pool: 5 + 10 overflow per application)
 _OPEN = sorted(status.value for status in OPEN_STATUSES)
 # What GET answers beside the rule set: a client may send it back as it got it.
@@ -102,6 +104,7 @@ class ScoringRulesMixin:
     the rules, and the rescorer's progress."""
 
     _active: ActiveRules | None = None
+    _rules_checked = 0.0  # time.monotonic() of the last look for a newer rule set
     _rescorer: Rescorer | None = None
 
     @property
@@ -123,6 +126,17 @@ class ScoringRulesMixin:
     def scoring(self) -> tuple[RuleSet, int]:
         active = self.active_rules()
         return active.rule_set, active.version
+
+    def capture_scoring(self) -> tuple[RuleSet, int]:
+        """The rules a capture is scored by: checked for a newer version at most once every
+        RULES_RECHECK_SECONDS, not once per capture (one store round trip less). A rule set
+        replaced in this process applies at once; one replaced by another API process
+        within that time, and the rescorer brings the leads captured meanwhile up to it."""
+        now = time.monotonic()
+        if self._active is None or now - self._rules_checked >= RULES_RECHECK_SECONDS:
+            self._rules_checked = now
+            return self.scoring()
+        return self._active.rule_set, self._active.version
 
     def score_changes(self, lead: Lead) -> None:
         """Scores a lead a command changed, before it is saved (events only if it moved)."""
