@@ -16,14 +16,14 @@ TEST_AUTH_SECRET = "test-secret-for-the-suite-only-0123456789"
 TOKENS = TokenCodec(TEST_AUTH_SECRET)
 
 
-def bearer(*roles: str, subject: str = "tester") -> dict[str, str]:
-    """Authorization header for a caller with these roles."""
-    return {"Authorization": f"Bearer {TOKENS.issue(subject, roles)}"}
+def bearer(*roles: str, subject: str = "tester", groups: tuple[str, ...] = ()) -> dict[str, str]:
+    """Authorization header for a caller with these roles (and groups: an agent's)."""
+    return {"Authorization": f"Bearer {TOKENS.issue(subject, roles, groups=groups)}"}
 
 
-def grpc_auth(*roles: str, subject: str = "tester") -> list[tuple[str, str]]:
+def grpc_auth(*roles: str, subject: str = "tester", groups: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """The same, as gRPC call metadata."""
-    return [("authorization", f"Bearer {TOKENS.issue(subject, roles)}")]
+    return [("authorization", f"Bearer {TOKENS.issue(subject, roles, groups=groups)}")]
 
 
 def _bootstrap() -> str:

@@ -3,8 +3,9 @@
 Every API call carries a bearer token: an HS256 JWT signed with the platform's secret
 (CRM_AUTH_SECRET, or the secret file: see crm_runtime.secret_file) whose
 `sub` is the subject and `roles` its roles (service accounts are subjects too, e.g.
-"service:workflow" with the "service" role). Checking it happens in one place per
-protocol: the FastAPI dependency `require(resource, action)` and the gRPC
+"service:workflow" with the "service" role); an optional `groups` claim names the teams
+the subject works in (what an agent sees: crm_runtime.ownership). Checking it happens in
+one place per protocol: the FastAPI dependency `require(resource, action)` and the gRPC
 `AuthInterceptor`, which reads each service's method-to-permission table.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,8 +48,11 @@ ALL_ACTIONS = frozenset(Action)
 @dataclass(frozen=True)
 class Role:
     description: str
-    # Record visibility: a role that does not see all records sees the ones it owns.
+    # Record visibility (crm_runtime.ownership): a role that does not see all records sees
+    # the ones it owns, and with `sees_group_records` also those of the caller's groups (the
+    # token's `groups` claim) and those assigned to the caller.
     sees_all_records: bool = True
+    sees_group_records: bool = False
 
 
 # The role model: the platform's roles. What each role may do with a resource is declared
@@ -58,8 +63,23 @@ ROLES: dict[str, Role] = {
     "sales_rep": Role("works their own records", sees_all_records=False),
     "analyst": Role("reads reports"),
     "service": Role("service accounts calling other services (e.g. service:workflow)"),
-    "agent": Role("works the service desk's tickets"),
+    "agent": Role("works the service desk's tickets: those of their groups and those assigned to them",
+                  sees_all_records=False, sees_group_records=True),
 }
+
+# A group in a token's `groups` claim: a lower-case name, as the service desk and the
+# workflow write groups (matched exactly); a token names at most MAX_TOKEN_GROUPS.
+GROUP_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_TOKEN_GROUPS = 100
+
+
+def _group_names(groups: object) -> frozenset[str] | None:
+    """The groups of a claim, or None when it is not a list of at most MAX_TOKEN_GROUPS names."""
+    if not isinstance(groups, (list, tuple, set, frozenset)) or len(groups) > MAX_TOKEN_GROUPS:
+        return None
+    if not all(isinstance(group, str) and GROUP_NAME.fullmatch(group) for group in groups):
+        return None
+    return frozenset(groups)
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,8 @@ def granted(role: str, resource: str) -> frozenset[Action]:
 class Principal:
     subject: str
     roles: frozenset[str]
+    # The teams the subject works in (the token's `groups` claim): what an agent sees.
+    groups: frozenset[str] = frozenset()
 
     def can(self, resource: str, action: str) -> bool:
         return any(action in granted(role, resource) for role in self.roles)
@@ -128,6 +150,10 @@ class Principal:
     @property
     def sees_all_records(self) -> bool:
         return any(ROLES[role].sees_all_records for role in self.roles if role in ROLES)
+
+    @property
+    def sees_group_records(self) -> bool:
+        return any(ROLES[role].sees_group_records for role in self.roles if role in ROLES)
 
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
@@ -159,7 +185,9 @@ class TokenCodec:
         # CPU. Only tokens that passed are kept, so garbage cannot fill it; bounded anyway.
         self._verified: dict[str, tuple[Principal, float]] = {}
 
-    def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600) -> str:
+    def issue(self, subject: str, roles: Iterable[str], ttl_seconds: int = 3600,
+              groups: Iterable[str] = ()) -> str:
+        roles, groups = list(roles), list(groups)
         unknown = set(roles) - set(ROLES)
         if unknown:
             raise ValueError(f"unknown role(s): {', '.join(sorted(unknown))}")
@@ -167,8 +195,14 @@ class TokenCodec:
             raise ValueError("a token needs a subject")
         if ttl_seconds > self.max_ttl_seconds:
             raise ValueError(f"a token may live at most {self.max_ttl_seconds} seconds")
+        if _group_names(groups) is None:
+            raise ValueError(f"groups must be at most {MAX_TOKEN_GROUPS} names of 1 to 64 lower-case letters, "
+                             "digits, '-' or '_', starting with a letter or digit")
         now = int(time.time())
-        claims = {"sub": subject, "roles": sorted(roles), "iss": ISSUER, "iat": now, "exp": now + ttl_seconds}
+        claims: dict[str, Any] = {"sub": subject, "roles": sorted(roles), "iss": ISSUER, "iat": now,
+                                  "exp": now + ttl_seconds}
+        if groups:
+            claims["groups"] = sorted(set(groups))
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str | None) -> Principal:
@@ -202,7 +236,12 @@ class TokenCodec:
         roles = claims.get("roles") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise Unauthenticated("invalid token: roles must be a list of names")
-        return Principal(subject=subject, roles=frozenset(roles)), int(claims["exp"]) + LEEWAY_SECONDS
+        groups = _group_names(claims.get("groups") or [])
+        if groups is None:
+            raise Unauthenticated(f"invalid token: groups must be a list of at most {MAX_TOKEN_GROUPS} "
+                                  "lower-case names")
+        return (Principal(subject=subject, roles=frozenset(roles), groups=groups),
+                int(claims["exp"]) + LEEWAY_SECONDS)
 
 
 class ServiceAccount:
@@ -356,13 +395,16 @@ def _with_principal(handler: Any, principal: Principal | None, method: str) -> A
 
 
 def main() -> None:
-    """`python -m crm_runtime.auth --subject alice --roles sales_rep`: prints a token."""
+    """`python -m crm_runtime.auth --subject alice --roles sales_rep`: prints a token
+    (`--groups support,billing` for an agent's groups)."""
     from crm_runtime.secret_file import auth_secret, secret_file_path
     from crm_runtime.settings import PlatformSettings
 
     parser = argparse.ArgumentParser(prog="python -m crm_runtime.auth")
     parser.add_argument("--subject", required=True)
     parser.add_argument("--roles", required=True, help=f"comma-separated: {', '.join(ROLES)}")
+    parser.add_argument("--groups", default="",
+                        help="comma-separated groups the subject works in (an agent sees their tickets)")
     parser.add_argument("--ttl", type=int, default=None,
                         help="seconds (default 8 hours, at most CRM_AUTH_MAX_TOKEN_TTL_SECONDS)")
     args = parser.parse_args()
@@ -378,7 +420,8 @@ def main() -> None:
                        f"(`make run` creates {secret_file_path(settings)})\n")
     codec = TokenCodec(secret, max_ttl_seconds=max_ttl)
     try:
-        print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], ttl))
+        print(codec.issue(args.subject, [r.strip() for r in args.roles.split(",") if r.strip()], ttl,
+                          groups=[g.strip() for g in args.groups.split(",") if g.strip()]))
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -2,7 +2,8 @@
 on a 24x7 calendar with a seconds-long SLA is routed (AssignTicket through the dispatcher),
 warned, breached and escalated to level 2, each timer firing once and within a second of
 its time, then solved; a second ticket answered in time has its first-response timers
-cancelled; the workflow's events are read from its topic with a real consumer."""
+cancelled; the workflow's events are read from its topic with a real consumer. Once with
+every store on SQLite and once on PostgreSQL (one variable switches every service's store)."""
 
 from collections import Counter
 from datetime import datetime
@@ -24,9 +25,19 @@ PROCESSES = ["service-desk", "service-desk-relay", "workflow", "workflow-worker"
              "workflow-relay"]
 
 
-def test_a_ticket_is_routed_warned_breached_escalated_and_its_timers_fire_once(tmp_path, kafka_bootstrap,
+@pytest.fixture(params=["sqlite", "postgres"])
+def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
+    env = {}
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres_platform")
+        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, PROCESSES, extra_env=env)
+    yield running
+    running.stop()
+
+
+def test_a_ticket_is_routed_warned_breached_escalated_and_its_timers_fire_once(platform, kafka_bootstrap,
                                                                                 topic_prefix):
-    platform = start_platform(tmp_path, kafka_bootstrap, topic_prefix, PROCESSES)
     desk, workflow = httpx.Client(base_url=url("service-desk")), httpx.Client(base_url=url("workflow"))
     try:
         for agent in ("ann", "bob"):
@@ -40,11 +51,12 @@ def test_a_ticket_is_routed_warned_breached_escalated_and_its_timers_fire_once(t
             "targets": {"urgent": {"first_response": "PT4S", "resolution": "PT8S"},
                         **{p: {"first_response": "PT30S", "resolution": "PT60S"} for p in ("high", "normal", "low")}}})
         assert policy.status_code in (200, 201), policy.text
-        agent = bearer("agent", subject="ann")
-        hot = desk.post("/v1/tickets", headers=agent, json={
+        agent = bearer("agent", subject="ann", groups=("support",))  # sees the support group's tickets
+        gateway = bearer("service", subject="service:mail-gateway")  # tickets come in by mail
+        hot = desk.post("/v1/tickets", headers=gateway, json={
             "subject": "Printer on fire", "channel": "email", "priority": "urgent",
             "requester": {"email": "ada@example.com"}, "group": "support"}).json()
-        calm = desk.post("/v1/tickets", headers=agent, json={
+        calm = desk.post("/v1/tickets", headers=gateway, json={
             "subject": "Toner", "channel": "web", "priority": "normal",
             "requester": {"email": "bo@example.com"}, "group": "support"}).json()
 
@@ -55,8 +67,12 @@ def test_a_ticket_is_routed_warned_breached_escalated_and_its_timers_fire_once(t
         assignees = wait_for(lambda: (a := {ticket(t["id"])["assignee_id"] for t in (hot, calm)}) - {None} == a
                              and a, what="both tickets assigned")
         assert assignees == {"ann", "bob"}
+        elsewhere = bearer("agent", subject="cy", groups=("billing",))
+        assert desk.get(f"/v1/tickets/{hot['id']}", headers=elsewhere).status_code == 404
+        assert desk.get("/v1/tickets", headers=elsewhere).json()["items"] == []
         # The second ticket gets its first response: its first-response timers are cancelled.
         calm_agent = ticket(calm["id"])["assignee_id"]
+        # A token without groups: the agent sees the ticket because it is assigned to them.
         answered = desk.post(f"/v1/tickets/{calm['id']}/comments", headers=bearer("agent", subject=calm_agent),
                              json={"body": "On it", "public": True, "author_id": calm_agent})
         assert answered.json()["first_response"] is not None, answered.text
@@ -119,4 +135,3 @@ def test_a_ticket_is_routed_warned_breached_escalated_and_its_timers_fire_once(t
     finally:
         desk.close()
         workflow.close()
-        platform.stop()

@@ -18,6 +18,7 @@ from tests.grpc_harness import refused, serve_and_call
 ADMIN = grpc_auth("admin", subject="root")
 AGENT = grpc_auth("agent", subject="ann")
 WORKFLOW = grpc_auth("service", subject="service:workflow")
+SUPPORT_AGENT = grpc_auth("agent", subject="sam", groups=("support",))
 FRIDAY_4PM = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)
 
 
@@ -150,5 +151,53 @@ def test_calendars_policies_and_the_ticket_life_over_grpc(any_platform, address)
         assert got.state.escalation_level == 1 and got.state.assignee_id == "bob"
         await refused(stub.GetTicket(servicedesk_pb2.GetTicketRequest(ticket_id="nope"), metadata=AGENT),
                       grpc.StatusCode.INVALID_ARGUMENT)
+
+    run(app, address, scenario)
+
+
+def test_agents_see_and_change_only_their_groups_assigned_and_own_tickets_over_grpc(any_platform, address):
+    clock = ManualClock(FRIDAY_4PM)
+    app = ServiceDeskApplication(any_platform, clock)
+    P = types_pb2
+
+    async def scenario(stub):
+        async def opened(group: str, metadata=WORKFLOW) -> str:
+            clock.advance(timedelta(minutes=1))
+            answer = await stub.CreateTicket(servicedesk_pb2.CreateTicketRequest(
+                subject="Help", channel=P.TICKET_CHANNEL_CHAT, requester_email="ada@example.com", group=group),
+                metadata=metadata)
+            return answer.ticket.state.ticket_id  # type: ignore[no-any-return]
+
+        async def listed(metadata, **filters) -> list[str]:
+            page = await stub.ListTickets(servicedesk_pb2.ListTicketsRequest(**filters), metadata=metadata)
+            return [t.state.ticket_id for t in page.tickets]
+
+        support, billing, handed = await opened("support"), await opened("billing"), await opened("billing")
+        await stub.AssignTicket(servicedesk_pb2.AssignTicketRequest(
+            ticket_id=handed, assignee_id="sam", idempotency_key="a1"), metadata=WORKFLOW)
+        forwarded = await opened("billing", SUPPORT_AGENT)
+
+        assert await listed(SUPPORT_AGENT) == [forwarded, handed, support]
+        assert await listed(SUPPORT_AGENT, group="billing") == [forwarded, handed]
+        assert await listed(ADMIN) == [forwarded, handed, billing, support] == await listed(WORKFLOW)
+        assert await listed(grpc_auth("agent", subject="sam")) == [forwarded, handed]
+        got = await stub.GetTicket(servicedesk_pb2.GetTicketRequest(ticket_id=handed), metadata=SUPPORT_AGENT)
+        assert got.state.assignee_id == "sam"
+
+        stored = app.recorder.max_notification_id()
+        await refused(stub.GetTicket(servicedesk_pb2.GetTicketRequest(ticket_id=billing), metadata=SUPPORT_AGENT),
+                      grpc.StatusCode.NOT_FOUND)
+        await refused(stub.ChangeTicketStatus(servicedesk_pb2.ChangeTicketStatusRequest(
+            ticket_id=billing, status=P.TICKET_STATUS_OPEN), metadata=SUPPORT_AGENT), grpc.StatusCode.NOT_FOUND)
+        await refused(stub.ChangeTicketPriority(servicedesk_pb2.ChangeTicketPriorityRequest(
+            ticket_id=billing, priority=P.TICKET_PRIORITY_LOW), metadata=SUPPORT_AGENT), grpc.StatusCode.NOT_FOUND)
+        await refused(stub.AddComment(servicedesk_pb2.AddCommentRequest(
+            ticket_id=billing, body="Mine", public=True), metadata=SUPPORT_AGENT), grpc.StatusCode.NOT_FOUND)
+        await refused(stub.ReapplySla(servicedesk_pb2.ReapplySlaRequest(ticket_id=billing), metadata=SUPPORT_AGENT),
+                      grpc.StatusCode.NOT_FOUND)
+        assert app.recorder.max_notification_id() == stored
+        moved = await stub.ChangeTicketStatus(servicedesk_pb2.ChangeTicketStatusRequest(
+            ticket_id=support, status=P.TICKET_STATUS_OPEN), metadata=SUPPORT_AGENT)
+        assert moved.state.status == P.TICKET_STATUS_OPEN
 
     run(app, address, scenario)

@@ -19,6 +19,8 @@ AGENT = bearer("agent", subject="ann")
 WORKFLOW = bearer("service", subject="service:workflow")
 REP = bearer("sales_rep", subject="rep-ada")
 OTHER_REP = bearer("sales_rep", subject="rep-bob")
+MANAGER = bearer("sales_manager", subject="boss")
+SUPPORT_AGENT = bearer("agent", subject="sam", groups=("support",))
 FRIDAY_4PM = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
 BERLIN = {"time_zone": "Europe/Berlin",
           "hours": {day: [["09:00", "12:00"], ["13:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri")},
@@ -273,6 +275,66 @@ def test_sales_reps_see_the_tickets_they_opened(client):
     assert client.get("/v1/tickets", headers=OTHER_REP).json()["items"] == []
     problem_of(client.get(f"/v1/tickets/{mine['id']}", headers=OTHER_REP), 404)
     problem_of(client.post(f"/v1/tickets/{mine['id']}/status", json={"status": "open"}, headers=REP), 403)
+
+
+def test_agents_see_and_change_only_their_groups_assigned_and_own_tickets(client, desk, clock):
+    def ids(path: str, headers=SUPPORT_AGENT) -> list[str]:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, response.text
+        return [t["id"] for t in response.json()["items"]]
+
+    support = open_ticket(client, headers=WORKFLOW, group="support", account_tier=None)
+    clock.advance(timedelta(minutes=1))
+    billing = open_ticket(client, headers=WORKFLOW, group="billing", account_tier=None)
+    clock.advance(timedelta(minutes=1))
+    ungrouped = open_ticket(client, headers=WORKFLOW, group=None, account_tier=None)
+    clock.advance(timedelta(minutes=1))
+    handed = open_ticket(client, headers=WORKFLOW, group="billing", account_tier=None)
+    client.post(f"/v1/tickets/{handed['id']}/assign", json={"assignee_id": "sam", "idempotency_key": "k"},
+                headers=WORKFLOW)
+    clock.advance(timedelta(minutes=1))
+    forwarded = open_ticket(client, headers=SUPPORT_AGENT, group="billing", account_tier=None)  # opened by sam
+
+    # Lists: the support group's, the one assigned to sam and the one sam opened, newest first.
+    assert ids("/v1/tickets") == [forwarded["id"], handed["id"], support["id"]]
+    first = client.get("/v1/tickets?limit=2", headers=SUPPORT_AGENT).json()
+    rest = client.get(f"/v1/tickets?limit=2&cursor={first['next_cursor']}", headers=SUPPORT_AGENT).json()
+    assert [t["id"] for t in first["items"] + rest["items"]] == ids("/v1/tickets") and rest["next_cursor"] is None
+    assert ids("/v1/tickets?group=billing") == [forwarded["id"], handed["id"]]  # filters narrow further
+    assert ids("/v1/tickets?assignee_id=bob") == []
+    everyone = [forwarded["id"], handed["id"], ungrouped["id"], billing["id"], support["id"]]
+    assert ids("/v1/tickets", MANAGER) == everyone == ids("/v1/tickets", WORKFLOW) == ids("/v1/tickets", ADMIN)
+    assert ids("/v1/tickets", bearer("agent", subject="sam")) == [forwarded["id"], handed["id"]]  # no groups
+    both = bearer("agent", subject="sam", groups=("support", "billing"))
+    assert ids("/v1/tickets", both) == [forwarded["id"], handed["id"], billing["id"], support["id"]]
+
+    # Gets and commands: a ticket outside the rule is missing, and nothing is stored.
+    for visible in (support, handed, forwarded):
+        assert client.get(f"/v1/tickets/{visible['id']}", headers=SUPPORT_AGENT).status_code == 200
+    stored = desk.recorder.max_notification_id()
+    for hidden in (billing, ungrouped):
+        url = f"/v1/tickets/{hidden['id']}"
+        problem = problem_of(client.get(url, headers=SUPPORT_AGENT), 404)
+        assert hidden["id"] in problem["detail"]
+        problem_of(client.get(f"{url}/comments", headers=SUPPORT_AGENT), 404)
+        problem_of(client.post(f"{url}/status", json={"status": "open"}, headers=SUPPORT_AGENT), 404)
+        problem_of(client.post(f"{url}/priority", json={"priority": "low"}, headers=SUPPORT_AGENT), 404)
+        problem_of(client.post(f"{url}/comments", json={"body": "Mine now", "public": True},
+                               headers=SUPPORT_AGENT), 404)
+        problem_of(client.post(f"{url}/sla/reapply", headers=SUPPORT_AGENT), 404)
+        assert client.get(url, headers=MANAGER).json()["version"] == 1
+    assert desk.recorder.max_notification_id() == stored
+    moved = client.post(f"/v1/tickets/{support['id']}/status", json={"status": "open"}, headers=SUPPORT_AGENT)
+    assert moved.status_code == 200 and moved.json()["status"] == "open"
+    commented = client.post(f"/v1/tickets/{handed['id']}/comments", json={"body": "On it", "public": True},
+                            headers=SUPPORT_AGENT)
+    assert commented.status_code == 201 and commented.json()["first_response"]
+
+    # Handed to someone else: no longer sam's.
+    client.post(f"/v1/tickets/{handed['id']}/assign", json={"assignee_id": "bob", "idempotency_key": "k2"},
+                headers=WORKFLOW)
+    problem_of(client.get(f"/v1/tickets/{handed['id']}", headers=SUPPORT_AGENT), 404)
+    assert ids("/v1/tickets") == [forwarded["id"], support["id"]]
 
 
 def test_reapplying_the_sla_moves_open_tickets_to_a_new_policy(client):

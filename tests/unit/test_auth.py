@@ -63,6 +63,83 @@ def test_one_visibility_rule_reps_see_their_own_records_managers_see_all():
     assert owner_filter(None) is None  # internal calls (consumers, tools) see everything
 
 
+def test_agents_see_their_groups_their_assigned_and_their_own_tickets_nothing_else():
+    from types import SimpleNamespace
+
+    from crm_runtime.errors import NotFound
+    from crm_runtime.ownership import Scope, can_see, check_visible, owner_filter, scope
+
+    agent = Principal("ann", frozenset({"agent"}), groups=frozenset({"support", "vip"}))
+    lone = Principal("lou", frozenset({"agent"}))  # a token without groups
+    rep = Principal("rep-1", frozenset({"sales_rep"}), groups=frozenset({"support"}))
+    manager = Principal("boss", frozenset({"sales_manager", "agent"}))
+
+    def ticket(group, assignee=None, owner="someone"):
+        return SimpleNamespace(id="t-1", owner_id=owner, group=group, assignee_id=assignee)
+
+    assert scope(agent) == Scope("ann", frozenset({"support", "vip"}))
+    assert scope(rep) == Scope("rep-1", None)  # groups mean nothing to a role without the group rule
+    assert scope(manager) is None and scope(None) is None  # any role that sees all: all
+    assert owner_filter(agent) == "ann"
+    assert check_visible(ticket("support"), "ticket", agent).group == "support"
+    assert check_visible(ticket("billing", assignee="ann"), "ticket", agent).assignee_id == "ann"
+    assert check_visible(ticket("billing", owner="ann"), "ticket", agent).owner_id == "ann"
+    for hidden in (ticket("billing"), ticket(None), ticket("billing", assignee="bob")):
+        with pytest.raises(NotFound, match="ticket t-1 does not exist"):
+            check_visible(hidden, "ticket", agent)
+    assert not can_see("x", lone, group="support") and can_see("x", lone, assignee_id="lou")
+    assert not can_see("x", rep, group="support", assignee_id="rep-1")  # a rep: only what they own
+    assert can_see("x", manager, group="billing")
+    # records without a group or an assignee (a lead, an account): their owner only
+    assert check_visible(SimpleNamespace(id="l-1", owner_id="ann"), "lead", agent).id == "l-1"
+
+
+def test_the_list_condition_is_the_same_rule():
+    from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
+
+    from crm_runtime.ownership import can_see, scope, scope_condition
+
+    rows = Table("t", MetaData(), Column("id", String, primary_key=True), Column("owner", String),
+                 Column("grp", String), Column("assignee", String))
+    engine = create_engine("sqlite://")
+    rows.metadata.create_all(engine)
+    data = [{"id": f"{owner}-{grp}-{assignee}", "owner": owner, "grp": grp, "assignee": assignee}
+            for owner in ("ann", "bob") for grp in ("support", "billing", None) for assignee in ("ann", "bob", None)]
+    callers = [Principal("ann", frozenset({"agent"}), groups=frozenset({"support"})),
+               Principal("ann", frozenset({"agent"})), Principal("ann", frozenset({"sales_rep"})),
+               Principal("ann", frozenset({"sales_rep", "agent"}), groups=frozenset({"billing", "vip"})),
+               Principal("ann", frozenset({"analyst"})), None]
+    with engine.begin() as conn:
+        conn.execute(insert(rows), data)
+        for caller in callers:
+            condition = scope_condition(scope(caller), rows.c.owner, rows.c.grp, rows.c.assignee)
+            statement = select(rows.c.id) if condition is None else select(rows.c.id).where(condition)
+            listed = set(conn.execute(statement).scalars())
+            expected = {row["id"] for row in data
+                        if can_see(row["owner"], caller, group=row["grp"], assignee_id=row["assignee"])}
+            assert listed == expected, caller
+
+
+def test_a_token_carries_the_callers_groups():
+    principal = CODEC.verify(CODEC.issue("ann", ["agent"], groups=["support", "billing", "support"]))
+    assert principal == Principal("ann", frozenset({"agent"}), groups=frozenset({"support", "billing"}))
+    assert jwt.decode(CODEC.issue("ann", ["agent"], groups=["vip"]), options={"verify_signature": False}
+                      )["groups"] == ["vip"]
+    assert "groups" not in jwt.decode(CODEC.issue("bob", ["admin"]), options={"verify_signature": False})
+    assert CODEC.verify(CODEC.issue("bob", ["agent"])).groups == frozenset()
+    for bad in (["Support"], [""], ["two words"], [f"g{i}" for i in range(101)], ["x" * 65]):
+        with pytest.raises(ValueError, match="groups"):
+            CODEC.issue("ann", ["agent"], groups=bad)
+
+
+@pytest.mark.parametrize("groups", ["support", [1], ["Support"], [["support"]], {"a": 1}, ["ok", None]])
+def test_a_token_with_malformed_groups_is_refused(groups):
+    now = _now()
+    with pytest.raises(Unauthenticated, match="groups"):
+        CODEC.verify(_signed({"sub": "ann", "roles": ["agent"], "groups": groups, "iss": "crm-platform",
+                              "iat": now, "exp": now + 60}))
+
+
 def _signed(claims: dict, secret: str = "unit-test-secret-long-enough-0123456789") -> str:
     return jwt.encode(claims, secret, algorithm="HS256")
 
@@ -116,7 +193,7 @@ def test_service_accounts_stay_within_the_cap():
     assert short.verify(account.token()).subject == "service:workflow" and account.ttl == 600
 
 
-def test_the_token_command_respects_the_cap():
+def test_the_token_command_respects_the_cap_and_carries_groups():
     def command(*args, **env):
         return subprocess.run([sys.executable, "-m", "crm_runtime.auth", "--subject", "alice",
                                "--roles", "sales_manager", *args],
@@ -129,6 +206,10 @@ def test_the_token_command_respects_the_cap():
     assert capped.returncode == 0, capped.stderr
     codec = TokenCodec("c" * 40, max_ttl_seconds=600)
     assert codec.verify(capped.stdout.strip()).subject == "alice"
+    grouped = command("--groups", "support, billing", CRM_AUTH_MAX_TOKEN_TTL_SECONDS="600")
+    assert codec.verify(grouped.stdout.strip()).groups == frozenset({"support", "billing"})
+    refused = command("--groups", "Not A Group")
+    assert refused.returncode == 2 and "groups must be" in refused.stderr
 
 
 def test_a_verified_token_is_remembered_until_it_expires(monkeypatch):

@@ -223,3 +223,33 @@ def test_loads_and_timers_are_durable_state_in_the_store(tmp_path, clock):
     clock.advance(timedelta(hours=5))
     assert TimerFirer(restarted).step() == 8
     assert TimerFirer(app).step() == 0
+
+
+def test_a_routing_group_read_back_from_its_snapshot_routes_like_the_one_replayed(tmp_path, clock):
+    """RoutingGroup is snapshotted every 200 events: a restarted worker reads it from the
+    snapshot, whose state is JSON. The strategy must come back as the strategy."""
+    from crm_workflow.desk import RoutingGroup
+    from crm_workflow.routing import RoutingStrategy
+
+    platform = PlatformSettings(data_dir=tmp_path)
+    app = WorkflowApplication(platform, ["rep"], clock=clock)
+    app.put_group("support", {"strategy": "least_loaded"})
+    for agent in ("ann", "bob"):
+        app.put_agent(agent, {"groups": ["support"], "capacity": 500})
+    group_id = RoutingGroup.id_for("support")
+    app.apply_tickets([fact(f"t{i}", 1) for i in range(210)])  # past the snapshot interval
+    assert list(app.snapshots.get(group_id, desc=True, limit=1)), "no snapshot was taken"
+
+    restarted = WorkflowApplication(platform, ["rep"], clock=clock)
+    group = restarted.get_group("support")
+    assert group.strategy is RoutingStrategy.LEAST_LOADED and group.to_dict()["strategy"] == "least_loaded"
+    restarted.apply_tickets([fact("t-after", 1)])
+    assert restarted.get_ticket_work("t-after").assignee_id in ("ann", "bob")
+    assert not restarted.get_group("support").use(RoutingStrategy.LEAST_LOADED)  # no change: no event
+
+    # A snapshot written by version 1 of the aggregate (the strategy as its name under `strategy`).
+    old = dict(next(iter(restarted.snapshots.get(group_id, desc=True, limit=1))).state)
+    old.pop("class_version")
+    old["strategy"] = old.pop("strategy_name")
+    RoutingGroup.upcast_v1_v2(old)
+    assert old["strategy_name"] == "least_loaded"

@@ -130,12 +130,13 @@ def test(args) -> int:
                                 [sys.executable, "-m", "pytest", *pytest_args])
 
 
-BENCHES = ("throughput.py", "leads_import.py", "steady_load.py", "sales_throughput.py")
+BENCHES = ("throughput.py", "leads_import.py", "steady_load.py", "sales_throughput.py", "tickets_timers.py")
 
 
 def bench(args) -> int:
     """Each figure against its baseline (bench/throughput.py), then the platform under steady
-    load (bench/steady_load.py), with lead imports and rescoring (bench/leads_import.py) between;
+    load (bench/steady_load.py), with lead imports and rescoring (bench/leads_import.py) between,
+    then sales (bench/sales_throughput.py) and tickets and timers (bench/tickets_timers.py);
     `make bench BENCH=steady_load.py` runs one of them."""
     scripts = [args.script] if args.script else list(BENCHES)
     script_list = " && ".join(f"{shlex.quote(sys.executable)} {shlex.quote(str(REPO / 'bench' / name))}"

@@ -2,10 +2,11 @@
 calendars, SLA policies, knowledge-base articles, satisfaction surveys).
 
 Commands are small dataclasses the HTTP and gRPC adapters both build. Each loads the
-aggregate, checks the caller may see it (a `sales_rep` sees the tickets they opened:
-crm_runtime.ownership), calls the domain with the instant from the application's `Clock`
-(`SystemClock` in the service, a `ManualClock` in tests) and saves the new events in one
-transaction. A stale expected version or a concurrent write is a Conflict.
+aggregate, checks the caller may see it (crm_runtime.ownership: a `sales_rep` sees the
+tickets they opened, an `agent` those they opened, those of the groups their token names
+and those assigned to them; lists are narrowed by the same rule), calls the domain with
+the instant from the application's `Clock` (`SystemClock` in the service, a `ManualClock`
+in tests) and saves the new events in one transaction. A stale expected version or a concurrent write is a Conflict.
 
 A calendar or policy that was never defined but is named `default` is the built-in one
 (crm_servicedesk.sla: DEFAULT_CALENDAR, a 24x7 UTC calendar, and DEFAULT_POLICY);
@@ -34,7 +35,7 @@ from crm_runtime.business_time import Calendar, Clock, SystemClock, due, elapsed
 from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound
 from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version
 from crm_runtime.index import Page, ViewsOf, check_limit
-from crm_runtime.ownership import check_visible, owner_filter
+from crm_runtime.ownership import check_visible, scope
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.text import plain_identifier
 from crm_servicedesk.domain import (
@@ -358,7 +359,7 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
             assignee_id=plain_identifier("assignee_id", request.assignee_id) if request.assignee_id else None,
             group=check_name("group", request.group) if request.group else None,
             priority=parse_priority(request.priority).value if request.priority else None,
-            breached=request.breached, only_opened_by=owner_filter(who))
+            breached=request.breached, scope=scope(who))
         self.views.catch_up()
         return self.views.list_tickets(query)
 

@@ -1,9 +1,11 @@
 """The records the service desk owns, and which role may do what with them (admin: all).
 
-- `agent` (a service-desk agent) works tickets: views every ticket, opens them, changes
-  their status and priority and comments on them. Tokens carry no groups, so an agent sees
-  every ticket and narrows lists with `group=`; the first public comment by a caller with
-  the `agent` (or `admin`) role is a ticket's first response.
+- `agent` (a service-desk agent) works tickets: views them, opens them, changes their
+  status and priority and comments on them; the first public comment by a caller with the
+  `agent` (or `admin`) role is a ticket's first response. An agent sees and changes only
+  the tickets of the groups their token names (its `groups` claim), those assigned to them
+  and those they opened (crm_runtime.ownership); any other ticket is NotFound to them, in
+  lists, gets and commands alike.
 - `service` (service accounts: the workflow, an email or chat gateway) does what agents do
   and also `tickets:assign`: AssignTicket and EscalateTicket, and commenting for another
   author (a gateway relaying the customer's message).

@@ -92,6 +92,7 @@ from crm_runtime.index import (
     rebuild_command,
     utc,
 )
+from crm_runtime.ownership import Scope, scope_condition
 from crm_runtime.settings import PlatformSettings
 from crm_servicedesk.domain import Policy, Ticket
 from crm_servicedesk.knowledge import Article, primary_language
@@ -246,7 +247,9 @@ class TicketQuery:
     group: str | None = None
     priority: str | None = None
     breached: bool | None = None
-    only_opened_by: str | None = None  # the visibility rule: a sales_rep's own tickets
+    # The visibility rule (crm_runtime.ownership): a sales_rep's own tickets; an agent's own,
+    # their groups' and those assigned to them. None: every ticket.
+    scope: Scope | None = None
 
 
 @dataclass(frozen=True)
@@ -361,10 +364,12 @@ class ServiceDeskViews(LogIndex):
         t = tickets.c
         conditions: list[ColumnElement[bool]] = []
         for column, value in ((t.status, query.status), (t.assignee_id, query.assignee_id),
-                              (t.group_name, query.group), (t.priority, query.priority),
-                              (t.opened_by, query.only_opened_by)):
+                              (t.group_name, query.group), (t.priority, query.priority)):
             if value is not None:
                 conditions.append(column == value)
+        visible = scope_condition(query.scope, owner=t.opened_by, group=t.group_name, assignee=t.assignee_id)
+        if visible is not None:
+            conditions.append(visible)
         now = utc(query.now)
         if query.breached is True:
             conditions.append(or_(t.first_response_open_due <= now, t.resolution_open_due <= now))

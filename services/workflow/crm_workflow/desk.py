@@ -101,6 +101,14 @@ class AgentRecord(Aggregate):
 
 
 class RoutingGroup(Aggregate):
+    """A routing group. It is snapshotted (WorkflowApplication.snapshotting_intervals), and a
+    snapshot is the aggregate's attributes as JSON: so they are plain values (the strategy
+    by its name), or an aggregate read back from a snapshot would differ from one replayed
+    from its events. Version 1 kept the strategy as an enum, which a snapshot gave back as
+    a str; `upcast_v1_v2` reads those snapshots."""
+
+    class_version = 2
+
     @staticmethod
     def id_for(name: str) -> UUID:
         return uuid5(_NAMESPACE, f"routing-group/{name}")
@@ -108,10 +116,18 @@ class RoutingGroup(Aggregate):
     @event("Defined")
     def __init__(self, id: UUID, name: str, strategy: str):  # noqa: A002
         self.name = name
-        self.strategy = RoutingStrategy(strategy)
+        self.strategy_name = RoutingStrategy(strategy).value
         self.members: list[str] = []
         self.queue: list[dict[str, Any]] = []
         self.last_agent_id: str | None = None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["strategy_name"] = str(state.pop("strategy"))
+
+    @property
+    def strategy(self) -> RoutingStrategy:
+        return RoutingStrategy(self.strategy_name)
 
     @classmethod
     def define(cls, name: str, strategy: RoutingStrategy = RoutingStrategy.ROUND_ROBIN) -> RoutingGroup:
@@ -125,7 +141,7 @@ class RoutingGroup(Aggregate):
 
     @event("StrategyChanged")
     def _strategy_changed(self, strategy: str) -> None:
-        self.strategy = RoutingStrategy(strategy)
+        self.strategy_name = RoutingStrategy(strategy).value
 
     def join(self, agent_id: str) -> None:
         if agent_id not in self.members:
