@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, in
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crm.leads.v1 import events_pb2 as leads_events
+from crm_devstack.postgres import fresh_database
 from crm_runtime import consumer, logs
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, encode, stable_event_id
 from crm_runtime.kafka_admin import create_topics
@@ -238,22 +240,6 @@ def bench_store(platform: PlatformSettings) -> dict[str, str]:
     return figures
 
 
-def fresh_postgres(platform: PlatformSettings):
-    import psycopg
-
-    dbname = f"crm_bench_{uuid.uuid4().hex[:8]}"
-    dsn = dict(host=platform.postgres_host, port=platform.postgres_port, dbname=platform.postgres_dbname,
-               user=platform.postgres_user, password=platform.postgres_password.get_secret_value())
-    with psycopg.connect(**dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-
-    def drop():
-        with psycopg.connect(**dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-    return platform.model_copy(update={"postgres_dbname": dbname}), drop
-
-
 def main(bootstrap: str) -> None:
     logs.configure("consumer-bench", "WARNING")  # per-event log lines would be measured too
     data = REPO / "build" / "consumer-bench-data"
@@ -263,14 +249,8 @@ def main(bootstrap: str) -> None:
     for store in stores:
         platform = PlatformSettings(store=store, data_dir=data / "stores", kafka_bootstrap=bootstrap,
                                     topic_prefix=f"cbench{uuid.uuid4().hex[:6]}.", topic_partitions=PARTITIONS)
-        cleanup = None
-        if store == "postgres":
-            platform, cleanup = fresh_postgres(platform)
-        try:
+        with fresh_database(platform) if store == "postgres" else nullcontext(platform) as platform:
             results[store] = bench_store(platform)
-        finally:
-            if cleanup:
-                cleanup()
     load = os.getloadavg()
     print(f"\nconsumer throughput (broker {bootstrap}, {PARTITIONS} partitions, {os.cpu_count()} cores, "
           f"load average {load[0]:.1f})")

@@ -18,10 +18,11 @@ import os
 import resource
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
+from crm_devstack.postgres import fresh_database
 from crm_leads.application import CaptureLead, LeadsApplication
 from crm_leads.importer import ImportLeads, import_leads
 from crm_leads.scoring import DEFAULT_RULES
@@ -50,35 +51,15 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fresh_platform(store: str, folder: Path) -> tuple[PlatformSettings, object]:
-    base = PlatformSettings(store=store, data_dir=folder / "stores", topic_prefix="bench.")
-    if store != "postgres":
-        return base, None
-    import psycopg
-
-    admin = (f"host={base.postgres_host} port={base.postgres_port} dbname={base.postgres_dbname} "
-             f"user={base.postgres_user} password={base.postgres_password.get_secret_value()}")
-    name = f"crm_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        for _ in range(10):  # autovacuum may be busy on it after a large import
-            try:
-                with psycopg.connect(admin, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                return
-            except psycopg.Error:
-                time.sleep(3)
-        print(f"  (could not drop the bench database {name}; drop it by hand)")
-
-    return base.model_copy(update={"postgres_dbname": name}), drop
-
-
 def bench_store(store: str, folder: Path) -> Iterator[tuple[str, float, str]]:
     """Each figure as soon as it is measured."""
     folder.mkdir(parents=True, exist_ok=True)
-    platform, drop = fresh_platform(store, folder)
+    base = PlatformSettings(store=store, data_dir=folder / "stores", topic_prefix="bench.")
+    with fresh_database(base) if store == "postgres" else nullcontext(base) as platform:
+        yield from _bench_on(platform, store, folder)
+
+
+def _bench_on(platform: PlatformSettings, store: str, folder: Path) -> Iterator[tuple[str, float, str]]:
     app = None
     try:
         app = LeadsApplication(platform)
@@ -121,8 +102,6 @@ def bench_store(store: str, folder: Path) -> Iterator[tuple[str, float, str]]:
     finally:
         if app is not None:
             app.close()
-        if drop is not None:
-            drop()
 
 
 def main() -> None:

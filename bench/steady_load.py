@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 import aiohttp
@@ -30,10 +31,12 @@ import psutil
 from kafka import KafkaConsumer, TopicPartition
 
 from crm.leads.v1 import events_pb2 as leads_events
+from crm_devstack.postgres import fresh_database
 from crm_devstack.processes import Platform, http_url, port_env
 from crm_runtime.auth import TokenCodec
 from crm_runtime.cloudevents import EventRegistry
 from crm_runtime.kafka_admin import create_topics
+from crm_runtime.settings import PlatformSettings
 from crm_runtime.topics import all_topics
 
 RATES = [int(r) for r in os.environ.get("CRM_BENCH_RATES", "50,200,500").split(",")]
@@ -224,8 +227,13 @@ def main() -> None:
     env = {**port_env(25_000, -25_000), "CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_TOPIC_PREFIX": prefix,
            "CRM_DATA_DIR": str(data / "stores"), "CRM_STORE": store, "CRM_AUTH_SECRET": SECRET,
            "CRM_LOG_LEVEL": "WARNING"}
-    if store == "postgres":
-        env["CRM_POSTGRES_DBNAME"] = os.environ.get("CRM_POSTGRES_DBNAME", "crm")
+    with fresh_database(PlatformSettings(store="postgres")) if store == "postgres" else nullcontext() as fresh:
+        if fresh is not None:  # an empty database: figures that do not depend on earlier runs
+            env["CRM_POSTGRES_DBNAME"] = fresh.postgres_dbname
+        run_all(env, data, store, bootstrap, prefix)
+
+
+def run_all(env: dict[str, str], data: Path, store: str, bootstrap: str, prefix: str) -> None:
     platform = Platform(env=env, log_dir=data / "logs", specs=[
         spec for spec in Platform(env={}).specs if spec.name in PROCESSES])
     token = TokenCodec(SECRET).issue("bench", ["admin"], ttl_seconds=3600)

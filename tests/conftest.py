@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,20 +52,14 @@ def sqlite_platform(tmp_path: Path, topic_prefix: str) -> PlatformSettings:
 
 
 @pytest.fixture
-def postgres_platform(topic_prefix: str) -> PlatformSettings:
+def postgres_platform(topic_prefix: str) -> Iterator[PlatformSettings]:
     """PostgreSQL settings with a fresh database per test (dropped afterwards)."""
-    import psycopg
+    from crm_devstack.postgres import fresh_database
 
     base = PlatformSettings(store="postgres", topic_prefix=topic_prefix,
                             kafka_bootstrap=os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    admin_dsn = (f"host={base.postgres_host} port={base.postgres_port} dbname={base.postgres_dbname} "
-                 f"user={base.postgres_user} password={base.postgres_password.get_secret_value()}")
-    dbname = f"crm_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    yield base.model_copy(update={"postgres_dbname": dbname})
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    with fresh_database(base, "crm_test") as platform:
+        yield platform
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
