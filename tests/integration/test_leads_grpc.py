@@ -165,3 +165,19 @@ def test_assignments_in_one_call_apply_in_order_until_one_is_refused(any_platfor
                 if type(event).__name__ == "Assigned"]
     assert [tracing.trace_id(trace_context(event)["traceparent"]) for event in assigned] == \
         [tracing.trace_id(tp) for tp in (traces[0], traces[2], traces[1])]
+
+    # A context is checked as a call's metadata is: a bad traceparent starts a new trace, a
+    # bad correlation id is replaced, and nothing else is stored.
+    hostile = leads_pb2.AssignLeadsRequest(
+        requests=[leads_pb2.AssignLeadRequest(lead_id=ids[2], owner_id="ann", idempotency_key="k5")],
+        contexts=[commands_pb2.CommandContext(headers={"traceparent": "00-garbage", "correlation_id": "a\nb",
+                                                       "x-evil": "1" * 1000})])
+
+    async def hostile_scenario(stub):
+        assert [r.code for r in (await stub.AssignLeads(hostile, metadata=service)).results] == [0]
+
+    run(app, address, hostile_scenario)
+    [event] = [e for e in app.repository.event_store.get(leads[2].id) if type(e).__name__ == "Assigned"]
+    stored = trace_context(event)
+    assert set(stored) == {"traceparent", "correlation_id"} and stored["correlation_id"] != "a\nb"
+    assert tracing.trace_id(stored["traceparent"]) is not None

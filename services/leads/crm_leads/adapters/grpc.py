@@ -33,6 +33,7 @@ from crm_leads.application import (
     MoveLead,
 )
 from crm_leads.permissions import CAMPAIGNS, LEADS
+from crm_runtime import tracing
 from crm_runtime.auth import current_principal
 from crm_runtime.errors import InvalidField, status_of
 from crm_runtime.grpc_server import Registration, rpc
@@ -116,7 +117,10 @@ class LeadsServicer(ScoringServicer, MergeRpcs, leads_pb2_grpc.LeadsServiceServi
             raise InvalidField("requests", f"{len(request.requests)} assignments; at most "
                                            f"{MAX_ASSIGNMENTS_PER_CALL} in one call")
         commands = [_assignment(item) for item in request.requests]
-        contexts = [dict(item.headers) for item in request.contexts]
+        contexts = []
+        for item in request.contexts:  # checked as a call's own metadata is: a child span each
+            with tracing.bound(item.headers.get("traceparent"), item.headers.get("correlation_id")) as bound:
+                contexts.append(dict(bound))
         applied, refused = await asyncio.to_thread(self.app.assign_leads, commands, contexts)
         results = [commands_pb2.CommandResult(code=grpc.StatusCode.OK.value[0]) for _ in range(applied)]
         if refused is not None:
