@@ -15,7 +15,7 @@ from crm_workflow.application import WorkflowApplication
 from crm_workflow.consumers import contract_events
 from crm_workflow.firing import TimerFirer
 from crm_workflow.settings import WorkflowSettings
-from tests.unit.test_contract_reminders import ACTIVATED_AT, activated_message, amended_message, paid_message
+from tests.unit.test_contract_reminder_plans import ACTIVATED_AT, activated_message, amended_message, paid_message
 
 TOPIC = "t.crm.sales.events.v1"
 
