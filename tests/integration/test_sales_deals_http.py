@@ -16,7 +16,7 @@ from crm_sales.adapters.http import routers
 from crm_sales.application import SalesApplication
 from crm_sales.context import CONTEXT
 from tests.conftest import TOKENS, bearer
-from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic
+from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic, stored_events
 
 PROBLEM = "application/problem+json"
 ANN = bearer("sales_rep", subject="ann")
@@ -68,7 +68,7 @@ def problem_of(response, status: int) -> dict:
 
 
 def stored(sales) -> int:
-    return sales.recorder.max_notification_id() or 0
+    return stored_events(sales)
 
 
 def set_up_deal(client) -> tuple[dict, dict, dict, dict]:

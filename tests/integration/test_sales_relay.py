@@ -32,7 +32,7 @@ from crm_sales.application import (
     WorkQuote,
 )
 from crm_sales.context import CONTEXT
-from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic
+from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic, stored_events
 
 pytestmark = pytest.mark.kafka
 ANN = Principal("ann", frozenset({"sales_rep"}))
@@ -149,7 +149,7 @@ def test_amendment_events_carry_the_new_dates_and_balances(any_platform, kafka_b
     thread = threading.Thread(target=relay.run, daemon=True)
     thread.start()
     try:
-        read_topic(kafka_bootstrap, topic, at_least(app.recorder.max_notification_id()))
+        read_topic(kafka_bootstrap, topic, at_least(stored_events(app)))
     finally:
         relay.stop()
         thread.join(30)
