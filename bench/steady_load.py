@@ -22,8 +22,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -55,9 +57,11 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class AssignedWatcher:
-    """Arrival time of each lead's LeadAssigned, read from the topic as it is written."""
+    """Arrival time of each subject's first event of `ce_type` (by default a lead's
+    LeadAssigned), read from the topic as it is written."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, ce_type: bytes = b"crm.leads.v1.LeadAssigned"):
+        self.ce_type = ce_type
         self.arrived: dict[str, float] = {}
         self.stop = threading.Event()
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
@@ -75,8 +79,7 @@ class AssignedWatcher:
             for records in self.consumer.poll(timeout_ms=50).values():
                 now = time.monotonic()
                 for record in records:
-                    headers = dict(record.headers)
-                    if headers.get("ce_type") == b"crm.leads.v1.LeadAssigned":
+                    if dict(record.headers).get("ce_type") == self.ce_type:
                         self.arrived.setdefault(record.key.decode(), now)
 
     def close(self) -> None:
@@ -117,27 +120,32 @@ class ReportWatcher:
         self.thread.join(5)
 
 
-async def _capture_at(rate: int, seconds: float, leads_url: str,
-                      token: str) -> tuple[list[tuple[str, float]], float, float]:
-    """Captures `rate` leads a second for `seconds`; returns (lead id, time of its 201) in
-    order, and when the first request was sent and the last answer came."""
+Posted = tuple[list[tuple[str, float]], float, float]  # (id, time of its 201) in order; first sent; last answered
+
+
+def lead_body(i: int) -> dict[str, Any]:
+    return {"name": f"Load {i}", "email": f"load-{uuid.uuid4().hex[:12]}@example.com", "channel": "web"}
+
+
+async def _post_at(rate: int, seconds: float, url: str, path: str, body_of: Callable[[int], dict[str, Any]],
+                   token: str) -> Posted:
+    """POSTs `body_of(i)` to `path` `rate` times a second for `seconds`; returns (the created
+    record's id, time of its 201) in order, and when the first request was sent and the
+    last answer came."""
     done: list[tuple[str, float]] = []
-    total = int(rate * seconds)
     connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(base_url=leads_url, connector=connector,
+    async with aiohttp.ClientSession(base_url=url, connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30),
                                      headers={"Authorization": f"Bearer {token}"}) as client:
         async def one(i: int) -> None:
-            body = {"name": f"Load {i}", "email": f"load-{uuid.uuid4().hex[:12]}@example.com",
-                    "channel": "web"}
-            async with client.post("/v1/leads", json=body) as response:
+            async with client.post(path, json=body_of(i)) as response:
                 if response.status == 201:
-                    lead = await response.json()
-                    done.append((lead["id"], time.monotonic()))
+                    created = await response.json()
+                    done.append((created["id"], time.monotonic()))
 
         tasks = []
         started = time.monotonic()
-        for i in range(total):
+        for i in range(int(rate * seconds)):
             delay = started + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -146,22 +154,23 @@ async def _capture_at(rate: int, seconds: float, leads_url: str,
     return done, started, time.monotonic()
 
 
-def _load_process(rate: int, seconds: float, leads_url: str, token: str, results) -> None:
-    results.send(asyncio.run(_capture_at(rate, seconds, leads_url, token)))
+def _load_process(args: tuple[Any, ...], results: Any) -> None:
+    results.send(asyncio.run(_post_at(*args)))
 
 
-def capture_at(rate: int, seconds: float, leads_url: str,
-               token: str) -> tuple[list[tuple[str, float]], float, float]:
-    """The load runs in a process of its own, so that the client's own work (and the
-    watchers' threads here) neither slows the captures down nor delays the timestamps of
-    their 201s; time.monotonic() is the same clock in every process of the machine."""
+def post_at(rate: int, seconds: float, url: str, path: str, body_of: Callable[[int], dict[str, Any]],
+            token: str) -> Posted:
+    """`_post_at` in a process of its own, so that the client's own work (and the watchers'
+    threads here) neither slows the requests down nor delays the timestamps of their 201s;
+    time.monotonic() is the same clock in every process of the machine. `body_of` is a
+    module-level function (the process is spawned)."""
     receiver, sender = multiprocessing.Pipe(duplex=False)
     process = multiprocessing.get_context("spawn").Process(
-        target=_load_process, args=(rate, seconds, leads_url, token, sender), daemon=True)
+        target=_load_process, args=((rate, seconds, url, path, body_of, token), sender), daemon=True)
     process.start()
     done = receiver.recv()
     process.join(10)
-    return done
+    return done  # type: ignore[no-any-return]
 
 
 def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: str) -> dict:
@@ -173,7 +182,7 @@ def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: 
     report = ReportWatcher(report_url, token)
     try:
         cpu_before = cpu_seconds(platform)
-        captured, started, ended = capture_at(rate, SECONDS, leads_url, token)
+        captured, started, ended = post_at(rate, SECONDS, leads_url, "/v1/leads", lead_body, token)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
                 len([1 for lead_id, _ in captured if lead_id in assigned.arrived]) < len(captured)

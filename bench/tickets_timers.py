@@ -27,23 +27,19 @@ load, and how late durable SLA timers fire with 10,000 of them pending.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import multiprocessing
 import os
 import random
 import tempfile
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
+from steady_load import AssignedWatcher, percentile, post_at  # the sibling script's helpers
 
 from crm_devstack.processes import Platform, http_url, port_env
 from crm_runtime.auth import TokenCodec
@@ -68,13 +64,6 @@ BERLIN = {"time_zone": "Europe/Berlin",
                        "2026-10-03", "2026-12-24", "2026-12-25", "2026-12-26"]}
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
 # -- 1. due times -------------------------------------------------------------------------------
 
 def bench_due(count: int) -> float:
@@ -91,86 +80,18 @@ def bench_due(count: int) -> float:
 
 # -- 2. ticket opened to assigned --------------------------------------------------------------
 
-class AssignedWatcher:
-    """Arrival time of each ticket's first TicketAssigned, read from the topic as it is written."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.arrived: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                      enable_auto_commit=False, fetch_max_wait_ms=10)
-        partitions = [TopicPartition(topic, p) for p in sorted(self.consumer.partitions_for_topic(topic))]
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_end(*partitions)
-        for partition in partitions:
-            self.consumer.position(partition)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            for records in self.consumer.poll(timeout_ms=50).values():
-                now = time.monotonic()
-                for record in records:
-                    if dict(record.headers).get("ce_type") == b"crm.servicedesk.v1.TicketAssigned":
-                        self.arrived.setdefault(record.key.decode(), now)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.consumer.close()
-
-
-Opened = tuple[list[tuple[str, float]], float, float]  # (ticket id, time of its 201); first sent; last answered
-
-
-async def _open_at(rate: int, seconds: float, desk_url: str, token: str) -> Opened:
-    """Opens `rate` tickets a second for `seconds`; returns (ticket id, time of its 201), and
-    when the first request was sent and the last answer came."""
-    done: list[tuple[str, float]] = []
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(base_url=desk_url, connector=connector, timeout=aiohttp.ClientTimeout(total=30),
-                                     headers={"Authorization": f"Bearer {token}"}) as client:
-        async def one(i: int) -> None:
-            body = {"subject": f"Load {i}", "channel": "email", "priority": "normal", "group": "support",
-                    "requester": {"email": f"load-{uuid.uuid4().hex[:12]}@example.com"}}
-            async with client.post("/v1/tickets", json=body) as response:
-                if response.status == 201:
-                    ticket = await response.json()
-                    done.append((ticket["id"], time.monotonic()))
-
-        tasks = []
-        started = time.monotonic()
-        for i in range(int(rate * seconds)):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(i)))
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return done, started, time.monotonic()
-
-
-def _load_process(rate: int, seconds: float, desk_url: str, token: str, results: Any) -> None:
-    results.send(asyncio.run(_open_at(rate, seconds, desk_url, token)))
-
-
-def open_at(rate: int, seconds: float, desk_url: str, token: str) -> Opened:
-    """The load runs in a process of its own (time.monotonic() is one clock for the machine)."""
-    receiver, sender = multiprocessing.Pipe(duplex=False)
-    process = multiprocessing.get_context("spawn").Process(
-        target=_load_process, args=(rate, seconds, desk_url, token, sender), daemon=True)
-    process.start()
-    done = receiver.recv()
-    process.join(10)
-    return done  # type: ignore[no-any-return]
+def ticket_body(i: int) -> dict[str, Any]:
+    return {"subject": f"Load {i}", "channel": "email", "priority": "normal", "group": "support",
+            "requester": {"email": f"load-{uuid.uuid4().hex[:12]}@example.com"}}
 
 
 def bench_assignment(platform: Platform, bootstrap: str, prefix: str, token: str, rate: int,
                      seconds: float) -> dict[str, Any]:
     desk_url = http_url(platform.spec("service-desk"), platform.env)
-    assigned = AssignedWatcher(bootstrap, f"{prefix}crm.servicedesk.events.v1")
+    assigned = AssignedWatcher(bootstrap, f"{prefix}crm.servicedesk.events.v1",
+                               b"crm.servicedesk.v1.TicketAssigned")
     try:
-        opened, started, ended = open_at(rate, seconds, desk_url, token)
+        opened, started, ended = post_at(rate, seconds, desk_url, "/v1/tickets", ticket_body, token)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(ticket_id not in assigned.arrived for ticket_id, _ in opened):
             time.sleep(0.1)
