@@ -9,7 +9,7 @@ the relay can put it in the record's headers.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -24,7 +24,7 @@ from eventsourcing.persistence import (
 )
 
 from crm_runtime import retries, tracing
-from crm_runtime.errors import Conflict, InvalidField, NotFound
+from crm_runtime.errors import Conflict, InvalidField, NotFound, ServiceError
 from crm_runtime.settings import PlatformSettings
 
 TRACE_ATTRIBUTE = "_trace"
@@ -33,6 +33,7 @@ TRACE_ATTRIBUTE = "_trace"
 MAX_EVENT_BYTES = 256 * 1024
 T = TypeVar("T")
 A = TypeVar("A")
+C = TypeVar("C")
 
 
 def store_env(name: str, platform: PlatformSettings) -> dict[str, str]:
@@ -176,6 +177,38 @@ class ServiceApplication(Application[Any]):
         if not same(existing):
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing, False
+
+
+    def apply_in_order(self, commands: Sequence[C], contexts: Sequence[Mapping[str, str]],
+                       target: Callable[[C], UUID], load: Callable[[UUID], A],
+                       act: Callable[[A, C], bool]) -> tuple[int, ServiceError | None, list[A]]:
+        """The batched form of a command (crm.common.v1.CommandResult): `act(aggregate,
+        command)` for each command in order, on the aggregate `target(command)` names
+        (loaded once per batch by `load`), stopping at the first ServiceError; what was
+        applied is saved in ONE transaction. `contexts`, parallel to `commands` (may be
+        shorter), is each one's trace context, stored with the events it caused.
+
+        Returns (how many were applied, the refusal or None, the aggregates changed).
+        `act` returns whether it changed anything (False: a repeat, by idempotency key)."""
+        loaded: dict[UUID, A] = {}  # one copy of an aggregate named twice in the batch
+        applied, refused = 0, None
+        for n, command in enumerate(commands):
+            try:
+                aggregate_id = target(command)
+                aggregate = loaded[aggregate_id] if aggregate_id in loaded else load(aggregate_id)
+                before = len(aggregate.pending_events)  # type: ignore[attr-defined]
+                if act(aggregate, command) and n < len(contexts):
+                    stamp_trace(aggregate, contexts[n], since=before)
+            except ServiceError as exc:
+                refused = exc
+                break
+            loaded[aggregate_id] = aggregate
+            applied += 1
+        changed = [aggregate for aggregate in loaded.values()
+                   if aggregate.pending_events]  # type: ignore[attr-defined]
+        if changed:
+            self.save_changes(*changed)
+        return applied, refused, changed
 
 
 def check_version(aggregate: Any, expected: int | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -12,15 +13,18 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from crm.common.v1 import commands_pb2
 from crm_runtime import logs, tracing
 from crm_runtime.auth import AuthInterceptor, Permission, TokenCodec, current_principal
-from crm_runtime.errors import ServiceError, status_of
+from crm_runtime.errors import InvalidField, ServiceError, status_of
 
 log = logs.get(__name__)
 # A servicer method: (self, request, context) -> response.
 Handler = Callable[..., Awaitable[Any]]
 
 MAX_REQUEST_BYTES = 512 * 1024  # no command needs more; larger requests are refused
+# Commands in one call of a batched form (crm.common.v1.CommandResult); dispatchers send 100.
+MAX_COMMANDS_PER_BATCH = 500
 
 
 def rpc(permission: Permission) -> Callable[[Handler], Handler]:
@@ -52,6 +56,32 @@ def rpc(permission: Permission) -> Callable[[Handler], Handler]:
         return wrapper
 
     return decorate
+
+
+# (the requests, each one's checked trace context) -> (how many applied, the refusal or None)
+BatchApply = Callable[[list[Any], list[dict[str, str]]], tuple[int, ServiceError | None]]
+
+
+async def apply_batch(request: Any, apply: BatchApply,
+                      limit: int = MAX_COMMANDS_PER_BATCH) -> list[commands_pb2.CommandResult]:
+    """The servicer side of a command's batched form: `request.requests` (at most `limit`,
+    else INVALID_ARGUMENT naming `requests`) and `request.contexts`, each context checked as
+    a call's own metadata is (a bad traceparent starts a new trace, nothing else is kept).
+    `apply` runs in a thread; the answer is one OK per command applied, then the refusal's
+    code and message."""
+    if len(request.requests) > limit:
+        raise InvalidField("requests", f"{len(request.requests)} commands; at most {limit} in one call")
+    contexts = []
+    for item in request.contexts:
+        with tracing.bound(item.headers.get("traceparent"), item.headers.get("correlation_id")) as bound:
+            contexts.append(dict(bound))
+    applied, refused = await asyncio.to_thread(apply, list(request.requests), contexts)
+    ok = grpc.StatusCode.OK.value[0]
+    results = [commands_pb2.CommandResult(code=ok) for _ in range(applied)]
+    if refused is not None:
+        code = grpc.StatusCode[status_of(refused).grpc].value[0]
+        results.append(commands_pb2.CommandResult(code=code, message=str(refused)))
+    return results
 
 
 @dataclass(frozen=True)

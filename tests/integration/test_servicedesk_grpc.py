@@ -201,3 +201,61 @@ def test_agents_see_and_change_only_their_groups_assigned_and_own_tickets_over_g
         assert moved.state.status == P.TICKET_STATUS_OPEN
 
     run(app, address, scenario)
+
+
+def test_assignments_and_escalations_in_one_call_apply_in_order_until_one_is_refused(any_platform, address):
+    """AssignTickets and EscalateTickets: the workflow dispatcher's batched forms (crm.common.v1
+    CommandResult): in order, one transaction, each with its own trace context."""
+    from crm.common.v1 import commands_pb2
+    from crm_runtime import tracing
+    from crm_runtime.eventstore import trace_context
+
+    clock = ManualClock(FRIDAY_4PM)
+    app = ServiceDeskApplication(any_platform, clock)
+    traces = [tracing.new_traceparent() for _ in range(4)]
+    contexts = [commands_pb2.CommandContext(headers={"traceparent": tp}) for tp in traces]
+    INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+    ids: list[str] = []
+
+    async def scenario(stub):
+        for n in range(3):
+            answer = await stub.CreateTicket(servicedesk_pb2.CreateTicketRequest(
+                subject=f"Help {n}", channel=types_pb2.TICKET_CHANNEL_CHAT, requester_email="ada@example.com"),
+                metadata=ADMIN)
+            ids.append(answer.ticket.state.ticket_id)
+        assign = servicedesk_pb2.AssignTicketsRequest(requests=[
+            servicedesk_pb2.AssignTicketRequest(ticket_id=ticket_id, assignee_id=agent, idempotency_key=key,
+                                                expected_version=version)
+            for ticket_id, agent, key, version in [(ids[0], "ann", "a0", 0), (ids[1], "bob", "a1", 0),
+                                                   (ids[0], "bob", "a2", 0), (ids[2], "ann", "a3", 7),
+                                                   (ids[2], "ann", "a4", 0)]],
+            contexts=contexts)
+        first = await stub.AssignTickets(assign, metadata=WORKFLOW)
+        assert [r.code for r in first.results] == [0, 0, 0, grpc.StatusCode.ABORTED.value[0]]
+        assert "not 7" in first.results[3].message
+        again = await stub.AssignTickets(assign, metadata=WORKFLOW)  # a re-delivery changes nothing
+        assert [r.code for r in again.results] == [r.code for r in first.results]
+
+        escalate = servicedesk_pb2.EscalateTicketsRequest(requests=[
+            servicedesk_pb2.EscalateTicketRequest(ticket_id=ids[1], level=1, idempotency_key="e1", reason="resolution"),
+            servicedesk_pb2.EscalateTicketRequest(ticket_id=ids[1], level=2, idempotency_key="e2"),
+            servicedesk_pb2.EscalateTicketRequest(ticket_id="not-a-ticket", level=1, idempotency_key="e3"),
+            servicedesk_pb2.EscalateTicketRequest(ticket_id=ids[2], level=1, idempotency_key="e4")])
+        escalated = await stub.EscalateTickets(escalate, metadata=WORKFLOW)
+        assert [r.code for r in escalated.results] == [0, 0, INVALID]
+        assert escalated.results[2].message.startswith("ticket_id:")
+
+        await refused(stub.AssignTickets(assign, metadata=AGENT), grpc.StatusCode.PERMISSION_DENIED)
+        too_many = servicedesk_pb2.EscalateTicketsRequest(requests=[escalate.requests[0]] * 501)
+        detail = await refused(stub.EscalateTickets(too_many, metadata=WORKFLOW), grpc.StatusCode.INVALID_ARGUMENT)
+        assert detail.startswith("requests:")
+
+    run(app, address, scenario)
+    tickets = [app.get_ticket(ticket_id) for ticket_id in ids]
+    assert [(t.assignee_id, t.escalation_level) for t in tickets] == [("bob", 0), ("bob", 2), (None, 0)]
+    # Each assignment's event carries the trace of its own decision.
+    assigned = [event for ticket in tickets[:2] for event in app.repository.event_store.get(ticket.id)
+                if type(event).__name__ == "Assigned"]
+    assert [tracing.trace_id(trace_context(event)["traceparent"]) for event in assigned] == \
+        [tracing.trace_id(tp) for tp in (traces[0], traces[2], traces[1])]

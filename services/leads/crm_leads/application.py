@@ -56,7 +56,7 @@ from crm_leads.views import (
 from crm_runtime import logs
 from crm_runtime.auth import Principal, current_principal
 from crm_runtime.errors import FailedPrecondition, InvalidField, ServiceError
-from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id, stamp_trace
+from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
 from crm_runtime.index import Page, ViewsOf, check_limit, check_since, decode_cursor, encode_cursor, page_of
 from crm_runtime.ownership import check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
@@ -237,24 +237,14 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
         Returns how many were applied and the refusal (None: all were). `contexts`, parallel
         to `commands`, is each one's trace context, stored with its event."""
         who = current_principal()
-        leads: dict[UUID, Lead] = {}  # one copy of a lead assigned twice in the batch
-        applied, refused = 0, None
-        for n, command in enumerate(commands):
-            try:
-                lead_id = parse_id("lead_id", command.lead_id)
-                lead = leads.get(lead_id) or self._visible_lead(lead_id, who)
-                check_version(lead, command.expected_version)
-                before = len(lead.pending_events)
-                if lead.assign(command.owner_id, command.idempotency_key) and n < len(contexts):
-                    stamp_trace(lead, contexts[n], since=before)
-            except ServiceError as exc:
-                refused = exc
-                break
-            leads[lead_id] = lead
-            applied += 1
-        changed = [lead for lead in leads.values() if lead.pending_events]
-        if changed:
-            self.save_changes(*changed)
+
+        def assign(lead: Lead, command: AssignLead) -> bool:
+            check_version(lead, command.expected_version)
+            return lead.assign(command.owner_id, command.idempotency_key)
+
+        applied, refused, changed = self.apply_in_order(
+            commands, contexts, lambda command: parse_id("lead_id", command.lead_id),
+            lambda lead_id: self._visible_lead(lead_id, who), assign)
         for lead in changed:
             log.info("lead.assigned", lead_id=str(lead.id), owner_id=lead.owner_id)
         return applied, refused

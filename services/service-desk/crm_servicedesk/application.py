@@ -24,6 +24,7 @@ lists.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,8 +33,8 @@ from uuid import UUID
 from crm_runtime import logs
 from crm_runtime.auth import Action, Principal, current_principal
 from crm_runtime.business_time import Calendar, Clock, SystemClock, due, elapsed, format_duration, parse_duration
-from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound
-from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version
+from crm_runtime.errors import Conflict, FailedPrecondition, InvalidField, NotFound, ServiceError
+from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
 from crm_runtime.index import Page, ViewsOf, check_limit
 from crm_runtime.ownership import check_visible, scope
 from crm_runtime.settings import PlatformSettings
@@ -100,6 +101,26 @@ class OpenTicket:
     # The caller's Idempotency-Key (HTTP) or request_id (gRPC).
     request_key: str | None = None
     caller: Principal | None = None
+
+
+@dataclass(frozen=True)
+class AssignTicket:
+    """The workflow's routing decision (also sent one at a time: AssignTicket)."""
+
+    ticket_id: str | UUID
+    assignee_id: Any
+    idempotency_key: Any
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class EscalateTicket:
+    """The workflow's escalation step (also sent one at a time: EscalateTicket)."""
+
+    ticket_id: str | UUID
+    level: Any
+    idempotency_key: Any
+    reason: Any = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +368,42 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
         if ticket.escalate(level, idempotency_key, reason, self.clock.now()):
             self._saved(ticket, "escalated")
         return ticket
+
+    def assign_tickets(self, commands: Sequence[AssignTicket],
+                       contexts: Sequence[Mapping[str, str]] = ()) -> tuple[int, ServiceError | None]:
+        """The workflow's routing decisions in order, saved in one transaction; stops at the
+        first one refused. Returns how many were applied and the refusal (None: all were).
+        `contexts`, parallel to `commands`, is each one's trace context."""
+        now = self.clock.now()
+
+        def assign(ticket: Ticket, command: AssignTicket) -> bool:
+            check_version(ticket, command.expected_version)
+            return ticket.assign(command.assignee_id, command.idempotency_key, now)
+
+        return self._tickets_in_order(commands, contexts, assign, "assigned")
+
+    def escalate_tickets(self, commands: Sequence[EscalateTicket],
+                         contexts: Sequence[Mapping[str, str]] = ()) -> tuple[int, ServiceError | None]:
+        """The workflow's escalations, as `assign_tickets`."""
+        now = self.clock.now()
+
+        def escalate(ticket: Ticket, command: EscalateTicket) -> bool:
+            return ticket.escalate(command.level, command.idempotency_key, command.reason, now)
+
+        return self._tickets_in_order(commands, contexts, escalate, "escalated")
+
+    def _tickets_in_order(self, commands: Sequence[Any], contexts: Sequence[Mapping[str, str]],
+                          act: Callable[[Ticket, Any], bool], what: str) -> tuple[int, ServiceError | None]:
+        who = current_principal()
+        applied, refused, changed = self.apply_in_order(
+            commands, contexts, lambda command: parse_id("ticket_id", command.ticket_id),
+            lambda ticket_id: self._visible(ticket_id, who), act)
+        for ticket in changed:
+            log.info(f"ticket.{what}", ticket_id=str(ticket.id), status=ticket.status.value,
+                     version=ticket.version)
+        if changed:
+            self._refresh_views()
+        return applied, refused
 
     # -- lists ------------------------------------------------------------------------------------
 

@@ -8,9 +8,6 @@ import asyncio
 from datetime import UTC
 from typing import Any
 
-import grpc
-
-from crm.common.v1 import commands_pb2
 from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc_merge import MergeRpcs
 from crm_leads.adapters.grpc_scoring import ScoringServicer
@@ -33,15 +30,13 @@ from crm_leads.application import (
     MoveLead,
 )
 from crm_leads.permissions import CAMPAIGNS, LEADS
-from crm_runtime import tracing
 from crm_runtime.auth import current_principal
-from crm_runtime.errors import InvalidField, status_of
-from crm_runtime.grpc_server import Registration, rpc
+from crm_runtime.errors import InvalidField, ServiceError
+from crm_runtime.grpc_server import Registration, apply_batch, rpc
 from crm_runtime.index import DEFAULT_LIMIT, MAX_LIMIT
 
 # The list fields' names on this protocol.
 _LIST_FIELDS = {"limit": "page_size", "cursor": "page_token"}
-MAX_ASSIGNMENTS_PER_CALL = 500
 _EDITABLE = ("name", "phone", "company", "title", "industry", "company_size", "country", "follow_up_on")
 
 
@@ -113,20 +108,10 @@ class LeadsServicer(ScoringServicer, MergeRpcs, leads_pb2_grpc.LeadsServiceServi
 
     @rpc(LEADS.assign)
     async def AssignLeads(self, request, context):
-        if len(request.requests) > MAX_ASSIGNMENTS_PER_CALL:
-            raise InvalidField("requests", f"{len(request.requests)} assignments; at most "
-                                           f"{MAX_ASSIGNMENTS_PER_CALL} in one call")
-        commands = [_assignment(item) for item in request.requests]
-        contexts = []
-        for item in request.contexts:  # checked as a call's own metadata is: a child span each
-            with tracing.bound(item.headers.get("traceparent"), item.headers.get("correlation_id")) as bound:
-                contexts.append(dict(bound))
-        applied, refused = await asyncio.to_thread(self.app.assign_leads, commands, contexts)
-        results = [commands_pb2.CommandResult(code=grpc.StatusCode.OK.value[0]) for _ in range(applied)]
-        if refused is not None:
-            code = grpc.StatusCode[status_of(refused).grpc]
-            results.append(commands_pb2.CommandResult(code=code.value[0], message=str(refused)))
-        return leads_pb2.AssignLeadsResponse(results=results)
+        def assign(items: list[Any], contexts: list[dict[str, str]]) -> tuple[int, ServiceError | None]:
+            return self.app.assign_leads([_assignment(item) for item in items], contexts)
+
+        return leads_pb2.AssignLeadsResponse(results=await apply_batch(request, assign))
 
     @rpc(LEADS.view)
     async def ListLeads(self, request, context):

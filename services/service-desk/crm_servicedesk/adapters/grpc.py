@@ -14,8 +14,8 @@ from crm.servicedesk.v1 import servicedesk_pb2, servicedesk_pb2_grpc
 from crm_runtime.auth import current_principal
 from crm_runtime.business_time import format_duration, parse_duration
 from crm_runtime.cloudevents import timestamp
-from crm_runtime.errors import InvalidField
-from crm_runtime.grpc_server import Registration, rpc
+from crm_runtime.errors import InvalidField, ServiceError
+from crm_runtime.grpc_server import Registration, apply_batch, rpc
 from crm_runtime.index import DEFAULT_LIMIT, MAX_LIMIT
 from crm_servicedesk.adapters.messages import (
     PROTO_TO_ARTICLE_STATUS,
@@ -32,7 +32,9 @@ from crm_servicedesk.adapters.messages import (
     ticket_to_message,
 )
 from crm_servicedesk.application import (
+    AssignTicket,
     DraftArticle,
+    EscalateTicket,
     ListArticles,
     ListTickets,
     OpenTicket,
@@ -197,6 +199,24 @@ class ServiceDeskServicer(servicedesk_pb2_grpc.ServiceDeskServiceServicer):
         ticket = await asyncio.to_thread(self.app.escalate_ticket, request.ticket_id, request.level,
                                          request.idempotency_key, request.reason or None)
         return self._ticket(ticket)
+
+    @rpc(TICKETS.assign)
+    async def AssignTickets(self, request, context):
+        def assign(items: list[Any], contexts: list[dict[str, str]]) -> tuple[int, ServiceError | None]:
+            return self.app.assign_tickets([AssignTicket(
+                ticket_id=item.ticket_id, assignee_id=item.assignee_id, idempotency_key=item.idempotency_key,
+                expected_version=item.expected_version or None) for item in items], contexts)
+
+        return servicedesk_pb2.AssignTicketsResponse(results=await apply_batch(request, assign))
+
+    @rpc(TICKETS.assign)
+    async def EscalateTickets(self, request, context):
+        def escalate(items: list[Any], contexts: list[dict[str, str]]) -> tuple[int, ServiceError | None]:
+            return self.app.escalate_tickets([EscalateTicket(
+                ticket_id=item.ticket_id, level=item.level, idempotency_key=item.idempotency_key,
+                reason=item.reason or None) for item in items], contexts)
+
+        return servicedesk_pb2.EscalateTicketsResponse(results=await apply_batch(request, escalate))
 
 
     # -- knowledge base -----------------------------------------------------------------------------

@@ -97,7 +97,7 @@ def ticket_queued(event: TicketWork.Queued) -> events_pb2.TicketQueued:
 def assign_ticket(event: TicketWork.Routed) -> Command:
     return Command.to("service-desk", SERVICE_DESK, "AssignTicket", servicedesk_pb2.AssignTicketRequest(
         ticket_id=event.ticket_id, assignee_id=event.agent_id, idempotency_key=event.idempotency_key),
-        idempotency_key=event.idempotency_key, ordering_key=event.ticket_id)
+        idempotency_key=event.idempotency_key, ordering_key=event.ticket_id, batch_method="AssignTickets")
 
 
 @EVENTS.publishes(Timer.Fired)
@@ -141,7 +141,7 @@ def escalate_ticket(event: Timer.Fired) -> Command | None:
     key = Timer.idempotency_key_for(event.name)
     return Command.to("service-desk", SERVICE_DESK, "EscalateTicket", servicedesk_pb2.EscalateTicketRequest(
         ticket_id=event.subject_id, level=event.level, idempotency_key=key, reason=event.target),
-        idempotency_key=key, ordering_key=event.subject_id)
+        idempotency_key=key, ordering_key=event.subject_id, batch_method="EscalateTickets")
 
 
 def timer_to_message(row: TimerRow) -> workflow_pb2.Timer:
