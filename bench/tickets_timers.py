@@ -13,8 +13,9 @@ load, and how late durable SLA timers fire with 10,000 of them pending.
    HTTP at each of CRM_BENCH_TICKET_RATES a second for CRM_BENCH_SECONDS (from a process of its own,
    as steady_load.py captures leads). Each ticket is timed from its 201 to its
    `TicketAssigned` on crm.servicedesk.events.v1, read by a plain kafka-python consumer:
-   the relay, the workflow's routing decision, the dispatcher's `AssignTicket`, the
-   service desk's command and its relay again.
+   the relay, the workflow's routing decision, the dispatcher's `AssignTicket` (several
+   at once as `AssignTickets`), the service desk's command and its relay again. On
+   PostgreSQL the platform gets an empty database of its own (as steady_load.py).
 3. Timers: CRM_BENCH_TIMERS pending timers (8 per ticket) are written into the workflow
    store through the tickets consumer's own decision path (`WorkflowApplication.apply_tickets`
    with ticket facts: scheduled exactly as from `TicketOpened`), due at random instants
@@ -33,6 +34,7 @@ import random
 import tempfile
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ import httpx
 from sqlalchemy import func, select
 from steady_load import AssignedWatcher, percentile, post_at  # the sibling script's helpers
 
+from crm_devstack.postgres import fresh_database
 from crm_devstack.processes import Platform, http_url, port_env
 from crm_runtime.auth import TokenCodec
 from crm_runtime.business_time import Calendar, due
@@ -203,12 +206,17 @@ def main() -> None:
     env = {**port_env(PORT_OFFSET, -PORT_OFFSET), "CRM_KAFKA_BOOTSTRAP": bootstrap, "CRM_TOPIC_PREFIX": prefix,
            "CRM_DATA_DIR": str(data / "stores"), "CRM_STORE": store, "CRM_AUTH_SECRET": SECRET,
            "CRM_LOG_LEVEL": "WARNING"}
-    if store == "postgres":
-        env["CRM_POSTGRES_DBNAME"] = os.environ.get("CRM_POSTGRES_DBNAME", "crm")
-    settings = PlatformSettings(store=store, data_dir=data / "stores", topic_prefix=prefix,
-                                kafka_bootstrap=bootstrap, **({"postgres_dbname": env["CRM_POSTGRES_DBNAME"]}
-                                                              if store == "postgres" else {}))
+    with fresh_database(PlatformSettings(store="postgres")) if store == "postgres" else nullcontext() as fresh:
+        extra = {}
+        if fresh is not None:  # an empty database: figures that do not depend on earlier runs
+            env["CRM_POSTGRES_DBNAME"] = extra["postgres_dbname"] = fresh.postgres_dbname
+        settings = PlatformSettings(store=store, data_dir=data / "stores", topic_prefix=prefix,
+                                    kafka_bootstrap=bootstrap, **extra)
+        run_all(env, data, store, bootstrap, prefix, settings)
 
+
+def run_all(env: dict[str, str], data: Path, store: str, bootstrap: str, prefix: str,
+            settings: PlatformSettings) -> None:
     print(f"\ntickets and timers ({store})", flush=True)
     print(f"  due-time computations  {bench_due(DUE_COMPUTATIONS):>10,.0f} /s   "
           f"(business_time.due, Europe/Berlin with a lunch break and 10 holidays, {DUE_COMPUTATIONS:,} cases)",

@@ -253,3 +253,39 @@ def test_a_routing_group_read_back_from_its_snapshot_routes_like_the_one_replaye
     old["strategy"] = old.pop("strategy_name")
     RoutingGroup.upcast_v1_v2(old)
     assert old["strategy_name"] == "least_loaded"
+
+
+def test_timers_due_together_fire_in_one_transaction_and_a_lost_race_falls_back_to_one_each(app, clock):
+    fr, res = T0 + timedelta(hours=1), T0 + timedelta(hours=4)
+    app.apply_tickets([fact("t1", 1, group="", sla=sla("t1", fr, res))])
+    clock.set(fr)
+    app.views.catch_up()
+    ids = [row.id for row in app.views.due_timers(fr, 10)]
+    assert len(ids) == 3  # warning, breach and level 1 of the first response
+    stored = app.recorder.max_notification_id()
+    assert TimerFirer(app).step() == 3
+    fired = app.recorder.select_notifications(start=stored + 1, limit=10)
+    assert [type(app.mapper.to_domain_event(n)).__name__ for n in fired] == ["Fired"] * 3
+
+    # Another firer fires one of a chunk between this firer's read and its save: the chunk's
+    # save fails as a whole, and the others fire one by one; each timer fires once.
+    clock.set(res)
+    app.views.catch_up()
+    due = [row.id for row in app.views.due_timers(res, 10)]
+    assert len(due) == 4  # the resolution's warning, breach, level 1; the first response's level 2
+    firer, rival = TimerFirer(app), TimerFirer(app)
+    read = firer._due
+
+    def raced(timer_ids, now):
+        timers = read(timer_ids, now)
+        if len(timer_ids) > 1:
+            assert rival._fire([timer_ids[1]], now) == 1
+        return timers
+
+    firer._due = raced
+    assert firer.step() == 3
+    rows = {row.id: row.state for row in app.timers_of("t1")}
+    assert all(rows[timer_id] == "fired" for timer_id in due)
+    events = [app.mapper.to_domain_event(n) for n in app.recorder.select_notifications(start=1, limit=1000)]
+    fired_names = [e.name for e in events if type(e).__name__ == "Fired"]
+    assert len(fired_names) == len(set(fired_names)) == 7
