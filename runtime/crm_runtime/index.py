@@ -241,10 +241,11 @@ def apply_changes(conn: Connection, changes: Sequence[Change]) -> None:
     consecutive patches of the same columns of one table in one executemany."""
     run: list[Upsert] = []
     patches: list[Patch] = []
+    patched: set[Any] = set()  # the ids in `patches`
     for change in changes:
         if isinstance(change, Upsert):
             _patch_all(conn, patches)
-            patches = []
+            patches, patched = [], set()
             if run and (run[0].table is not change.table or run[0].keep != change.keep):
                 _flush(conn, run)
                 run = []
@@ -254,10 +255,11 @@ def apply_changes(conn: Connection, changes: Sequence[Change]) -> None:
         run = []
         if patches and (patches[0].table is not change.table
                         or patches[0].values.keys() != change.values.keys()
-                        or any(p.id == change.id for p in patches)):  # one record twice: in order
+                        or change.id in patched):  # one record twice: in order
             _patch_all(conn, patches)
-            patches = []
+            patches, patched = [], set()
         patches.append(change)
+        patched.add(change.id)
     _flush(conn, run)
     _patch_all(conn, patches)
 

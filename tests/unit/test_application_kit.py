@@ -61,3 +61,20 @@ def test_a_batch_of_decisions_advances_the_rotation_once_per_new_lead():
     replay = workflow.decide_lead_owners([("l2", "e2"), ("l3", "e3")])
     assert [(a.subject_id, a.owner_id) for a in replay] == [("l2", "rep-b"), ("l3", "rep-a")]
     assert workflow.get_assignment("l1").idempotency_key == "workflow/assignment/e1"
+
+
+def test_find_many_reads_what_find_reads(leads):
+    """On the in-memory store too; a class with snapshots (the rotation) is read with `find`."""
+    from crm_workflow.assignment import Rotation
+
+    one, _ = leads.capture_lead(ADA)
+    two, _ = leads.capture_lead(CaptureLead(name="Bo", email="bo@example.com", phone=None, company=None,
+                                            channel="web"))
+    found = leads.find_many(Lead, [two.id, uuid4(), one.id])
+    assert {key: lead.email for key, lead in found.items()} == {one.id: "ada@example.com", two.id: "bo@example.com"}
+
+    workflow = WorkflowApplication(MEMORY, ["rep-a"])
+    workflow.decide_lead_owners([("l1", "e1")])
+    rotation_id = Rotation.id_for("sales-reps")
+    rotation = workflow.find(Rotation, rotation_id)
+    assert workflow.find_many(Rotation, [rotation_id])[rotation_id].version == rotation.version

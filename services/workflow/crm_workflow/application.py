@@ -68,10 +68,12 @@ class WorkflowApplication(ServiceApplication):
         new: list[Assignment] = []
         rotation = self.find(Rotation, Rotation.id_for(SALES_REPS_POOL)) or Rotation(
             id=Rotation.id_for(SALES_REPS_POOL), pool=SALES_REPS_POOL)
+        # One read for the batch's earlier decisions (usually none: most leads are new).
+        stored = self.find_many(Assignment, [Assignment.id_for(LEAD, lead_id) for lead_id, _ in leads])
         for lead_id, cause_event_id in leads:
             if lead_id in decided:
                 continue
-            existing = self.find(Assignment, Assignment.id_for(LEAD, lead_id))
+            existing = stored.get(Assignment.id_for(LEAD, lead_id))
             if existing is None:
                 existing = Assignment(
                     id=Assignment.id_for(LEAD, lead_id), subject_type=LEAD, subject_id=lead_id,

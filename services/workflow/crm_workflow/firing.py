@@ -81,8 +81,9 @@ class TimerFirer:
     def _due(self, ids: list[UUID], now: datetime) -> list[Timer]:
         """The timers among `ids` still pending and due, fired (not saved yet)."""
         timers = []
+        stored = self.app.find_many(Timer, ids)  # one read for the chunk
         for timer_id in ids:
-            timer = self.app.find(Timer, timer_id)
+            timer = stored.get(timer_id)
             if timer is None or not timer.pending or timer.fire_at > now:
                 continue  # the index lags behind a move or a cancel: the aggregate decides
             timer.fire(now)
