@@ -1,15 +1,21 @@
-"""The consumer side, for the faust apps: partitions in parallel, records in batches, each
-batch applied in one store transaction together with the partition's new position.
+"""The consumer side of the workers: partitions in parallel, records in batches, each batch
+applied in one store transaction together with the partition's new position.
+
+A worker is a faust app (the process, its signals, timers and the dead-letter producer);
+each `EventConsumer` reads its topics with an aiokafka consumer of its own, in its own
+consumer group (`<app id>.<name>`), as a task of that app.
 
 A `BatchHandler` (a projection, a process application) owns its effects, the ids of the
 events it applied (so the same event twice changes nothing) and its position per
 partition, all in its own store and written in one transaction. `EventConsumer` feeds it:
 
-- every partition has its own faust actor (`isolated_partitions=True`), so partitions are
-  processed concurrently and each in order;
-- records are taken in batches (whatever arrived, up to `max_batch`, within `max_wait`);
-  records at or below the stored position are skipped; a record that cannot be decoded
-  goes to `<topic>.dlq` at once; the rest is applied in a thread, in one transaction;
+- every partition has its own worker task, so partitions are processed concurrently and
+  each in order;
+- records are taken in batches: whatever was fetched while the partition's previous
+  batch was applied, up to `max_batch` (batches grow with the load; nothing waits to fill
+  one); records at or below the stored position are skipped; a record that cannot be
+  decoded goes to `<topic>.dlq` at once; the rest is applied in a thread, in one
+  transaction;
 - a transient failure (`is_transient`: a store, a peer or a race) is retried with back-off
   until it succeeds; any other failure makes the batch fall back to one event at a time,
   so that only the failing event is retried (`max_attempts`) and then dead-lettered, its
@@ -19,11 +25,11 @@ partition, all in its own store and written in one transaction. `EventConsumer` 
   group's offsets are only a hint, so a new, switched or restored store replays what it
   lacks by itself, and a rebuild needs no consumer-group surgery.
 
-Records are acknowledged to faust only after their batch is committed; faust's own
-acknowledgement matters little anyway, since the position in the store decides where a
-partition resumes. On SIGTERM a worker stops within `STOP_DEADLINE_SECONDS` whatever is
-unreachable: the batch in flight is neither committed by us nor skipped, and it is seen
-again after the restart.
+The consumer group's offsets are committed (every second) only for records whose batch
+is committed, for tools that show a group's lag; they are never read back, since the
+position in the store decides where a partition resumes. On SIGTERM a worker stops within
+`STOP_DEADLINE_SECONDS` whatever is unreachable: the batch in flight is neither committed
+by us nor skipped, and it is seen again after the restart.
 
 Retries use tenacity, one named policy per concern (`retry_transient`,
 `retry_faulty_event`, `retry_dead_letter`, `retry_positions`, `retry_consumer_fault`).
@@ -43,7 +49,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import faust
-from faust.transport.drivers import aiokafka as _kafka_driver
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from faust.app.base import BootStrategy
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import (
     AsyncRetrying,
@@ -198,48 +205,23 @@ class BatchHandler(Protocol):
 
 # --- the faust app -------------------------------------------------------------------------
 
-class _PositionedConsumer(_kafka_driver.Consumer):
-    """faust's Kafka consumer, except that when partitions are assigned, those a
-    `BatchHandler` consumes start where its store says (faust calls `seek_to_committed`
-    once the assignment is complete, before any record of it is fetched)."""
+class _Boot(BootStrategy):
+    """faust hosts the process (signals, timers, the dead-letter producer); its own Kafka
+    consumer, fetcher and stream machinery are not started: each `EventConsumer` reads
+    its topics with an aiokafka consumer of its own (about a third of a worker's CPU went
+    to faust's per-event stream machinery)."""
 
-    async def seek_to_committed(self) -> Mapping[Any, int]:
-        offsets = dict(await super().seek_to_committed())
-        assigned = self.assignment()
-        targets: dict[Any, int | None] = {}
-        for source in getattr(self.app, "position_sources", ()):
-            for tp, target in (await source.stored_targets(assigned)).items():
-                # Two handlers on one partition: the earlier position wins; each skips what it has.
-                if tp not in targets:
-                    targets[tp] = target
-                elif targets[tp] is not None and (target is None or target < targets[tp]):
-                    targets[tp] = target
-        if not targets:
-            return offsets
-        unknown = [tp for tp, target in targets.items() if target is None]
-        earliest = dict(await self.earliest_offsets(*unknown)) if unknown else {}
-        resolved = {tp: (target if target is not None else int(earliest.get(tp) or 0))
-                    for tp, target in targets.items()}
-        await self.seek_wait(resolved)
-        log.info("consumer.seeked_to_stored_positions",
-                 positions={f"{tp.topic}:{tp.partition}": offset for tp, offset in sorted(resolved.items())})
-        offsets.update(resolved)
-        return offsets
-
-
-class _Transport(_kafka_driver.Transport):
-    Consumer = _PositionedConsumer
+    enable_kafka_consumer = False
 
 
 class PlatformApp(faust.App):
-    """A faust app whose consumers start each partition at the position their store holds."""
+    """A faust app whose `EventConsumer`s read Kafka themselves (see `_Boot`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    BootStrategy = _Boot
+
+    def __init__(self, *args: Any, platform: PlatformSettings, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.position_sources: list[EventConsumer] = []
-
-    def _new_transport(self) -> Any:
-        return _Transport(self.conf.broker_consumer, self)
+        self.platform = platform
 
 
 def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> PlatformApp:
@@ -247,23 +229,11 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> Platf
         broker=f"kafka://{platform.kafka_bootstrap}",
         key_serializer="raw",
         value_serializer="raw",
-        # Exactly-once mode has open rebalance bugs; handlers are idempotent instead.
-        processing_guarantee="at_least_once",
-        consumer_auto_offset_reset="earliest",
         store="memory://",
         web_enabled=False,
         topic_replication_factor=1,
         topic_partitions=platform.topic_partitions,
         producer_acks=-1,
-        broker_commit_every=100,
-        broker_commit_interval=1.0,
-        # A killed worker's partitions move to the survivors after this long, not 60 s.
-        broker_session_timeout=platform.consumer_session_timeout_seconds,
-        broker_heartbeat_interval=max(1.0, platform.consumer_session_timeout_seconds / 4),
-        # Neither a rebalance nor a shutdown waits for the batch in flight (it may be stuck
-        # retrying a store that is down): it is not acknowledged, and positions are in the
-        # store, so whoever gets the partition next starts from what was committed.
-        stream_wait_empty=False,
     )
     settings.update(overrides)
     name = f"{platform.topic_prefix}{app_id}"
@@ -271,7 +241,7 @@ def make_app(app_id: str, platform: PlatformSettings, **overrides: Any) -> Platf
     datadir = (platform.data_dir / "faust" / name).resolve()
     datadir.parent.mkdir(parents=True, exist_ok=True)
     settings.setdefault("datadir", str(datadir))
-    return PlatformApp(name, **settings)
+    return PlatformApp(name, platform=platform, **settings)
 
 
 # --- the consumer --------------------------------------------------------------------------
@@ -280,57 +250,185 @@ def _raw(app: faust.App, *topics: str) -> Any:
     return app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
+# How long an idle consumer waits in one fetch (records end the wait at once), and how
+# often the consumer group's offsets are committed (a hint only: see EventConsumer).
+POLL_SECONDS = 0.5
+COMMIT_INTERVAL_SECONDS = 1.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: EventConsumer, kafka: AIOKafkaConsumer):
+        self.owner = owner
+        self.kafka = kafka
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.owner._revoked(self.kafka, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.owner._assigned(self.kafka, assigned)
+
+
 class EventConsumer:
-    """Binds one `BatchHandler` to one or more topics of a faust app: one agent, one actor
-    per assigned partition.
+    """Binds one `BatchHandler` to one or more topics: an aiokafka consumer of its own
+    (consumer group `<app id>.<name>`), run as a task of the faust app, with one worker
+    task per assigned partition.
+
+    A partition's records queue up while its batch is applied, and the next batch is
+    whatever queued meanwhile, up to `max_batch` (a partition's fetching pauses while
+    2 × `max_batch`, at least 1,000, are queued): batches grow with the load, and an idle
+    partition waits for nothing.
 
     A handler that is not a `BatchHandler` is refused: positions live in the handler's
     store, never only in the consumer group.
     """
 
     def __init__(self, app: faust.App, topics: Sequence[str] | str, registry: EventRegistry,
-                 handler: BatchHandler, *, name: str, max_batch: int = 500,
-                 max_wait: float = 0.02, max_attempts: int = 5):
+                 handler: BatchHandler, *, name: str, max_batch: int = 500, max_attempts: int = 5):
+        if not isinstance(handler, BatchHandler):
+            raise TypeError(f"{handler!r} is not a BatchHandler (positions, apply, advance)")
+        if not isinstance(app, PlatformApp):
+            raise TypeError("the app must come from crm_runtime.consumer.make_app")
         self.app = app
         self.name = name
         self.topic_names = [topics] if isinstance(topics, str) else list(topics)
         self.registry = registry
         self.handler = handler
         self.max_batch = max_batch
-        self.max_wait = max_wait
         self.max_attempts = max_attempts
-        if not isinstance(handler, BatchHandler):
-            raise TypeError(f"{handler!r} is not a BatchHandler (positions, apply, advance)")
+        # Records queued per partition before its fetching pauses (memory, not batch size).
+        self._pause_at = max(2 * max_batch, 1000)
+        self.group_id = f"{app.conf.id}.{name}"
         # (topic, partition) -> last offset applied or passed; None: the store has none.
         self._positions: dict[tuple[str, int], int | None] = {}
         self._dead_letter_topics = {topic: _raw(app, dead_letter_topic(topic)) for topic in self.topic_names}
-        if isinstance(app, PlatformApp):
-            app.position_sources.append(self)
-        else:
-            log.warning("consumer.no_seek", consumer=name,
-                        hint="use crm_runtime.consumer.make_app: this app resumes from group offsets")
-        app.agent(_raw(app, *self.topic_names), name=name, isolated_partitions=True)(self._agent)
+        self._queued: dict[Any, list[Record]] = {}  # partition -> records fetched, not applied yet
+        self._workers: dict[Any, asyncio.Task[None]] = {}  # partition -> the task applying them
+        self._done: dict[Any, int] = {}  # partition -> next offset, for the group's commit
+        self._kafka: AIOKafkaConsumer | None = None
+        app.task(self.run)
 
     @property
     def topic_name(self) -> str:
         return self.topic_names[0]
 
-    # -- faust side --
+    # -- the Kafka side --
 
-    async def _agent(self, stream: Any) -> None:
-        async for events in stream.noack_take(self.max_batch, within=self.max_wait):
-            records: dict[tuple[str, int], list[Record]] = {}
-            for event in events:
-                message = event.message
-                records.setdefault((message.topic, message.partition), []).append(Record(
-                    message.topic, message.partition, message.offset, message.key, message.value,
-                    message.headers))
-            for (topic, partition), batch in records.items():
-                # Nothing may escape (faust would carry on past the batch): retried until done.
-                await retry_consumer_fault(consumer=self.name, topic=topic, partition=partition)(
-                    self.process_batch, topic, partition, batch)
-            for event in events:  # only now: the batch is committed, dead-lettered or passed
-                await stream.ack(event)
+    def _new_kafka_consumer(self) -> AIOKafkaConsumer:
+        platform: PlatformSettings = self.app.platform
+        session_ms = int(platform.consumer_session_timeout_seconds * 1000)
+        return AIOKafkaConsumer(
+            bootstrap_servers=platform.kafka_bootstrap, group_id=self.group_id, client_id=self.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.max_batch,
+            # A killed worker's partitions move to the survivors after this long, not 60 s.
+            session_timeout_ms=session_ms, heartbeat_interval_ms=max(1000, session_ms // 4),
+            rebalance_timeout_ms=max(session_ms, 30_000))
+
+    async def run(self) -> None:
+        """Reads the topics until cancelled (the worker stopping). Neither a rebalance nor a
+        shutdown waits for a batch in flight (it may be stuck retrying a store that is down):
+        positions are in the store, so whoever gets the partition next starts from what was
+        committed."""
+        kafka = await self._start()
+        self._kafka = kafka
+        committed = time.monotonic()
+        try:
+            while True:
+                fetched = await kafka.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=self.max_batch)
+                for tp, messages in fetched.items():
+                    self._queue(kafka, tp, messages)
+                if time.monotonic() - committed >= COMMIT_INTERVAL_SECONDS:
+                    committed = time.monotonic()
+                    await self._commit(kafka)
+        finally:
+            self._kafka = None
+            await self._stop_workers(list(self._workers))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(kafka.stop(), timeout=2)
+
+    async def _start(self) -> AIOKafkaConsumer:
+        """A started consumer, subscribed to the topics; Kafka unreachable: again, with back-off."""
+        async for attempt in retry_consumer_fault(consumer=self.name, step="start"):
+            with attempt:
+                kafka = self._new_kafka_consumer()
+                kafka.subscribe(self.topic_names, listener=_Rebalance(self, kafka))
+                try:
+                    await kafka.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(kafka.stop(), timeout=2)
+                    raise
+                return kafka
+        raise AssertionError("unreachable: the start is retried until it succeeds")
+
+    def _queue(self, kafka: AIOKafkaConsumer, tp: Any, messages: Sequence[Any]) -> None:
+        if tp not in kafka.assignment():
+            return  # revoked since this fetch: the next owner reads them from its position
+        queued = self._queued.setdefault(tp, [])
+        queued.extend(Record(m.topic, m.partition, m.offset, m.key, m.value, m.headers) for m in messages)
+        if len(queued) >= self._pause_at:
+            kafka.pause(tp)  # its worker is behind: fetch more once it has taken some
+        worker = self._workers.get(tp)
+        if worker is None or worker.done():
+            self._workers[tp] = asyncio.create_task(self._work(kafka, tp),
+                                                    name=f"{self.name}:{tp.topic}:{tp.partition}")
+
+    async def _work(self, kafka: AIOKafkaConsumer, tp: Any) -> None:
+        """Applies the partition's queued records, a batch at a time, until none are left."""
+        while self._queued.get(tp):
+            queued = self._queued[tp]
+            batch, self._queued[tp] = queued[:self.max_batch], queued[self.max_batch:]
+            if len(self._queued[tp]) < self._pause_at and tp in kafka.paused():
+                kafka.resume(tp)
+            # Nothing may escape (the partition would stall): retried until done.
+            await retry_consumer_fault(consumer=self.name, topic=tp.topic, partition=tp.partition)(
+                self.process_batch, tp.topic, tp.partition, batch)
+            self._done[tp] = batch[-1].offset + 1
+        self._queued.pop(tp, None)
+
+    async def _commit(self, kafka: AIOKafkaConsumer) -> None:
+        """The group's offsets follow the store's positions, for tools that show a group's
+        lag; they are never read back (the store decides where a partition resumes)."""
+        done, self._done = self._done, {}
+        mine = {tp: offset for tp, offset in done.items() if tp in kafka.assignment()}
+        if mine:
+            try:
+                await kafka.commit(mine)
+            except Exception as exc:  # noqa: BLE001 - a rebalance under way: the next commit
+                log.debug("consumer.commit_skipped", consumer=self.name, error=repr(exc))
+
+    async def _stop_workers(self, partitions: Sequence[Any]) -> None:
+        tasks = [task for tp in partitions if (task := self._workers.pop(tp, None)) is not None]
+        for tp in partitions:
+            self._queued.pop(tp, None)
+            self._done.pop(tp, None)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_DEADLINE_SECONDS / 2)
+
+    async def _revoked(self, kafka: AIOKafkaConsumer, revoked: Iterable[Any]) -> None:
+        """Partitions taken away: their batches in flight are cancelled, not committed by
+        us (a store thread already writing finishes; its position makes the next owner skip
+        what it applied)."""
+        await self._commit(kafka)
+        await self._stop_workers(list(revoked))
+
+    async def _assigned(self, kafka: AIOKafkaConsumer, assigned: Iterable[Any]) -> None:
+        """Each assigned partition starts after the position its store holds, or at the
+        beginning when it holds none, as Kafka Connect sinks do: the consumer group's
+        offsets are only a hint, so a new, switched or restored store replays what it lacks
+        by itself, and a rebuild needs no consumer-group surgery."""
+        targets = await self.stored_targets(assigned)
+        beginning = [tp for tp, target in targets.items() if target is None]
+        for tp, target in targets.items():
+            if target is not None:
+                kafka.seek(tp, target)
+        if beginning:
+            await kafka.seek_to_beginning(*beginning)
+        if targets:
+            log.info("consumer.seeked_to_stored_positions", consumer=self.name,
+                     positions={f"{tp.topic}:{tp.partition}": ("beginning" if target is None else target)
+                                for tp, target in sorted(targets.items())})
 
     async def stored_targets(self, assigned: Iterable[Any]) -> dict[Any, int | None]:
         """For the assigned partitions of this consumer's topics: where to start reading
@@ -456,7 +554,7 @@ class EventConsumer:
     def _gauge(self, topic: str, partition: int, last: int) -> None:
         try:
             POSITION.labels(self.name, topic, str(partition)).set(last)
-            highwater = self.app.consumer.highwater(_kafka_driver._TopicPartition(topic, partition))
+            highwater = self._kafka.highwater(TopicPartition(topic, partition)) if self._kafka else None
             if highwater is not None:
                 LAG.labels(self.name, topic, str(partition)).set(max(0, highwater - last - 1))
         except Exception:  # noqa: BLE001 - metrics are best effort

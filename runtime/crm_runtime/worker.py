@@ -1,5 +1,5 @@
-"""A context's worker: one faust app running every consumer the context declares, each an
-agent over its topics with one actor per partition (crm_runtime.consumer)."""
+"""A context's worker: one faust app running every consumer the context declares, each with
+its own Kafka consumer and consumer group, one task per partition (crm_runtime.consumer)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,16 @@ def app_id(ctx: Context) -> str:
     return f"crm-{ctx.name}"
 
 
+def consumer_name(ctx: Context, declared: Any) -> str:
+    return f"{ctx.name}-{declared.name}"
+
+
+def consumer_groups(ctx: Context, topic_prefix: str) -> list[str]:
+    """The Kafka consumer groups of the context's worker: one per declared consumer
+    (`EventConsumer.group_id`), e.g. `crm-analytics.analytics-lead-report`."""
+    return [f"{topic_prefix}{app_id(ctx)}.{consumer_name(ctx, declared)}" for declared in ctx.consumers]
+
+
 def build(ctx: Context, settings: ServiceSettings) -> faust.App:
     platform = settings.platform
     app = ctx.application(settings)
@@ -29,7 +39,7 @@ def build(ctx: Context, settings: ServiceSettings) -> faust.App:
         consumer.EventConsumer(
             faust_app, [events_topic(name, platform.topic_prefix) for name in declared.topics],
             registry_for(*declared.topics), declared.handler(settings, app),
-            name=f"{ctx.name}-{declared.name}")
+            name=consumer_name(ctx, declared))
     for periodic in ctx.periodic:
         _schedule(faust_app, periodic, periodic.handler(settings, app),
                   float(getattr(settings, periodic.interval_setting)), f"{ctx.name}-{periodic.name}")

@@ -205,7 +205,7 @@ def test_a_new_store_replays_the_topic_whatever_the_consumer_group_says(
     projection = open_projection(any_platform, "batched")
     wait_for(lambda: first.alive() or projection.table() == expected_table(subjects, 10), timeout=120,
              what="first store caught up")
-    group = f"{any_platform.topic_prefix}batch-test"
+    group = f"{any_platform.topic_prefix}batch-test.batched"  # <worker app id>.<consumer name>
     # The consumer group has committed everything: a store that trusted it would get nothing.
     wait_for(lambda: group_offsets(any_platform.kafka_bootstrap, group, topic) == ends, timeout=30,
              what="group offsets at the end")

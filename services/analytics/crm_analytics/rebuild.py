@@ -1,6 +1,7 @@
 """`python -m crm_analytics.rebuild`: empty every read model and rebuild it by replay.
 
-Stop the analytics worker first (this refuses while a member of its consumer group runs).
+Stop the analytics worker first (this refuses while a member of one of its consumer groups
+runs).
 Each projection is reset: its tables, its processed-event ids and its positions emptied.
 The worker, started again, seeks every partition to the position its store holds (none:
 the beginning) and replays the event topics, which keep every record, to the same answers.
@@ -14,7 +15,7 @@ from crm_analytics.read_models import ReadModels
 from crm_analytics.settings import AnalyticsSettings
 from crm_runtime import logs, service
 from crm_runtime.kafka_admin import running_members
-from crm_runtime.worker import app_id
+from crm_runtime.worker import consumer_groups
 
 log = logs.get(__name__)
 
@@ -25,11 +26,11 @@ class WorkerRunning(RuntimeError):
 
 def rebuild(settings: AnalyticsSettings) -> list[str]:
     platform = settings.platform
-    group = f"{platform.topic_prefix}{app_id(CONTEXT)}"
-    members = running_members(platform.kafka_bootstrap, group)
-    if members:
-        raise WorkerRunning(f"consumer group {group} still has running members ({members}): "
-                            f"stop the analytics worker first")
+    for group in consumer_groups(CONTEXT, platform.topic_prefix):
+        members = running_members(platform.kafka_bootstrap, group)
+        if members:
+            raise WorkerRunning(f"consumer group {group} still has running members ({members}): "
+                                f"stop the analytics worker first")
     models = ReadModels(platform)
     for projection in models.all:
         projection.reset()
