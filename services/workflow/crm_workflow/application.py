@@ -110,7 +110,8 @@ class WorkflowApplication(ServiceApplication):
 
     def plan_tickets(self, facts: Sequence[TicketFact]) -> tuple[list[Any], Desk]:
         """The aggregates to save for a batch of ticket events (nothing saved here)."""
-        desk = Desk(self.find)
+        desk = Desk(self.find, self.find_many)
+        desk.prefetch(TicketWork, [TicketWork.id_for(fact.ticket_id) for fact in facts])
         for fact in facts:
             desk.apply(fact)
         return desk.changed(), desk
@@ -121,7 +122,7 @@ class WorkflowApplication(ServiceApplication):
 
     def _decide(self, work: Any, max_attempts: int = 20) -> Desk:
         for _ in range(max_attempts):
-            desk = Desk(self.find)
+            desk = Desk(self.find, self.find_many)
             work(desk)
             try:
                 self.save(*desk.changed())

@@ -359,9 +359,21 @@ class UnitOfWork:
     """Loads each aggregate once (so a batch sees its own earlier decisions) and lists the
     ones with new events; nothing is saved here (a consumer saves them with its position)."""
 
-    def __init__(self, find: Callable[[type[Any], UUID], Any]):
+    def __init__(self, find: Callable[[type[Any], UUID], Any],
+                 find_many: Callable[[type[Any], list[UUID]], dict[UUID, Any]] | None = None):
         self._find = find
+        self._find_many = find_many
         self._loaded: dict[UUID, Any] = {}
+
+    def prefetch(self, cls: type[Any], aggregate_ids: Iterable[UUID]) -> None:
+        """Loads the aggregates not loaded yet with one read (`find_many`), where each would
+        otherwise cost its own; those that do not exist are remembered as missing."""
+        wanted = [aggregate_id for aggregate_id in dict.fromkeys(aggregate_ids) if aggregate_id not in self._loaded]
+        if self._find_many is None or not wanted:
+            return
+        found = self._find_many(cls, wanted)
+        for aggregate_id in wanted:
+            self._loaded[aggregate_id] = found.get(aggregate_id)
 
     def _get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         if aggregate_id not in self._loaded:
@@ -385,8 +397,9 @@ class UnitOfWork:
         """Makes the pending timers among `names` (a subject's timers) the `planned` ones
         (`sla_timers.reconcile`): new ones scheduled, moved ones moved (a cancelled one armed
         again), the rest cancelled; a fired timer stays fired."""
-        held = [timer for timer in (self.timer(name) for name in names) if timer is not None]
         keys = {key.name: key for key in planned}
+        self.prefetch(Timer, [Timer.id_for_name(name) for name in [*names, *keys]])
+        held = [timer for timer in (self.timer(name) for name in names) if timer is not None]
         changes = reconcile({timer.name: timer.fire_at for timer in held if timer.pending},
                             {key.name: at for key, at in planned.items()},
                             [timer.name for timer in held if timer.state == TimerState.FIRED])

@@ -62,8 +62,9 @@ class Outcome:
 
 
 class Desk(UnitOfWork):
-    def __init__(self, find: Callable[[type[Any], UUID], Any]):
-        super().__init__(find)
+    def __init__(self, find: Callable[[type[Any], UUID], Any],
+                 find_many: Callable[[type[Any], list[UUID]], dict[UUID, Any]] | None = None):
+        super().__init__(find, find_many)
         self.outcome = Outcome()
 
     # -- loading, once per unit of work --------------------------------------------------------
