@@ -208,7 +208,6 @@ class ServiceApplication(Application[Any]):
             raise Conflict("Idempotency-Key was already used for a different request")
         return existing, False
 
-
     def apply_in_order(self, commands: Sequence[C], contexts: Sequence[Mapping[str, str]],
                        target: Callable[[C], UUID], load: Callable[[UUID], A],
                        act: Callable[[A, C], bool]) -> tuple[int, ServiceError | None, list[A]]:
