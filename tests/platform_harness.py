@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from crm_devstack.processes import DEFAULT_PORTS, SPECS, Platform, port_env
 from tests.conftest import TEST_AUTH_SECRET
@@ -16,6 +17,16 @@ from tests.kafka_helpers import ensure_topics
 # Overridable so that two suites (two work trees) can run side by side on one machine.
 HTTP_OFFSET = int(os.environ.get("CRM_TEST_HTTP_OFFSET", "10000"))  # leads on 18001, ...; metrics 19101...
 GRPC_OFFSET = int(os.environ.get("CRM_TEST_GRPC_OFFSET", "-30000"))  # leads on 20051, ... analytics on 20055
+
+
+def store_env(request: Any) -> dict[str, str]:
+    """The environment that runs the platform on a fixture's store (`request.param`):
+    nothing for SQLite; for "postgres", the test database (one variable switches every
+    service's store)."""
+    if request.param != "postgres":
+        return {}
+    pg = request.getfixturevalue("postgres_platform")
+    return {"CRM_STORE": "postgres", "CRM_POSTGRES_DBNAME": pg.postgres_dbname}
 
 
 def start_platform(tmp_path: Path, bootstrap: str, prefix: str, names: list[str] | None = None,

@@ -392,7 +392,8 @@ class EventConsumer:
         """The group's offsets follow the store's positions, for tools that show a group's
         lag; they are never read back (the store decides where a partition resumes)."""
         done, self._done = self._done, {}
-        mine = {tp: offset for tp, offset in done.items() if tp in kafka.assignment()}
+        assigned = kafka.assignment()
+        mine = {tp: offset for tp, offset in done.items() if tp in assigned}
         if mine:
             try:
                 await kafka.commit(mine)

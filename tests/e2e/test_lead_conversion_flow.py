@@ -18,7 +18,7 @@ from crm.sales.v1 import events_pb2 as sales_events
 from crm_leads.domain import conversion_ids
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import headers, read_topic
-from tests.platform_harness import grpc_target, start_platform, url, wait_for
+from tests.platform_harness import grpc_target, start_platform, store_env, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 PROCESSES = ["leads", "leads-relay", "leads-worker", "sales", "sales-relay", "sales-worker"]
@@ -26,10 +26,7 @@ PROCESSES = ["leads", "leads-relay", "leads-worker", "sales", "sales-relay", "sa
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
-    env = {}
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_platform")
-        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    env = store_env(request)
     running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, names=PROCESSES, extra_env=env)
     yield running
     running.stop()

@@ -18,7 +18,7 @@ from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import at_least, headers, read_topic
-from tests.platform_harness import grpc_target, log_text, start_platform, url, wait_for
+from tests.platform_harness import grpc_target, log_text, start_platform, store_env, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 REPS = ["rep-ada", "rep-grace", "rep-linus"]
@@ -26,10 +26,7 @@ REPS = ["rep-ada", "rep-grace", "rep-linus"]
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
-    env = {"CRM_WORKFLOW_SALES_REPS": ",".join(REPS)}
-    if request.param == "postgres":  # one variable switches every service's store
-        pg = request.getfixturevalue("postgres_platform")
-        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    env = {"CRM_WORKFLOW_SALES_REPS": ",".join(REPS), **store_env(request)}
     running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, extra_env=env)
     yield running
     running.stop()

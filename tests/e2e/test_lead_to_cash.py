@@ -23,7 +23,7 @@ from crm_sales.conversion import opportunity_id_for_lead
 from crm_sales.orders import order_id_for
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import headers, read_topic
-from tests.platform_harness import grpc_target, start_platform, url, wait_for
+from tests.platform_harness import grpc_target, start_platform, store_env, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 BOSS = bearer("sales_manager", subject="boss")
@@ -34,10 +34,7 @@ ADA_RPC = grpc_auth("sales_rep", subject="rep-ada")
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
-    env = {}
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_platform")
-        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    env = store_env(request)
     running = start_platform(tmp_path, kafka_bootstrap, topic_prefix,
                              names=["sales", "sales-relay", "sales-worker"], extra_env=env)
     yield running

@@ -15,17 +15,14 @@ from crm_sales.application import SalesApplication
 from crm_sales.domain import Account, validate_account
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import at_least, headers, read_topic
-from tests.platform_harness import grpc_target, start_platform, url
+from tests.platform_harness import grpc_target, start_platform, store_env, url
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
-    env = {}
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_platform")
-        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    env = store_env(request)
     running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, names=["sales", "sales-relay"],
                              extra_env=env)
     yield running

@@ -16,7 +16,7 @@ from crm.workflow.v1 import events_pb2, workflow_pb2, workflow_pb2_grpc
 from crm_runtime.cloudevents import EventRegistry
 from tests.conftest import bearer, grpc_auth
 from tests.kafka_helpers import read_all
-from tests.platform_harness import grpc_target, start_platform, url, wait_for
+from tests.platform_harness import grpc_target, start_platform, store_env, url, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 REGISTRY = EventRegistry.from_modules(events_pb2)
@@ -27,10 +27,7 @@ PROCESSES = ["service-desk", "service-desk-relay", "workflow", "workflow-worker"
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request, tmp_path, kafka_bootstrap, topic_prefix):
-    env = {}
-    if request.param == "postgres":
-        pg = request.getfixturevalue("postgres_platform")
-        env.update(CRM_STORE="postgres", CRM_POSTGRES_DBNAME=pg.postgres_dbname)
+    env = store_env(request)
     running = start_platform(tmp_path, kafka_bootstrap, topic_prefix, PROCESSES, extra_env=env)
     yield running
     running.stop()
