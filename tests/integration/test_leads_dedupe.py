@@ -2,6 +2,8 @@
 gRPC (in-process grpc.aio server with the runtime's interceptor), on SQLite and PostgreSQL."""
 
 import io
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from uuid import uuid4
 
@@ -16,7 +18,9 @@ from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
 from crm_leads.domain import conversion_ids
 from crm_leads.importer import ImportLeads, import_leads
-from crm_runtime import http
+from crm_runtime import http, tracing
+from crm_runtime.errors import Conflict
+from crm_runtime.eventstore import trace_context
 from tests.conftest import TOKENS, bearer, grpc_auth
 from tests.grpc_harness import refused, serve_and_call
 
@@ -323,3 +327,80 @@ def test_leads_import_over_grpc(leads, address):
         assert leads.recorder.max_notification_id() == before  # refused: nothing stored
 
     run(leads, address, scenario)
+
+
+def test_captures_arriving_together_share_a_transaction_and_keep_their_own_answers(leads):
+    """Captures queued behind a running one are saved together (crm_runtime.group_commit):
+    duplicates among them are flagged in arrival order, each stores its own caller's trace,
+    and a batch that meets a repeated key captures each again alone, with its own answer."""
+    def command(name: str, email: str, key: str) -> CaptureLead:
+        return CaptureLead(name=name, email=email, phone=None, company=None, channel="web", request_key=key)
+
+    kept, _ = leads.capture_lead(command("Kept", "kept@engines.example", "kept"))
+    sizes: list[int] = []
+    together = leads._captures.apply
+
+    def run_together(commands: list[CaptureLead]) -> list:
+        release = threading.Event()
+
+        def apply(captures):
+            if not sizes:
+                release.wait(10)  # the first batch holds the others in the queue
+            sizes.append(len(captures))
+            return together(captures)
+
+        leads._captures.apply = apply
+        answers: list = [None] * len(commands)
+
+        def call(n: int) -> None:
+            with tracing.bound(None, f"corr-{n}"):
+                try:
+                    answers[n] = leads.capture_lead(commands[n])
+                except Exception as exc:  # noqa: BLE001
+                    answers[n] = exc
+
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(len(commands))]
+        threads[0].start()
+        wait_for(lambda: len(leads._captures._queue) == 1)
+        for thread in threads[1:]:
+            thread.start()
+        wait_for(lambda: len(leads._captures._queue) == len(commands))
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        leads._captures.apply = together
+        assert sizes == [1, len(commands) - 1]  # the first alone, then all the others at once
+        sizes.clear()
+        return answers
+
+    def stored_correlation(lead) -> str:
+        notifications = leads.recorder.select_events(lead.id)
+        return trace_context(leads.mapper.to_domain_event(notifications[0]))["correlation_id"]
+
+    racers = run_together([command(f"Racer {n}", "racer@engines.example", f"racer-{n}") for n in range(5)])
+    originals = [lead for lead, _ in racers if lead.duplicate_of is None]
+    assert len(originals) == 1 and all(created for _, created in racers)
+    assert {lead.duplicate_of for lead, _ in racers if lead is not originals[0]} == {str(originals[0].id)}
+    assert [stored_correlation(lead) for lead, _ in racers] == [f"corr-{n}" for n in range(5)]
+
+    mixed = run_together([
+        command("Blocker", "blocker@engines.example", "blocker"),
+        command("Twin", "twin@engines.example", "twin"),
+        command("Twin", "twin@engines.example", "twin"),
+        command("Not Kept", "kept@engines.example", "kept"),  # a used key, another request
+        command("Fresh", "kept@engines.example", "fresh"),
+    ])
+    (twin_a, created_a), (twin_b, created_b) = mixed[1], mixed[2]
+    assert twin_a.id == twin_b.id and {created_a, created_b} == {True, False}
+    assert isinstance(mixed[3], Conflict)
+    fresh, created = mixed[4]
+    assert created and fresh.duplicate_of == str(kept.id)
+    assert leads.get_lead(fresh.id).duplicate_of == str(kept.id)
+    assert [stored_correlation(mixed[n][0]) for n in (0, 4)] == ["corr-0", "corr-4"]
+
+
+def wait_for(condition) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the captures did not queue"
+        time.sleep(0.001)

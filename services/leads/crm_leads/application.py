@@ -53,10 +53,11 @@ from crm_leads.views import (
     decode_lead_cursor,
     open_views,
 )
-from crm_runtime import logs
+from crm_runtime import logs, tracing
 from crm_runtime.auth import Principal, current_principal
 from crm_runtime.errors import FailedPrecondition, InvalidField, ServiceError
-from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id
+from crm_runtime.eventstore import ServiceApplication, caller_scoped, check_version, parse_id, stamp_trace
+from crm_runtime.group_commit import GroupCommit
 from crm_runtime.index import Page, ViewsOf, check_limit, check_since, decode_cursor, encode_cursor, page_of
 from crm_runtime.ownership import check_visible, owner_filter
 from crm_runtime.settings import PlatformSettings
@@ -80,6 +81,15 @@ class CaptureLead:
     company_size: Any = None
     country: Any = None
     campaign_id: Any = None
+
+
+@dataclass(frozen=True)
+class _Capture:
+    """A capture waiting for its group commit: the lead it would save, and its caller's trace."""
+    command: CaptureLead
+    lead: Lead
+    details: CaptureDetails
+    trace: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,9 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
     def __init__(self, platform: PlatformSettings, default_phone_region: str = "US"):
         super().__init__(platform)
         self.default_phone_region = default_phone_region
+        # Captures arriving together share one look-up and one transaction.
+        self._captures: GroupCommit[_Capture, tuple[Lead, bool]] = GroupCommit(
+            "leads.capture", self._capture_together)
 
     # -- the query model ----------------------------------------------------------------------
 
@@ -208,14 +221,41 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
 
         A lead whose email or phone matches an open lead is captured as its duplicate
         (`duplicate_of`, see crm_leads.merging; the importer marks its batches the same way)."""
-        new, details = self.new_lead(command)
-        with merging.contact_point_guard(new):  # look-up and save, one capture at a time
-            merging.flag_duplicates(self, [new])
-            lead, created = self.create_once(new, same=lambda first: first.same_capture(details))
+        new, details = self.new_lead(command)  # refused here, in the caller's own thread
+        lead, created = self._captures.submit(_Capture(command, new, details, tracing.current()))
         if created:
             log.info("lead.captured", lead_id=str(lead.id), channel=lead.channel.value,
                      duplicate_of=lead.duplicate_of)
         return lead, created
+
+    def _capture_together(self, captures: list[_Capture]) -> list[tuple[Lead, bool] | BaseException]:
+        """Captures in arrival order, in one duplicate look-up and one transaction. When that
+        transaction fails (a repeated request key, an event too large), each is captured
+        again on its own, from a fresh lead: the others' duplicate marks may name it."""
+        if len(captures) == 1:
+            return [self._capture_alone(captures[0], captures[0].lead)]
+        leads = [capture.lead for capture in captures]
+        for capture in captures:
+            stamp_trace(capture.lead, capture.trace)
+        with merging.contact_point_guard(*leads):  # look-up and save, apart from imports
+            try:
+                merging.flag_duplicates(self, leads)
+                self.save(*leads)
+                return [(lead, True) for lead in leads]
+            except Exception:  # noqa: BLE001 - each one again, alone, gets its own answer
+                pass
+        return [self._capture_alone(capture) for capture in captures]
+
+    def _capture_alone(self, capture: _Capture, lead: Lead | None = None) -> tuple[Lead, bool] | BaseException:
+        try:
+            if lead is None:
+                lead, _ = self.new_lead(capture.command)
+            stamp_trace(lead, capture.trace)
+            with merging.contact_point_guard(lead):
+                merging.flag_duplicates(self, [lead])
+                return self.create_once(lead, same=lambda first: first.same_capture(capture.details))
+        except Exception as exc:  # noqa: BLE001 - this caller's answer
+            return exc
 
     def _visible_lead(self, lead_id: str | UUID, who: Principal | None) -> Lead:
         return check_visible(self.get(Lead, lead_id, "lead"), "lead", who)

@@ -110,7 +110,8 @@ def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     marked = 0
     for lead in leads:
         points = _points(lead)
-        found = [(first_by[point], point.split(":", 1)[0]) for point in points if point in first_by]
+        found = [(first_by[point], point.split(":", 1)[0]) for point in points
+                 if first_by.get(point, str(lead.id)) != str(lead.id)]  # not its own twin (one key twice)
         if found:  # the earliest lead; email before phone when it matched on both
             earliest, matched_on = min(found, key=lambda match: rank[match[0]])
             lead.mark_duplicate(earliest, matched_on)
