@@ -10,7 +10,9 @@ dispatcher, the analytics worker and API) as `make run` would, then, per rate: c
 for CRM_BENCH_SECONDS (default 20) with an async HTTP client, reads crm.leads.events.v1
 with a plain kafka-python consumer (a downstream team's view), and polls the report.
 Printed per rate: the rate achieved, p50/p99 to the decision and to the report, whether
-the lag grew (p99 of the last quarter against the first), and the consumers' events/s.
+the lag grew (p99 of the last quarter against the first), and the consumers' events/s;
+then the CPU each process spent per lead (the platform's, PostgreSQL's and the broker's)
+and how busy the machine's cores were.
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: 
     assigned = AssignedWatcher(bootstrap, f"{prefix}crm.leads.events.v1")
     report = ReportWatcher(report_url, token)
     try:
-        cpu_before = cpu_seconds(platform)
+        cpu_before, cpu_since = cpu_seconds(platform), time.monotonic()
         captured, started, ended = post_at(rate, SECONDS, leads_url, "/v1/leads", lead_body, token)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
@@ -190,6 +192,7 @@ def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: 
             time.sleep(0.1)
         settled = time.monotonic()
         cpu = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu_seconds(platform).items()}
+        busy = cpu.pop("busy") / (psutil.cpu_count() or 1) / max(1e-9, settled - cpu_since)
     finally:
         assigned.close()
         report.close()
@@ -212,18 +215,32 @@ def run_rate(rate: int, platform: Platform, bootstrap: str, prefix: str, token: 
         "analytics_events_per_s": 2 * len(captured) / max(1e-9, last_counted - started),
         # CPU each process spent per lead (ms), from the first capture until all settled.
         "cpu_ms_per_lead": {name: 1000 * seconds / max(1, len(captured)) for name, seconds in cpu.items()},
+        "machine_busy": busy,  # of all cores, from the first capture until all settled
     }
 
 
 def cpu_seconds(platform: Platform) -> dict[str, float]:
-    """User plus system CPU time of each process of the platform so far."""
-    seconds = {}
+    """User plus system CPU time so far of each process of the platform, of the machine's
+    PostgreSQL server and Kafka broker (all their processes), and of the machine's cores
+    ("busy", to tell how saturated the machine was)."""
+    seconds: dict[str, float] = {}
     for name, proc in platform.procs.items():
         try:
             times = psutil.Process(proc.pid).cpu_times()
             seconds[name] = times.user + times.system
         except psutil.Error:
             pass
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        name = proc.info["name"] or ""
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        outside = ("postgres" if name.startswith("postgres")
+                   else "kafka broker" if name == "java" and "kafka" in cmdline.lower() else None)
+        if outside and proc.info["cpu_times"] is not None:
+            times = proc.info["cpu_times"]
+            seconds[outside] = seconds.get(outside, 0.0) + times.user + times.system
+    machine = psutil.cpu_times()
+    seconds["busy"] = sum(getattr(machine, field, 0.0)
+                          for field in ("user", "nice", "system", "irq", "softirq", "steal"))
     return seconds
 
 
@@ -263,7 +280,8 @@ def run_all(env: dict[str, str], data: Path, store: str, bootstrap: str, prefix:
                   + ("" if r["assigned"] == r["captured"] else
                      f"   ({r['captured'] - r['assigned']} not assigned within 60 s)"), flush=True)
             print("         CPU ms per lead: " + ", ".join(
-                f"{name} {ms:.1f}" for name, ms in sorted(r["cpu_ms_per_lead"].items())), flush=True)
+                f"{name} {ms:.1f}" for name, ms in sorted(r["cpu_ms_per_lead"].items()))
+                + f"; cores {r['machine_busy']:.0%} busy", flush=True)
     finally:
         platform.stop()
 

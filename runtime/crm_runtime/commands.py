@@ -36,6 +36,7 @@ from tenacity import RetryCallState
 from crm.common.v1 import commands_pb2
 from crm_runtime import logs, retries, tracing
 from crm_runtime.auth import ServiceAccount
+from crm_runtime.commit_signal import CommitSignal
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import ServiceSettings
 
@@ -221,6 +222,10 @@ class CommandDispatcher:
         self.max_commands_per_call = max_commands_per_call
         self._slots = asyncio.Semaphore(concurrency)
         self.stopping = asyncio.Event()
+        # PostgreSQL wakes the dispatcher when the log grows; then it looks again only
+        # every `idle_look` as a safety net. Elsewhere it looks every `poll_interval`.
+        self.commits = CommitSignal(app.recorder, name)
+        self.idle_look = 1.0
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(self.tracking_name) or 0
@@ -241,23 +246,23 @@ class CommandDispatcher:
         last notification whose commands, and every one's before it, were acknowledged. A
         stop leaves the rest unrecorded: it is delivered again after the restart."""
         position = read = await asyncio.to_thread(self.position)
-        log.info("dispatcher.started", dispatcher=self.name, position=position)
+        log.info("dispatcher.started", dispatcher=self.name, position=position,
+                 woken_by_commits=self.commits.available)
         in_flight: deque[tuple[int, list[asyncio.Future[None]]]] = deque()
         tails: dict[str, asyncio.Future[None]] = {}
+        self.commits.start()
         try:
             while not self.stopping.is_set():
                 position = await self._record_delivered(in_flight, position)
                 if len(in_flight) >= self.batches_in_flight:
                     await self._wait_for_oldest(in_flight)
                     continue
+                self.commits.clear()  # before the read: a commit after it wakes the wait below
                 batch = await asyncio.to_thread(
                     self.app.recorder.select_notifications, start=read, limit=self.batch_size,
                     inclusive_of_start=False)
                 if not batch:
-                    if in_flight:
-                        await self._wait_for_oldest(in_flight, timeout=self.poll_interval)
-                    else:
-                        await self._pause(self.poll_interval)
+                    await self._idle(in_flight)
                     continue
                 commands = await asyncio.to_thread(self.commands_in, batch)
                 in_flight.append((batch[-1].id, [self._after_earlier(tails, calls)
@@ -267,6 +272,7 @@ class CommandDispatcher:
             for _, tasks in in_flight:
                 for task in tasks:
                     task.cancel()
+            await asyncio.to_thread(self.commits.stop)
         log.info("dispatcher.stopped", dispatcher=self.name, position=position)
 
     def calls_for(self, commands: Sequence[Command]) -> list[list[Command]]:
@@ -323,18 +329,40 @@ class CommandDispatcher:
         return position
 
     async def _wait_for_oldest(self, in_flight: deque[tuple[int, list[asyncio.Future[None]]]],
-                               timeout: float | None = None) -> None:
-        """Waits until the oldest batch in flight is delivered, the dispatcher stops, or
-        `timeout` passes."""
+                               timeout: float | None = None, also: asyncio.Future[Any] | None = None) -> None:
+        """Waits until the oldest batch in flight is delivered, the dispatcher stops,
+        `also` is done, or `timeout` passes."""
         tasks = in_flight[0][1]
         if not tasks:
             return
         stop: asyncio.Future[Any] = asyncio.ensure_future(self.stopping.wait())
         everything: asyncio.Future[Any] = asyncio.gather(*tasks, return_exceptions=True)
         try:
-            await asyncio.wait([everything, stop], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([everything, stop, *([also] if also else [])], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
+
+    async def _idle(self, in_flight: deque[tuple[int, list[asyncio.Future[None]]]]) -> None:
+        """Caught up with the log: waits for a commit (or the next look), the oldest batch in
+        flight to be delivered (its position is then recorded), or the stop."""
+        timeout = self.idle_look if self.commits.available else self.poll_interval
+        committed: asyncio.Future[Any] | None = (
+            asyncio.ensure_future(self.commits.wait(timeout)) if self.commits.available else None)
+        try:
+            if in_flight:
+                await self._wait_for_oldest(in_flight, timeout=timeout, also=committed)
+            elif committed is not None:
+                stop = asyncio.ensure_future(self.stopping.wait())
+                try:
+                    await asyncio.wait([committed, stop], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stop.cancel()
+            else:
+                await self._pause(timeout)
+        finally:
+            if committed is not None:
+                committed.cancel()
 
     async def deliver_all(self, commands: list[Command]) -> None:
         """Delivers commands of one call: a batch in one call of its batched form; what the

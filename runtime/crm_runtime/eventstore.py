@@ -8,6 +8,7 @@ the relay can put it in the record's headers.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import groupby
@@ -122,6 +123,12 @@ def trace_context(domain_event: Any) -> dict[str, str]:
     return dict(getattr(domain_event, TRACE_ATTRIBUTE, None) or {})
 
 
+# Aggregates a batched command read ahead in one query (apply_in_order); `find` takes each
+# from here once instead of reading it again.
+_READ_AHEAD: contextvars.ContextVar[dict[UUID, Any] | None] = contextvars.ContextVar(
+    "read_ahead", default=None)
+
+
 class ServiceApplication(Application[Any]):
     """An eventsourcing application whose persistence comes from the platform settings."""
 
@@ -152,6 +159,10 @@ class ServiceApplication(Application[Any]):
 
     def find(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate, or None when there is none (or it is of another type)."""
+        ahead = _READ_AHEAD.get()
+        if ahead and aggregate_id in ahead:
+            found = ahead.pop(aggregate_id)
+            return found if isinstance(found, cls) else None
         try:
             aggregate: Any = self.repository.get(aggregate_id, projector_func=project)
         except AggregateNotFoundError:
@@ -210,7 +221,8 @@ class ServiceApplication(Application[Any]):
 
     def apply_in_order(self, commands: Sequence[C], contexts: Sequence[Mapping[str, str]],
                        target: Callable[[C], UUID], load: Callable[[UUID], A],
-                       act: Callable[[A, C], bool]) -> tuple[int, ServiceError | None, list[A]]:
+                       act: Callable[[A, C], bool],
+                       read_ahead: type[A] | None = None) -> tuple[int, ServiceError | None, list[A]]:
         """The batched form of a command (crm.common.v1.CommandResult): `act(aggregate,
         command)` for each command in order, on the aggregate `target(command)` names
         (loaded once per batch by `load`), stopping at the first ServiceError; what was
@@ -218,7 +230,26 @@ class ServiceApplication(Application[Any]):
         shorter), is each one's trace context, stored with the events it caused.
 
         Returns (how many were applied, the refusal or None, the aggregates changed).
-        `act` returns whether it changed anything (False: a repeat, by idempotency key)."""
+        `act` returns whether it changed anything (False: a repeat, by idempotency key).
+        `read_ahead`: the aggregates' class, to read them all in one query (`find_many`)
+        before `load` (through `find`) takes each."""
+        if read_ahead is None:
+            return self._apply_in_order(commands, contexts, target, load, act)
+        ids = []
+        for command in commands:
+            try:
+                ids.append(target(command))
+            except ServiceError:
+                break  # refused in its turn, below
+        token = _READ_AHEAD.set(self.find_many(read_ahead, ids))
+        try:
+            return self._apply_in_order(commands, contexts, target, load, act)
+        finally:
+            _READ_AHEAD.reset(token)
+
+    def _apply_in_order(self, commands: Sequence[C], contexts: Sequence[Mapping[str, str]],
+                        target: Callable[[C], UUID], load: Callable[[UUID], A],
+                        act: Callable[[A, C], bool]) -> tuple[int, ServiceError | None, list[A]]:
         loaded: dict[UUID, A] = {}  # one copy of an aggregate named twice in the batch
         applied, refused = 0, None
         for n, command in enumerate(commands):

@@ -200,3 +200,51 @@ def test_a_target_without_the_batched_form_gets_one_call_per_command(tmp_path):
     asyncio.run(scenario())
     assert _calls(SINGLE) - singles == 3
     assert all(leads.get_lead(i).owner_id == "rep-a" for i in ids)
+
+
+def test_on_postgres_an_idle_dispatcher_sleeps_until_a_decision_is_committed(postgres_platform):
+    """No polling on PostgreSQL: caught up, the dispatcher waits for the store's commit
+    notification (crm_runtime.commit_signal), and a decision stored then is delivered at
+    once, long before its next look (30 s here)."""
+    leads = LeadsApplication(PlatformSettings(store="memory"))
+    workflow = WorkflowApplication(postgres_platform, ["rep-a"])
+    ids = [str(leads.capture_lead(CaptureLead(name=f"L{i}", email=f"pg{i}@example.com", phone=None,
+                                              company=None, channel="web"))[0].id) for i in range(3)]
+    port = free_port()
+    dispatcher = dispatcher_for(workflow, port)
+    dispatcher.idle_look = 30.0
+    assert dispatcher.commits.available
+    reads = []
+    select = workflow.recorder.select_notifications
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return select(*args, **kwargs)
+
+    workflow.recorder.select_notifications = counted
+
+    def owned(lead_id):
+        return lambda: leads.get_lead(lead_id).owner_id == "rep-a"
+
+    async def scenario():
+        server = await serve_leads(leads, port)
+        task = asyncio.ensure_future(dispatcher.run())
+        try:
+            for lead_id in ids:
+                await asyncio.sleep(1.0)  # caught up and idle meanwhile
+                looked = len(reads)
+                await asyncio.to_thread(workflow.decide_lead_owner, lead_id, f"evt-{lead_id}")
+                started = asyncio.get_running_loop().time()
+                while not await asyncio.to_thread(owned(lead_id)):
+                    assert asyncio.get_running_loop().time() - started < 5, "the commit did not wake it"
+                    await asyncio.sleep(0.02)
+                assert looked <= 6, f"{looked} reads of the log in a second idle: it polls"
+                reads.clear()
+        finally:
+            dispatcher.stop()
+            await asyncio.wait_for(task, timeout=10)
+            await dispatcher.client.close()
+            await server.stop(grace=None)
+
+    asyncio.run(scenario())
+    assert dispatcher.position() == workflow.recorder.max_notification_id()

@@ -181,3 +181,32 @@ def test_assignments_in_one_call_apply_in_order_until_one_is_refused(any_platfor
     stored = trace_context(event)
     assert set(stored) == {"traceparent", "correlation_id"} and stored["correlation_id"] != "a\nb"
     assert tracing.trace_id(stored["traceparent"]) is not None
+
+
+def test_a_batch_of_assignments_reads_its_leads_in_one_query(any_platform):
+    """apply_in_order's read-ahead: the batch's leads come from one find_many; only a lead
+    it did not find is looked up on its own (and refused in its turn)."""
+    from uuid import UUID, uuid4
+
+    from crm_leads.application import AssignLead, CaptureLead
+    from crm_runtime.errors import NotFound
+
+    app = LeadsApplication(any_platform)
+    ids = [str(app.capture_lead(CaptureLead(name=f"Ahead {n}", email=f"ahead{n}@example.com", phone=None,
+                                            company=None, channel="web"))[0].id) for n in range(3)]
+    missing = str(uuid4())
+    reads: list[UUID] = []
+    get = app.repository.get
+
+    def counted(aggregate_id, *args, **kwargs):
+        reads.append(aggregate_id)
+        return get(aggregate_id, *args, **kwargs)
+
+    app.repository.get = counted
+    applied, refused = app.assign_leads([
+        AssignLead(ids[0], "ann", "a"), AssignLead(ids[1], "bob", "b"), AssignLead(ids[0], "bob", "c"),
+        AssignLead(missing, "ann", "d"), AssignLead(ids[2], "ann", "e")])
+    assert applied == 3 and isinstance(refused, NotFound)
+    assert reads == [UUID(missing)]
+    del app.repository.get
+    assert [(app.get_lead(i).owner_id, app.get_lead(i).version) for i in ids] == [("bob", 3), ("bob", 2), (None, 1)]

@@ -284,7 +284,7 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
 
         applied, refused, changed = self.apply_in_order(
             commands, contexts, lambda command: parse_id("lead_id", command.lead_id),
-            lambda lead_id: self._visible_lead(lead_id, who), assign)
+            lambda lead_id: self._visible_lead(lead_id, who), assign, read_ahead=Lead)
         for lead in changed:
             log.info("lead.assigned", lead_id=str(lead.id), owner_id=lead.owner_id)
         return applied, refused

@@ -397,7 +397,7 @@ class ServiceDeskApplication(ViewsOf[ServiceDeskViews], ServiceApplication):
         who = current_principal()
         applied, refused, changed = self.apply_in_order(
             commands, contexts, lambda command: parse_id("ticket_id", command.ticket_id),
-            lambda ticket_id: self._visible(ticket_id, who), act)
+            lambda ticket_id: self._visible(ticket_id, who), act, read_ahead=Ticket)
         for ticket in changed:
             log.info(f"ticket.{what}", ticket_id=str(ticket.id), status=ticket.status.value,
                      version=ticket.version)
