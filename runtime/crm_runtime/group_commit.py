@@ -77,7 +77,6 @@ class GroupCommit(Generic[T, R]):
                 raise RuntimeError(f"{self.name}: {len(answers)} answers for {len(batch)} items")
         except BaseException as exc:  # noqa: BLE001 - every caller of the batch sees it
             answers = [exc] * len(batch)
-        self._sizes.observe(len(batch))
         with self._turns:
             for slot, answer in zip(batch, answers, strict=True):
                 if isinstance(answer, BaseException):
@@ -87,3 +86,4 @@ class GroupCommit(Generic[T, R]):
                 slot.done = True
                 self._queue.popleft()
             self._turns.notify_all()
+        self._sizes.observe(len(batch))

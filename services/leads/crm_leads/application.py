@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from crm_leads import merging
 from crm_leads.domain import (
     Activity,
@@ -230,8 +232,9 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
 
     def _capture_together(self, captures: list[_Capture]) -> list[tuple[Lead, bool] | BaseException]:
         """Captures in arrival order, in one duplicate look-up and one transaction. When that
-        transaction fails (a repeated request key, an event too large), each is captured
-        again on its own, from a fresh lead: the others' duplicate marks may name it."""
+        transaction is refused before it commits (a repeated request key, an event too
+        large), each is captured again on its own, from a fresh lead: the others' duplicate
+        marks may name it. Any other failure is every caller's, as it would be alone."""
         if len(captures) == 1:
             return [self._capture_alone(captures[0], captures[0].lead)]
         leads = [capture.lead for capture in captures]
@@ -242,8 +245,8 @@ class LeadsApplication(ScoringRulesMixin, ViewsOf[LeadsViews], ServiceApplicatio
                 merging.flag_duplicates(self, leads)
                 self.save(*leads)
                 return [(lead, True) for lead in leads]
-            except Exception:  # noqa: BLE001 - each one again, alone, gets its own answer
-                pass
+            except (IntegrityError, ServiceError):
+                pass  # nothing was saved: each one again, alone, gets its own answer
         return [self._capture_alone(capture) for capture in captures]
 
     def _capture_alone(self, capture: _Capture, lead: Lead | None = None) -> tuple[Lead, bool] | BaseException:
