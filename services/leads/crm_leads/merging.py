@@ -15,10 +15,11 @@ sees every lead committed before the capture began. Within one API process, capt
 share an email or phone take a lock (striped by the normalised contact point) around the
 look-up and the save, so of two concurrent captures of the same email the second sees the
 first; captures that arrive together are looked up and saved as one batch, in arrival
-order (LeadsApplication.capture_lead), so the later sees the earlier there too. What remains: two PROCESSES (two API instances, or the API and an importer run from
-the command line) capturing the same email or phone within the same few milliseconds can
-both miss each other, and neither is marked. `GET /v1/leads/{id}/duplicates` still lists
-the other (it asks at read time), so a reviewer finds them.
+order (LeadsApplication.capture_lead), so the later sees the earlier there too. What
+remains: two PROCESSES (two API instances, or the API and an importer run from the command
+line) capturing the same email or phone within the same few milliseconds can both miss
+each other, and neither is marked. `GET /v1/leads/{id}/duplicates` still lists the other
+(it asks at read time), so a reviewer finds them.
 
 Merge. `merge_leads` merges the duplicate into the lead named in the path (the survivor):
 the domain's rules (`crm_leads.domain.check_merge`, `merge_gains`) decide, both leads
