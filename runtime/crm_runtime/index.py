@@ -53,7 +53,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -62,7 +61,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from crm_runtime import logs
 from crm_runtime.errors import InvalidField
 from crm_runtime.eventstore import retry_schema_race
-from crm_runtime.readstore import make_engine
+from crm_runtime.readstore import DIALECT_INSERTS, make_engine
 from crm_runtime.settings import PlatformSettings
 
 DEFAULT_LIMIT = 50
@@ -304,7 +303,7 @@ def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]],
 
 @functools.lru_cache(maxsize=256)
 def _upsert_statement(dialect: str, table: Table, keep: tuple[str, ...]) -> Any:
-    statement = _INSERTS[dialect](table)
+    statement = DIALECT_INSERTS[dialect](table)
     replaced = {column.name: statement.excluded[column.name] for column in table.columns
                 if column.name not in keep}
     return statement.on_conflict_do_update(index_elements=[table.c.id], set_=replaced,
@@ -313,7 +312,7 @@ def _upsert_statement(dialect: str, table: Table, keep: tuple[str, ...]) -> Any:
 
 @functools.lru_cache(maxsize=64)
 def _position_upsert(dialect: str, table: Table) -> Any:
-    statement = _INSERTS[dialect](table).values(name=bindparam("name"), position=bindparam("position"))
+    statement = DIALECT_INSERTS[dialect](table).values(name=bindparam("name"), position=bindparam("position"))
     return statement.on_conflict_do_update(
         index_elements=[table.c.name], set_={"position": statement.excluded.position},
         where=table.c.position < statement.excluded.position)
@@ -328,10 +327,6 @@ def _patch(conn: Connection, change: Patch) -> None:
     table = change.table
     conn.execute(update(table).where(table.c.id == change.id, table.c.version < change.version)
                  .values(**change.values, version=change.version))
-
-
-# Each dialect's INSERT (both have ON CONFLICT).
-_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def open_engine(platform: PlatformSettings, name: str) -> tuple[Engine, bool]:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 
@@ -172,7 +173,9 @@ class ConcurrentApply(Conflict):
 
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_ID_CHUNK = 1000  # event ids per IN (...) query
+_ID_CHUNK = 1000  # event ids per IN (...) query or per INSERT
+# Each dialect's INSERT (both have ON CONFLICT and RETURNING).
+DIALECT_INSERTS: dict[str, Any] = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 class Projection:
@@ -255,15 +258,11 @@ class Projection:
 
     def apply_in(self, conn: Connection, topic: str, partition: int, deliveries: Sequence[Delivery]) -> int:
         """`apply` within the caller's transaction; returns how many events had an effect."""
-        ids = list(dict.fromkeys(d.envelope.id for d in deliveries))
-        seen: set[str] = set()
-        column = self.processed.c.event_id
-        for start in range(0, len(ids), _ID_CHUNK):
-            seen.update(conn.execute(select(column).where(column.in_(ids[start:start + _ID_CHUNK]))).scalars())
+        new = self._record_new(conn, list(dict.fromkeys(d.envelope.id for d in deliveries)))
         fresh: list[EventEnvelope] = []
         for delivery in deliveries:
-            if delivery.envelope.id not in seen:
-                seen.add(delivery.envelope.id)
+            if delivery.envelope.id in new:
+                new.discard(delivery.envelope.id)
                 fresh.append(delivery.envelope)
         if self.apply_events is not None:
             if fresh:
@@ -273,10 +272,23 @@ class Projection:
             for envelope in fresh:
                 with tracing.bound_from_headers(envelope.context):
                     self.apply_event(conn, envelope)
-        if fresh:
-            conn.execute(insert(self.processed), [{"event_id": envelope.id} for envelope in fresh])
         self._advance(conn, topic, partition, max(d.offset for d in deliveries))
         return len(fresh)
+
+    def _record_new(self, conn: Connection, event_ids: Sequence[str]) -> set[str]:
+        """Records the event ids not recorded before and returns them: one INSERT … ON
+        CONFLICT DO NOTHING RETURNING per chunk, where a look-up and then an insert per
+        event cost PostgreSQL a statement each. A twin's concurrent insert of an id makes
+        this one wait for the twin's commit, and then skip it."""
+        statement = DIALECT_INSERTS[conn.dialect.name](self.processed)
+        new: set[str] = set()
+        for start in range(0, len(event_ids), _ID_CHUNK):
+            chunk = event_ids[start:start + _ID_CHUNK]
+            new.update(conn.execute(
+                statement.values([{"event_id": event_id} for event_id in chunk])
+                .on_conflict_do_nothing(index_elements=[self.processed.c.event_id])
+                .returning(self.processed.c.event_id)).scalars())
+        return new
 
     def _recorded_any(self, event_ids: Sequence[str]) -> bool:
         column = self.processed.c.event_id
