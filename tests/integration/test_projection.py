@@ -5,7 +5,6 @@ move back; a rebuild by reset."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select,
 from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime.cloudevents import EventEnvelope
 from crm_runtime.consumer import Delivery
-from crm_runtime.readstore import ConcurrentApply, Projection, make_engine
+from crm_runtime.readstore import Projection, make_engine
 
 pytestmark = pytest.mark.postgres
 TOPIC = "t.crm.leads.events.v1"
