@@ -1,10 +1,16 @@
-"""The lead read model: one row per lead, counted into the lead report.
+"""The lead read model: one row per lead, and the lead report's counts kept beside it.
 
 A `Projection` (crm_runtime.readstore) named `lead_report`: it is fed batches of lead
 events, writes their effects with a few set-based statements, and records the event ids and
 its position per partition in the same transaction, so a replayed or re-sent event changes
 nothing and a new, switched or restored store replays what it lacks by itself. `reset()`
 (the rebuild command) empties it; the worker then replays the topic from the start.
+
+The report reads `analytics_lead_counts` (captured, assigned, per channel, per owner), which
+each batch moves by the changes it makes to the lead rows, in the same transaction: a
+report costs a read of a few rows, not a count over every lead. A store made before the
+counts existed gets them once, counted from its lead rows, in the transaction that creates
+their table.
 """
 
 from __future__ import annotations
@@ -13,12 +19,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
 
 from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime import logs, tracing
 from crm_runtime.cloudevents import EventEnvelope
-from crm_runtime.readstore import Projection, make_engine
+from crm_runtime.eventstore import retry_schema_race
+from crm_runtime.readstore import DIALECT_INSERTS, Projection, make_engine
 from crm_runtime.settings import PlatformSettings
 
 log = logs.get(__name__)
@@ -33,6 +57,14 @@ leads = Table(
     Column("assigned_at", DateTime(timezone=True)),
 )
 FIELDS = ("channel", "captured_at", "owner_id", "assigned_at")
+# The report's numbers: (dimension, item) -> total, where dimension is "captured" or
+# "assigned" (item "") or "channel" or "owner" (item: the channel or the owner).
+counts = Table(
+    "analytics_lead_counts", metadata,
+    Column("dimension", String(16), primary_key=True),
+    Column("item", String(200), primary_key=True),
+    Column("total", BigInteger, nullable=False),
+)
 
 
 def channel_name(value: int) -> str:
@@ -72,7 +104,17 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
             log.info("analytics.projected", projection=NAME, event_id=envelope.id, type=envelope.type)
     if not rows:
         return
-    known = set(conn.execute(select(leads.c.lead_id).where(leads.c.lead_id.in_(list(rows)))).scalars())
+    stored = {row.lead_id: row for row in conn.execute(
+        select(leads.c.lead_id, leads.c.channel, leads.c.captured_at, leads.c.owner_id)
+        .where(leads.c.lead_id.in_(list(rows))))}
+    known = set(stored)
+    moves: dict[tuple[str, str], int] = {}
+    for lead_id, values in rows.items():
+        before = stored.get(lead_id)
+        old = {name: getattr(before, name, None) for name in ("channel", "captured_at", "owner_id")}
+        _move(moves, old, -1)
+        _move(moves, {**old, **{n: v for n, v in values.items() if n in old}}, +1)
+    _count(conn, moves)
     fresh = [{"lead_id": lead_id, **{name: values.get(name) for name in FIELDS}}
              for lead_id, values in rows.items() if lead_id not in known]
     if fresh:
@@ -90,24 +132,77 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
         conn.execute(statement, params)
 
 
-def report(conn: Connection) -> LeadReport:
+def _move(moves: dict[tuple[str, str], int], lead: dict[str, Any], by: int) -> None:
+    """Adds `by` to every count a lead in this state is part of."""
+    if lead["captured_at"] is not None:
+        moves[("captured", "")] = moves.get(("captured", ""), 0) + by
+        key = ("channel", lead["channel"] or "")
+        moves[key] = moves.get(key, 0) + by
+    if lead["owner_id"] is not None:
+        moves[("assigned", "")] = moves.get(("assigned", ""), 0) + by
+        key = ("owner", lead["owner_id"])
+        moves[key] = moves.get(key, 0) + by
+
+
+def _count(conn: Connection, moves: dict[tuple[str, str], int]) -> None:
+    """Moves the counts, in one statement (a count never seen before starts at 0)."""
+    rows = [{"dimension": dimension, "item": item, "total": by}
+            for (dimension, item), by in sorted(moves.items()) if by]
+    if not rows:
+        return
+    statement = DIALECT_INSERTS[conn.dialect.name](counts).values(rows)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[counts.c.dimension, counts.c.item],
+        set_={"total": counts.c.total + statement.excluded.total}))
+
+
+def _counted_from_leads() -> Any:
+    """The counts of the lead rows as they are (for a store made before the counts were)."""
     captured = leads.c.captured_at.is_not(None)
     assigned = leads.c.owner_id.is_not(None)
-    result = LeadReport(
-        captured=conn.execute(select(func.count()).where(captured)).scalar_one(),
-        assigned=conn.execute(select(func.count()).where(assigned)).scalar_one(),
-    )
-    for channel, count in conn.execute(
-            select(leads.c.channel, func.count()).where(captured).group_by(leads.c.channel)):
-        result.by_channel[channel] = count
-    for owner, count in conn.execute(
-            select(leads.c.owner_id, func.count()).where(assigned).group_by(leads.c.owner_id)):
-        result.by_owner[owner] = count
+    return union_all(
+        select(literal("captured"), literal(""), func.count()).where(captured),
+        select(literal("assigned"), literal(""), func.count()).where(assigned),
+        select(literal("channel"), func.coalesce(leads.c.channel, ""), func.count())
+        .where(captured).group_by(leads.c.channel),
+        select(literal("owner"), leads.c.owner_id, func.count()).where(assigned).group_by(leads.c.owner_id))
+
+
+def report(conn: Connection) -> LeadReport:
+    result = LeadReport()
+    for dimension, item, total in conn.execute(
+            select(counts.c.dimension, counts.c.item, counts.c.total).where(counts.c.total > 0)):
+        if dimension == "captured":
+            result.captured = total
+        elif dimension == "assigned":
+            result.assigned = total
+        elif dimension == "channel":
+            result.by_channel[item] = total
+        elif dimension == "owner":
+            result.by_owner[item] = total
     return result
 
 
+def _add_counts(engine: Any) -> None:
+    """A store whose lead rows predate the counts: creates the counts' table and counts the
+    rows, in one transaction, so that of two processes starting at once one does it and
+    the other finds it done (its CREATE fails, and is retried as a schema race)."""
+    def add() -> None:
+        stored = inspect(engine)
+        if stored.has_table(counts.name) or not stored.has_table(leads.name):
+            return
+        with engine.begin() as conn:
+            counts.create(conn)
+            conn.execute(insert(counts).from_select(["dimension", "item", "total"], _counted_from_leads()))
+        log.info("analytics.counts_added", projection=NAME)
+
+    retry_schema_race(add, errors=DBAPIError)
+
+
 def open_projection(platform: PlatformSettings) -> Projection:
-    return Projection(make_engine(platform, "analytics"), NAME, metadata=metadata, apply_events=apply_events)
+    engine = make_engine(platform, "analytics")
+    _add_counts(engine)
+    return Projection(engine, NAME, metadata=metadata, apply_events=apply_events)
 
 
 def read_report(projection: Projection) -> LeadReport:
