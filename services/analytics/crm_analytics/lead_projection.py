@@ -15,6 +15,7 @@ their table.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,8 +108,7 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
     stored = {row.lead_id: row for row in conn.execute(
         select(leads.c.lead_id, leads.c.channel, leads.c.captured_at, leads.c.owner_id)
         .where(leads.c.lead_id.in_(list(rows))))}
-    known = set(stored)
-    moves: dict[tuple[str, str], int] = {}
+    moves: Counter[tuple[str, str]] = Counter()
     for lead_id, values in rows.items():
         before = stored.get(lead_id)
         old = {name: getattr(before, name, None) for name in ("channel", "captured_at", "owner_id")}
@@ -116,14 +116,14 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
         _move(moves, {**old, **{n: v for n, v in values.items() if n in old}}, +1)
     _count(conn, moves)
     fresh = [{"lead_id": lead_id, **{name: values.get(name) for name in FIELDS}}
-             for lead_id, values in rows.items() if lead_id not in known]
+             for lead_id, values in rows.items() if lead_id not in stored]
     if fresh:
         conn.execute(insert(leads), fresh)
     # Existing rows: only the fields the batch set, so a captured-then-assigned pair split
     # over two batches keeps both halves. One statement per set of fields.
     by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for lead_id, values in rows.items():
-        if lead_id in known:
+        if lead_id in stored:
             names = tuple(sorted(values))
             by_fields.setdefault(names, []).append({"key": lead_id, **{f"v_{n}": values[n] for n in names}})
     for names, params in by_fields.items():
@@ -132,19 +132,17 @@ def apply_events(conn: Connection, envelopes: Sequence[EventEnvelope]) -> None:
         conn.execute(statement, params)
 
 
-def _move(moves: dict[tuple[str, str], int], lead: dict[str, Any], by: int) -> None:
+def _move(moves: Counter[tuple[str, str]], lead: dict[str, Any], by: int) -> None:
     """Adds `by` to every count a lead in this state is part of."""
     if lead["captured_at"] is not None:
-        moves[("captured", "")] = moves.get(("captured", ""), 0) + by
-        key = ("channel", lead["channel"] or "")
-        moves[key] = moves.get(key, 0) + by
+        moves["captured", ""] += by
+        moves["channel", lead["channel"] or ""] += by
     if lead["owner_id"] is not None:
-        moves[("assigned", "")] = moves.get(("assigned", ""), 0) + by
-        key = ("owner", lead["owner_id"])
-        moves[key] = moves.get(key, 0) + by
+        moves["assigned", ""] += by
+        moves["owner", lead["owner_id"]] += by
 
 
-def _count(conn: Connection, moves: dict[tuple[str, str], int]) -> None:
+def _count(conn: Connection, moves: Counter[tuple[str, str]]) -> None:
     """Moves the counts, in one statement (a count never seen before starts at 0)."""
     rows = [{"dimension": dimension, "item": item, "total": by}
             for (dimension, item), by in sorted(moves.items()) if by]
