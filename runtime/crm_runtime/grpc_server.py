@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +63,12 @@ def rpc(permission: Permission) -> Callable[[Handler], Handler]:
 # (the requests, each one's checked trace context) -> (how many applied, the refusal or None)
 BatchApply = Callable[[list[Any], list[dict[str, str]]], tuple[int, ServiceError | None]]
 
+# Peers' command batches run in threads of their own. In the event loop's shared pool they
+# would queue behind every public request the process is serving: under load, a decision
+# already taken would wait for captures not yet made, and work in progress should finish
+# before new work is admitted. Two threads: the batches' writes take turns in the store.
+_PEER_COMMANDS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="peer-commands")
+
 
 async def apply_batch(request: Any, apply: BatchApply,
                       limit: int = MAX_COMMANDS_PER_BATCH) -> list[commands_pb2.CommandResult]:
@@ -75,7 +83,8 @@ async def apply_batch(request: Any, apply: BatchApply,
     for item in request.contexts:
         with tracing.bound(item.headers.get("traceparent"), item.headers.get("correlation_id")) as bound:
             contexts.append(dict(bound))
-    applied, refused = await asyncio.to_thread(apply, list(request.requests), contexts)
+    call = functools.partial(contextvars.copy_context().run, apply, list(request.requests), contexts)
+    applied, refused = await asyncio.get_running_loop().run_in_executor(_PEER_COMMANDS, call)
     ok = grpc.StatusCode.OK.value[0]
     results = [commands_pb2.CommandResult(code=ok) for _ in range(applied)]
     if refused is not None:

@@ -183,6 +183,35 @@ def test_assignments_in_one_call_apply_in_order_until_one_is_refused(any_platfor
     assert tracing.trace_id(stored["traceparent"]) is not None
 
 
+def test_a_peers_batch_is_applied_while_public_requests_fill_the_thread_pool(any_platform, address):
+    """Commands already decided do not queue behind new work: with every thread of the
+    event loop's shared pool taken by public requests (here, blocked ones), an
+    AssignLeads batch from the workflow dispatcher is still applied at once."""
+    import threading
+
+    from crm_leads.application import CaptureLead
+
+    app = LeadsApplication(any_platform)
+    lead_id = str(app.capture_lead(CaptureLead(name="Queued", email="queued@example.com", phone=None,
+                                               company=None, channel="web"))[0].id)
+    service = grpc_auth("service", subject="service:workflow")
+    request = leads_pb2.AssignLeadsRequest(
+        requests=[leads_pb2.AssignLeadRequest(lead_id=lead_id, owner_id="ann", idempotency_key="q-1")])
+
+    async def scenario(stub):
+        gate = threading.Event()
+        busy = [asyncio.ensure_future(asyncio.to_thread(gate.wait)) for _ in range(40)]  # more than the pool
+        try:
+            answer = await stub.AssignLeads(request, metadata=service, timeout=10)
+            assert [r.code for r in answer.results] == [0]
+        finally:
+            gate.set()
+            await asyncio.gather(*busy)
+
+    run(app, address, scenario)
+    assert app.get_lead(lead_id).owner_id == "ann"
+
+
 def test_a_batch_of_assignments_reads_its_leads_in_one_query(any_platform):
     """apply_in_order's read-ahead: the batch's leads come from one find_many; only a lead
     it did not find is looked up on its own (and refused in its turn)."""
