@@ -12,9 +12,11 @@ partition, all in its own store and written in one transaction. `EventConsumer` 
 - every partition has its own worker task, so partitions are processed concurrently and
   each in order;
 - records are taken in batches: whatever was fetched while the partition's previous
-  batch was applied and within `max_wait` more, up to `max_batch`; records at or below
-  the stored position are skipped; a record that cannot be decoded goes to `<topic>.dlq`
-  at once; the rest is applied in a thread, in one transaction;
+  batch was applied and until the consumer's next tick (at most `max_wait`, the same
+  moment for all partitions), up to `max_batch`; records at or below the stored position
+  are skipped; a record that cannot be decoded goes to `<topic>.dlq` at once; the rest
+  is applied in a thread, in one transaction (partitions' batches applied at the same
+  time may share it: see `crm_runtime.readstore.Projection`);
 - a transient failure (`is_transient`: a store, a peer or a race) is retried with back-off
   until it succeeds; any other failure makes the batch fall back to one event at a time,
   so that only the failing event is retried (`max_attempts`) and then dead-lettered, its
@@ -273,8 +275,9 @@ class EventConsumer:
     task per assigned partition.
 
     A partition's records queue up while its batch is applied; the next batch is whatever
-    queued meanwhile and within `max_wait` more (20 ms: fewer, larger transactions for a
-    few milliseconds of latency), up to `max_batch` (a partition's fetching pauses while
+    queued meanwhile and until the consumer's next tick, at most `max_wait` more (20 ms:
+    fewer, larger transactions for a few milliseconds of latency; the tick is the same for
+    all partitions), up to `max_batch` (a partition's fetching pauses while
     2 × `max_batch`, at least 1,000, are queued). Batches grow with the load.
 
     A handler that is not a `BatchHandler` is refused: positions live in the handler's
@@ -377,7 +380,7 @@ class EventConsumer:
         """Applies the partition's queued records, a batch at a time, until none are left."""
         while self._queued.get(tp):
             if self.max_wait and len(self._queued[tp]) < self.max_batch:
-                await asyncio.sleep(self.max_wait)  # let the batch gather, as a producer lingers
+                await asyncio.sleep(self._to_next_tick())  # let the batch gather, as a producer lingers
             queued = self._queued[tp]
             batch, self._queued[tp] = queued[:self.max_batch], queued[self.max_batch:]
             if len(self._queued[tp]) < self._pause_at and tp in kafka.paused():
@@ -387,6 +390,13 @@ class EventConsumer:
                 self.process_batch, tp.topic, tp.partition, batch)
             self._done[tp] = batch[-1].offset + 1
         self._queued.pop(tp, None)
+
+    def _to_next_tick(self) -> float:
+        """A partition lingers until the consumer's next tick (one every `max_wait`), the
+        same moment for every partition: their batches then reach the handler together,
+        and one that applies concurrent batches in one transaction (a Projection, see
+        crm_runtime.readstore) gets them together."""
+        return self.max_wait - asyncio.get_running_loop().time() % self.max_wait
 
     async def _commit(self, kafka: AIOKafkaConsumer) -> None:
         """The group's offsets follow the store's positions, for tools that show a group's

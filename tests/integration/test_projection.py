@@ -150,3 +150,64 @@ def test_twin_consumers_applying_the_same_batch_apply_it_once(any_platform):
     second.join(10)
     assert errors == [] and not two_applied.is_set()
     assert one.rows() == {"a": 1} and two.projection.positions() == {(TOPIC, 0): 0}
+
+
+def test_partitions_batches_applied_together_share_a_transaction_but_not_a_fault(any_platform):
+    """Batches of several partitions that reach the projection while another is applied
+    are applied next in one transaction; when one of them fails, the others are applied
+    on their own and only its caller sees the error."""
+    counts = Counts(any_platform, set_based=True, fail_on="e-2-2")
+    connections: dict[int, object] = {}  # partition -> the connection of its transaction
+    busy, release = threading.Event(), threading.Event()
+    count_all = counts.count_all
+
+    def applying(conn, envelopes):
+        if envelopes[0].subject == "blocker":
+            busy.set()
+            release.wait(10)  # the batches below queue meanwhile
+        for envelope in envelopes:
+            connections.setdefault(int(envelope.id.split("-")[1]), conn)
+        count_all(conn, envelopes)
+
+    counts.projection.apply_events = applying
+    errors: dict[int, BaseException] = {}
+
+    def apply(partition, deliveries):
+        try:
+            counts.projection.apply(TOPIC, partition, deliveries)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors[partition] = exc
+
+    blocker = threading.Thread(target=apply, args=(9, [delivery(0, "blocker", partition=9)]))
+    blocker.start()
+    assert busy.wait(10)
+    queued = [threading.Thread(target=apply, args=(partition, [delivery(0, f"s{partition}", partition=partition),
+                                                               delivery(1, f"s{partition}", partition=partition)]))
+              for partition in (0, 1)]
+    for thread in queued:
+        thread.start()
+    release.wait(0.3)  # both are queued behind the blocker by now
+    release.set()
+    for thread in [blocker, *queued]:
+        thread.join(10)
+    assert errors == {} and connections[0] is connections[1] and connections[1] is not connections[9]
+    assert counts.rows() == {"blocker": 1, "s0": 2, "s1": 2}
+    assert counts.projection.positions() == {(TOPIC, 9): 0, (TOPIC, 0): 1, (TOPIC, 1): 1}
+
+    # A faulty event in one partition's batch: the other partition's batch still commits.
+    release.clear()
+    busy.clear()
+    blocker = threading.Thread(target=apply, args=(9, [delivery(1, "blocker", partition=9)]))
+    blocker.start()
+    assert busy.wait(10)
+    queued = [threading.Thread(target=apply, args=(partition, [delivery(2, f"s{partition}", partition=partition)]))
+              for partition in (1, 2)]
+    for thread in queued:
+        thread.start()
+    release.wait(0.3)
+    release.set()
+    for thread in [blocker, *queued]:
+        thread.join(10)
+    assert list(errors) == [2] and isinstance(errors[2], ValueError)
+    assert counts.rows() == {"blocker": 2, "s0": 2, "s1": 3}
+    assert counts.projection.positions() == {(TOPIC, 9): 1, (TOPIC, 0): 1, (TOPIC, 1): 2}
