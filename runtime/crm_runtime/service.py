@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
 import uvicorn
@@ -147,6 +148,8 @@ async def serve(settings: ServiceSettings, store_check: Callable[[], None],
     `store_check` raises when the service's store is unreachable; with the Kafka probe it
     decides /readyz. Each registration is a gRPC service with its permission table.
     """
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.platform.api_threads, thread_name_prefix="store-work"))
     tokens = token_codec(settings)
     api = http.create_app(settings.name, "1", checks={
         "store": store_check, "kafka": KafkaProbe(settings.platform.kafka_bootstrap).check},

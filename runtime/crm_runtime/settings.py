@@ -57,6 +57,10 @@ class PlatformSettings(BaseSettings):
     # HTTP requests over these sizes are refused (413 / 431) before anything parses them.
     http_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     http_max_header_bytes: int = Field(default=16 * 1024, gt=0)
+    # Threads a service process runs its store work in. Captures arriving together wait in
+    # them for one group commit (crm_runtime.group_commit), so they bound its batch: with
+    # Python's default (cores + 4) a busy service queues requests behind waiting ones.
+    api_threads: int = Field(default=32, gt=0)
     log_level: str = "INFO"
     log_json: bool = True
 
