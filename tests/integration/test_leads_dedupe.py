@@ -15,7 +15,7 @@ from crm.leads.v1 import events_pb2, leads_pb2, leads_pb2_grpc
 from crm_leads.adapters.grpc import registrations
 from crm_leads.adapters.http import routers
 from crm_leads.adapters.messages import EVENTS
-from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
+from crm_leads.application import AssignLead, CaptureLead, LeadsApplication, MoveLead
 from crm_leads.domain import conversion_ids
 from crm_leads.importer import ImportLeads, import_leads
 from crm_runtime import http, tracing
@@ -404,3 +404,29 @@ def wait_for(condition) -> None:
     while not condition():
         assert time.monotonic() < deadline, "the captures did not queue"
         time.sleep(0.001)
+
+
+def test_a_batch_looks_up_all_its_emails_and_phones_at_once(leads):
+    """flag_duplicates on a batch larger than one look-up statement (its emails and phones
+    are looked up a hundred at a time): each lead is marked after the earliest open lead
+    with its email, else its phone, stored or earlier in the batch; closed leads are not
+    duplicates."""
+    from crm_leads import merging
+
+    def command(name: str, email: str, phone: str | None = None) -> CaptureLead:
+        return CaptureLead(name=name, email=email, phone=phone, company=None, channel="web")
+
+    by_email = [leads.capture_lead(command(f"Stored {n}", f"stored{n}@batch.example"))[0] for n in range(60)]
+    by_phone = leads.capture_lead(command("Switchboard", "board@batch.example", "+1 415 555 0100"))[0]
+    closed = leads.capture_lead(command("Closed", "closed@batch.example"))[0]
+    leads.move_lead(MoveLead(lead_id=str(closed.id), action="disqualify", reason="test", caller=None))
+    batch = [leads.new_lead(command(f"New {n}", f"STORED{n}@batch.example", f"+1 415 555 {1000 + n}"))[0]
+             for n in range(60)]
+    batch += [leads.new_lead(command("Calls", f"calls{n}@batch.example", "+14155550100"))[0] for n in range(3)]
+    batch += [leads.new_lead(command("Again", "closed@batch.example"))[0],
+              leads.new_lead(command("Again twice", "closed@batch.example"))[0]]
+    assert len({point for lead in batch for point in merging._points(lead)}) > merging._UNION_CHUNK
+    assert merging.flag_duplicates(leads, batch) == 64
+    assert [lead.duplicate_of for lead in batch[:60]] == [str(lead.id) for lead in by_email]
+    assert {lead.duplicate_of for lead in batch[60:63]} == {str(by_phone.id)}
+    assert batch[63].duplicate_of is None and batch[64].duplicate_of == str(batch[63].id)

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, literal_column, select, union_all
 
 from crm_leads.domain import OPEN_STATUSES, Lead, email_key
 from crm_leads.views import LeadRecord
@@ -73,39 +74,55 @@ def contact_point_guard(*leads: Lead) -> Iterator[None]:
         yield
 
 
-@functools.cache
-def _earliest_query(column: str) -> Any:
-    """The earliest open lead (not one of `ids`) whose `column` equals `point`. One small
-    query per contact point, walking the (point, seq) index: a phone number a thousand leads
-    share (a switchboard) costs what a new one does. Built once per column."""
+_UNION_CHUNK = 100  # contact points per look-up statement
+
+
+@functools.lru_cache(maxsize=512)
+def _earliest_query(columns: tuple[str, ...]) -> Any:
+    """For each contact point n (its column `columns[n]`, its value bound as `p<n>`): its
+    earliest open leads, at most `k<n>`, as rows (n, id, seq). One statement for the
+    batch's points, each point its own small query walking the (point, seq) index, so that
+    a phone number a thousand leads share (a switchboard) costs what a new one does; a
+    round trip per point was what a batch spent most on against PostgreSQL. Built once per
+    sequence of columns."""
     c = lead_index.c
-    return (select(c.id, c.seq)
-            .where(c[column] == bindparam("point"), c.status.in_(bindparam("open", expanding=True)),
-                   c.id.not_in(bindparam("ids", expanding=True)))
-            .order_by(c.seq).limit(1))
+    open_: Any = bindparam("open", expanding=True)
+    firsts = [select(literal_column(str(n)).label("n"), c.id, c.seq)
+              .where(c[column] == bindparam(f"p{n}"), c.status.in_(open_))
+              .order_by(c.seq).limit(bindparam(f"k{n}")).subquery(f"point{n}")
+              for n, column in enumerate(columns)]
+    return union_all(*(select(first) for first in firsts))
 
 
 def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     """Marks each lead about to be captured (in capture order) that shares its email or phone
     with an open lead, stored or earlier in `leads`, as a duplicate of the earliest such
-    lead; returns how many it marked. Catches the index up first; one indexed query per
-    email and phone of the batch."""
+    lead; returns how many it marked. Catches the index up first; then one statement
+    looks up every email and phone of the batch (see `_earliest_query`)."""
     if not leads:
         return 0
     app.views.catch_up()
     emails = {email_key(lead.email) for lead in leads}
     phones = {lead.phone for lead in leads if lead.phone}
-    ids = [str(lead.id) for lead in leads]
+    ids = {str(lead.id) for lead in leads}
+    # A lead of the batch may be stored already (captured again with its request key): a
+    # point's look-up reads one lead more than the batch has with it, and skips the batch's.
+    sharing = Counter(point for lead in leads for point in _points(lead))
     first_by: dict[str, str] = {}  # contact point -> the earliest open lead with it
     rank: dict[str, int] = {}  # lead id -> capture order (stored ones by seq, then this batch)
-    parameters = {"ids": ids, "open": sorted(status.value for status in OPEN_STATUSES)}
     earliest_rows: list[tuple[int, str, str]] = []  # (seq, lead id, contact point)
+    wanted = ([f"email:{value}" for value in sorted(emails)] + [f"phone:{value}" for value in sorted(phones)])
     with app.views.read() as conn:
-        for kind, column, values in (("email", "email_key", emails), ("phone", "phone", phones)):
-            for value in sorted(values):
-                row = conn.execute(_earliest_query(column), {**parameters, "point": value}).first()
-                if row is not None:
-                    earliest_rows.append((row.seq, row.id, f"{kind}:{value}"))
+        for start in range(0, len(wanted), _UNION_CHUNK):
+            chunk = wanted[start:start + _UNION_CHUNK]
+            parameters: dict[str, Any] = {"open": sorted(status.value for status in OPEN_STATUSES)}
+            for n, point in enumerate(chunk):
+                parameters[f"p{n}"] = point.split(":", 1)[1]
+                parameters[f"k{n}"] = 1 + sharing[point]
+            columns = tuple("email_key" if point.startswith("email:") else "phone" for point in chunk)
+            for n, lead_id, seq in conn.execute(_earliest_query(columns), parameters):
+                if lead_id not in ids:
+                    earliest_rows.append((seq, lead_id, chunk[int(n)]))
     for _, lead_id, point in sorted(earliest_rows):
         rank.setdefault(lead_id, len(rank))
         first_by.setdefault(point, lead_id)
