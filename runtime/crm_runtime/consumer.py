@@ -67,6 +67,7 @@ from tenacity.wait import wait_base
 
 from crm_runtime import logs, retries, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
+from crm_runtime.group_commit import GroupCommit
 from crm_runtime.settings import PlatformSettings, ServiceSettings
 from crm_runtime.topics import dead_letter_topic
 
@@ -614,7 +615,11 @@ class EventStoreHandler:
     def __init__(self, app: Any, name: str, decide: Callable[[Sequence[Delivery]], Sequence[Any]],
                  *, max_races: int = 10, serialize: bool = False):
         """`serialize`: partitions decide one at a time, for decisions that all move one
-        aggregate (a rotation), where concurrent batches would only race and decide again."""
+        aggregate (a rotation), where concurrent batches would only race and decide again.
+        Then the batches of the partitions that queued meanwhile are decided next, all in
+        one call of `decide` and one transaction with every partition's position, when the
+        store's process recorder can record several (`records_more_tracking`, see
+        crm_runtime.postgres_store); else one at a time."""
         from eventsourcing.persistence import ProcessRecorder
 
         if not isinstance(app.recorder, ProcessRecorder):
@@ -627,6 +632,9 @@ class EventStoreHandler:
         self.max_races = max_races
         self._deciding: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if serialize else contextlib.nullcontext())
+        self._together: GroupCommit[_Batch, None] | None = (
+            GroupCommit(f"decide.{name}", self._apply_together)
+            if serialize and getattr(app.recorder, "records_more_tracking", False) else None)
 
     def tracking_name(self, topic: str, partition: int) -> str:
         return f"{self.name}|{topic}|{partition}"
@@ -643,31 +651,55 @@ class EventStoreHandler:
         return positions
 
     def apply(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
-        name = self.tracking_name(topic, partition)
+        batch = (self.tracking_name(topic, partition), deliveries)
+        if self._together is not None:
+            self._together.submit(batch)
+            return
         with self._deciding:
-            self._apply(name, deliveries)
+            self._apply([batch])
 
-    def _apply(self, name: str, deliveries: Sequence[Delivery]) -> None:
-        from eventsourcing.persistence import IntegrityError
+    def _apply_together(self, batches: list[_Batch]) -> list[None | BaseException]:
+        """The queued partitions' batches in one decision; when that fails, each again on
+        its own, so that one partition's faulty event is that partition's alone."""
+        if len(batches) > 1:
+            try:
+                self._apply(batches)
+                return [None] * len(batches)
+            except Exception:  # noqa: BLE001, S110 - nothing was saved: each batch alone below
+                pass
+        answers: list[None | BaseException] = []
+        for batch in batches:
+            try:
+                self._apply([batch])
+                answers.append(None)
+            except Exception as exc:  # noqa: BLE001 - this partition's answer
+                answers.append(exc)
+        return answers
+
+    def _apply(self, batches: Sequence[_Batch]) -> None:
+        from eventsourcing.persistence import IntegrityError, Tracking
 
         from crm_runtime.errors import Conflict
 
         for _ in range(self.max_races):
-            position = self.app.recorder.max_tracking_id(name)
-            todo, ids = [], set()
-            for delivery in deliveries:
-                if (position is None or delivery.offset > position) and delivery.envelope.id not in ids:
-                    ids.add(delivery.envelope.id)
-                    todo.append(delivery)
+            todo, ids, trackings = [], set(), []
+            for name, deliveries in batches:
+                position = self.app.recorder.max_tracking_id(name)
+                for delivery in deliveries:
+                    if (position is None or delivery.offset > position) and delivery.envelope.id not in ids:
+                        ids.add(delivery.envelope.id)
+                        todo.append(delivery)
+                if position is None or deliveries[-1].offset > position:
+                    trackings.append(Tracking(name, deliveries[-1].offset))
             if not todo:
                 return
             aggregates = self.decide(todo)
             try:
-                self._save(aggregates, name, deliveries[-1].offset)
+                self._save(aggregates, trackings)
                 return
             except IntegrityError:
-                continue  # another writer moved an aggregate or this position: decide again
-        raise Conflict(f"{name}: too much contention saving a batch")
+                continue  # another writer moved an aggregate or a position: decide again
+        raise Conflict(f"{', '.join(name for name, _ in batches)}: too much contention saving a batch")
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
         from eventsourcing.persistence import IntegrityError, Tracking
@@ -681,19 +713,27 @@ class EventStoreHandler:
         except IntegrityError:
             pass  # someone recorded this position (or a later one) first
 
-    def _save(self, aggregates: Sequence[Any], tracking_name: str, offset: int) -> None:
-        """`Application.save`, with the tracking record in the same transaction."""
+    def _save(self, aggregates: Sequence[Any], trackings: Sequence[Any]) -> None:
+        """`Application.save`, with the tracking records in the same transaction."""
         from eventsourcing.application import ProcessingEvent
-        from eventsourcing.persistence import Tracking
 
-        processing: ProcessingEvent[Any] = ProcessingEvent(tracking=Tracking(tracking_name, offset))
+        first, more = trackings[0], list(trackings[1:])
+        processing: ProcessingEvent[Any] = ProcessingEvent(tracking=first)
+        if more:
+            processing.saved_kwargs["more_tracking"] = more
         processing.collect_events(*aggregates)
         if not processing.events:
-            self.app.recorder.insert_tracking(processing.tracking)
+            if more:
+                self.app.recorder.insert_events([], tracking=first, more_tracking=more)
+            else:
+                self.app.recorder.insert_tracking(first)
             return
         recordings = self.app._record(processing)
         self.app._take_snapshots(processing)
         self.app._notify(recordings)
+
+
+_Batch = tuple[str, Sequence[Delivery]]  # a partition's batch: its tracking name, its deliveries
 
 
 def _tracking_rows(recorder: Any, prefix: str) -> list[tuple[str, int]]:

@@ -67,6 +67,7 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     if platform.store == "postgres":
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PROCESS_RECORDER_TOPIC": "crm_runtime.postgres_store:PostgresProcessRecorder",
             "POSTGRES_HOST": platform.postgres_host,
             "POSTGRES_PORT": str(platform.postgres_port),
             "POSTGRES_DBNAME": platform.postgres_dbname,
@@ -80,6 +81,7 @@ def _persistence_env(name: str, platform: PlatformSettings) -> dict[str, str]:
     platform.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "PERSISTENCE_MODULE": "crm_runtime.sqlite_store:SQLiteFactory",
+        "PROCESS_RECORDER_TOPIC": "crm_runtime.sqlite_store:SQLiteProcessRecorder",
         "SQLITE_SYNCHRONOUS": platform.sqlite_synchronous,
         "SQLITE_DBNAME": str((platform.data_dir / f"{name.lower()}.sqlite3").resolve()),
         "SQLITE_LOCK_TIMEOUT": "30",

@@ -10,13 +10,18 @@ before a checkpoint (https://www.sqlite.org/pragma.html#pragma_synchronous). Tha
 default here, as in the read stores (crm_runtime.readstore); CRM_SQLITE_SYNCHRONOUS=FULL
 restores a sync per commit. Production runs on PostgreSQL, which groups the commits of
 concurrent transactions into one sync by itself.
+
+Its process recorder also records the positions of several partitions with one batch's
+events (`SQLiteProcessRecorder`, as crm_runtime.postgres_store's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing import sqlite
+from eventsourcing.persistence import StoredEvent
 
 SYNCHRONOUS = "SQLITE_SYNCHRONOUS"
 MODES = ("FULL", "NORMAL")
@@ -31,6 +36,19 @@ class SQLiteConnectionPool(sqlite.SQLiteConnectionPool):
         connection = super()._create_connection()
         connection._sqlite_conn.execute(f"PRAGMA synchronous={self.synchronous}")
         return connection
+
+
+class SQLiteProcessRecorder(sqlite.SQLiteProcessRecorder):
+    """eventsourcing's, also recording `more_tracking`: the positions of the other partitions
+    a batch decided (see crm_runtime.postgres_store)."""
+
+    records_more_tracking = True  # read by EventStoreHandler
+
+    def _insert_events(self, c: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        returning = super()._insert_events(c, stored_events, **kwargs)
+        for tracking in kwargs.get("more_tracking", ()):
+            self._insert_tracking(c, tracking)
+        return returning
 
 
 class SQLiteFactory(sqlite.SQLiteFactory):

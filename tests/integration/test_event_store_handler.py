@@ -159,3 +159,58 @@ def test_the_consumer_applies_batches_through_the_handler(app):
     assert asyncio.run(c.process_batch(TOPIC, 0, records)) == {"handled": 3, "skipped": 0, "dead-lettered": 1}
     assert calls == [[0, 1, 3]] and dead == [2] and handler.positions() == {(TOPIC, 0): 3}
     assert asyncio.run(c.process_batch(TOPIC, 0, records))["skipped"] == 4
+
+
+def test_serialized_partitions_queued_meanwhile_are_decided_together(app):
+    """A serialized handler (one rotation for all partitions): the batches of partitions
+    that queue while one is decided are decided next in one call and saved in one
+    transaction with every partition's position; a faulty event fails its own partition
+    only, the others are decided again without it."""
+    import threading
+
+    calls: list[list[int]] = []
+    decide = decider(app, calls)
+    busy, release = threading.Event(), threading.Event()
+
+    def deciding(deliveries):
+        if deliveries[0].envelope.subject == "blocker":
+            busy.set()
+            release.wait(10)  # the other partitions queue meanwhile
+        if any(d.envelope.subject == "poison" for d in deliveries):
+            raise ValueError("a faulty event")
+        return decide(deliveries)
+
+    handler = EventStoreHandler(app, "tally", deciding, serialize=True)
+    errors: dict[int, BaseException] = {}
+
+    def apply(partition: int, deliveries: list[Delivery]) -> None:
+        try:
+            handler.apply(TOPIC, partition, deliveries)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors[partition] = exc
+
+    def round_of(blocker: Delivery, queued: dict[int, list[Delivery]]) -> None:
+        busy.clear()
+        release.clear()
+        first = threading.Thread(target=apply, args=(blocker.partition, [blocker]))
+        first.start()
+        assert busy.wait(10)
+        others = [threading.Thread(target=apply, args=item) for item in queued.items()]
+        for thread in others:
+            thread.start()
+        release.wait(0.3)  # all are queued behind the blocker by now
+        release.set()
+        for thread in [first, *others]:
+            thread.join(10)
+
+    round_of(delivery(0, "blocker", partition=2), {0: [delivery(0, "a"), delivery(1, "b")],
+                                                   1: [delivery(0, "c", partition=1)]})
+    assert errors == {}
+    assert sorted(map(sorted, calls[1:])) == [[0, 0, 1]]  # both queued partitions, one decision
+    assert handler.positions() == {(TOPIC, 0): 1, (TOPIC, 1): 0, (TOPIC, 2): 0}
+    assert [app.tally(s).event_ids for s in "abc"] == [[f"e-{TOPIC}-0-0"], [f"e-{TOPIC}-0-1"], [f"e-{TOPIC}-1-0"]]
+
+    round_of(delivery(1, "blocker", partition=2), {0: [delivery(2, "a")], 1: [delivery(1, "poison", partition=1)]})
+    assert list(errors) == [1] and isinstance(errors[1], ValueError)
+    assert handler.positions() == {(TOPIC, 0): 2, (TOPIC, 1): 0, (TOPIC, 2): 1}
+    assert app.tally("a").event_ids == [f"e-{TOPIC}-0-0", f"e-{TOPIC}-0-2"] and app.tally("poison") is None
