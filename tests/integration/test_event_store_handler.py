@@ -19,6 +19,7 @@ from crm_runtime.cloudevents import EventEnvelope, EventRegistry, encode
 from crm_runtime.consumer import Delivery, EventStoreHandler
 from crm_runtime.eventstore import ServiceApplication
 from crm_runtime.settings import PlatformSettings
+from tests.queueing import Gate
 
 pytestmark = pytest.mark.postgres
 TOPIC = "t.crm.leads.events.v1"
@@ -166,16 +167,13 @@ def test_serialized_partitions_queued_meanwhile_are_decided_together(app):
     that queue while one is decided are decided next in one call and saved in one
     transaction with every partition's position; a faulty event fails its own partition
     only, the others are decided again without it."""
-    import threading
-
     calls: list[list[int]] = []
     decide = decider(app, calls)
-    busy, release = threading.Event(), threading.Event()
+    gate = Gate()
 
     def deciding(deliveries):
         if deliveries[0].envelope.subject == "blocker":
-            busy.set()
-            release.wait(10)  # the other partitions queue meanwhile
+            gate.hold()  # the other partitions queue meanwhile
         if any(d.envelope.subject == "poison" for d in deliveries):
             raise ValueError("a faulty event")
         return decide(deliveries)
@@ -183,34 +181,23 @@ def test_serialized_partitions_queued_meanwhile_are_decided_together(app):
     handler = EventStoreHandler(app, "tally", deciding, serialize=True)
     errors: dict[int, BaseException] = {}
 
-    def apply(partition: int, deliveries: list[Delivery]) -> None:
-        try:
-            handler.apply(TOPIC, partition, deliveries)
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
-            errors[partition] = exc
+    def apply(*deliveries: Delivery):
+        def call() -> None:
+            try:
+                handler.apply(TOPIC, deliveries[0].partition, list(deliveries))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors[deliveries[0].partition] = exc
+        return call
 
-    def round_of(blocker: Delivery, queued: dict[int, list[Delivery]]) -> None:
-        busy.clear()
-        release.clear()
-        first = threading.Thread(target=apply, args=(blocker.partition, [blocker]))
-        first.start()
-        assert busy.wait(10)
-        others = [threading.Thread(target=apply, args=item) for item in queued.items()]
-        for thread in others:
-            thread.start()
-        release.wait(0.3)  # all are queued behind the blocker by now
-        release.set()
-        for thread in [first, *others]:
-            thread.join(10)
-
-    round_of(delivery(0, "blocker", partition=2), {0: [delivery(0, "a"), delivery(1, "b")],
-                                                   1: [delivery(0, "c", partition=1)]})
+    gate.run(apply(delivery(0, "blocker", partition=2)),
+             apply(delivery(0, "a"), delivery(1, "b")), apply(delivery(0, "c", partition=1)))
     assert errors == {}
     assert sorted(map(sorted, calls[1:])) == [[0, 0, 1]]  # both queued partitions, one decision
     assert handler.positions() == {(TOPIC, 0): 1, (TOPIC, 1): 0, (TOPIC, 2): 0}
     assert [app.tally(s).event_ids for s in "abc"] == [[f"e-{TOPIC}-0-0"], [f"e-{TOPIC}-0-1"], [f"e-{TOPIC}-1-0"]]
 
-    round_of(delivery(1, "blocker", partition=2), {0: [delivery(2, "a")], 1: [delivery(1, "poison", partition=1)]})
+    gate.run(apply(delivery(1, "blocker", partition=2)),
+             apply(delivery(2, "a")), apply(delivery(1, "poison", partition=1)))
     assert list(errors) == [1] and isinstance(errors[1], ValueError)
     assert handler.positions() == {(TOPIC, 0): 2, (TOPIC, 1): 0, (TOPIC, 2): 1}
     assert app.tally("a").event_ids == [f"e-{TOPIC}-0-0", f"e-{TOPIC}-0-2"] and app.tally("poison") is None

@@ -14,6 +14,7 @@ from crm.leads.v1 import events_pb2 as leads_events
 from crm_runtime.cloudevents import EventEnvelope
 from crm_runtime.consumer import Delivery
 from crm_runtime.readstore import Projection, make_engine
+from tests.queueing import Gate
 
 pytestmark = pytest.mark.postgres
 TOPIC = "t.crm.leads.events.v1"
@@ -158,13 +159,12 @@ def test_partitions_batches_applied_together_share_a_transaction_but_not_a_fault
     on their own and only its caller sees the error."""
     counts = Counts(any_platform, set_based=True, fail_on="e-2-2")
     connections: dict[int, object] = {}  # partition -> the connection of its transaction
-    busy, release = threading.Event(), threading.Event()
+    gate = Gate()
     count_all = counts.count_all
 
     def applying(conn, envelopes):
         if envelopes[0].subject == "blocker":
-            busy.set()
-            release.wait(10)  # the batches below queue meanwhile
+            gate.hold()  # the batches below queue meanwhile
         for envelope in envelopes:
             connections.setdefault(int(envelope.id.split("-")[1]), conn)
         count_all(conn, envelopes)
@@ -172,42 +172,23 @@ def test_partitions_batches_applied_together_share_a_transaction_but_not_a_fault
     counts.projection.apply_events = applying
     errors: dict[int, BaseException] = {}
 
-    def apply(partition, deliveries):
-        try:
-            counts.projection.apply(TOPIC, partition, deliveries)
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion
-            errors[partition] = exc
+    def apply(partition, *deliveries):
+        def call():
+            try:
+                counts.projection.apply(TOPIC, partition, list(deliveries))
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                errors[partition] = exc
+        return call
 
-    blocker = threading.Thread(target=apply, args=(9, [delivery(0, "blocker", partition=9)]))
-    blocker.start()
-    assert busy.wait(10)
-    queued = [threading.Thread(target=apply, args=(partition, [delivery(0, f"s{partition}", partition=partition),
-                                                               delivery(1, f"s{partition}", partition=partition)]))
-              for partition in (0, 1)]
-    for thread in queued:
-        thread.start()
-    release.wait(0.3)  # both are queued behind the blocker by now
-    release.set()
-    for thread in [blocker, *queued]:
-        thread.join(10)
+    gate.run(apply(9, delivery(0, "blocker", partition=9)),
+             *(apply(p, delivery(0, f"s{p}", partition=p), delivery(1, f"s{p}", partition=p)) for p in (0, 1)))
     assert errors == {} and connections[0] is connections[1] and connections[1] is not connections[9]
     assert counts.rows() == {"blocker": 1, "s0": 2, "s1": 2}
     assert counts.projection.positions() == {(TOPIC, 9): 0, (TOPIC, 0): 1, (TOPIC, 1): 1}
 
     # A faulty event in one partition's batch: the other partition's batch still commits.
-    release.clear()
-    busy.clear()
-    blocker = threading.Thread(target=apply, args=(9, [delivery(1, "blocker", partition=9)]))
-    blocker.start()
-    assert busy.wait(10)
-    queued = [threading.Thread(target=apply, args=(partition, [delivery(2, f"s{partition}", partition=partition)]))
-              for partition in (1, 2)]
-    for thread in queued:
-        thread.start()
-    release.wait(0.3)
-    release.set()
-    for thread in [blocker, *queued]:
-        thread.join(10)
+    gate.run(apply(9, delivery(1, "blocker", partition=9)),
+             *(apply(p, delivery(2, f"s{p}", partition=p)) for p in (1, 2)))
     assert list(errors) == [2] and isinstance(errors[2], ValueError)
     assert counts.rows() == {"blocker": 2, "s0": 2, "s1": 3}
     assert counts.projection.positions() == {(TOPIC, 9): 1, (TOPIC, 0): 1, (TOPIC, 1): 2}
