@@ -67,7 +67,7 @@ from tenacity.wait import wait_base
 
 from crm_runtime import logs, retries, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
-from crm_runtime.group_commit import GroupCommit
+from crm_runtime.group_commit import GroupCommit, all_or_each
 from crm_runtime.settings import PlatformSettings, ServiceSettings
 from crm_runtime.topics import dead_letter_topic
 
@@ -661,20 +661,7 @@ class EventStoreHandler:
     def _apply_together(self, batches: list[_Batch]) -> list[None | BaseException]:
         """The queued partitions' batches in one decision; when that fails, each again on
         its own, so that one partition's faulty event is that partition's alone."""
-        if len(batches) > 1:
-            try:
-                self._apply(batches)
-                return [None] * len(batches)
-            except Exception:  # noqa: BLE001, S110 - nothing was saved: each batch alone below
-                pass
-        answers: list[None | BaseException] = []
-        for batch in batches:
-            try:
-                self._apply([batch])
-                answers.append(None)
-            except Exception as exc:  # noqa: BLE001 - this partition's answer
-                answers.append(exc)
-        return answers
+        return all_or_each(batches, self._apply, lambda batch: self._apply([batch]))
 
     def _apply(self, batches: Sequence[_Batch]) -> None:
         from eventsourcing.persistence import IntegrityError, Tracking

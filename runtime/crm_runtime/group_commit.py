@@ -87,3 +87,24 @@ class GroupCommit(Generic[T, R]):
                 self._queue.popleft()
             self._turns.notify_all()
         self._sizes.observe(len(batch))
+
+
+def all_or_each(items: list[T], together: Callable[[list[T]], object],
+                alone: Callable[[T], object]) -> list[None | BaseException]:
+    """The `apply` of a group commit whose items are writes with no result: all of them in
+    one call of `together`; when that fails (and so saved nothing), each again in `alone`,
+    so that a fault of one item is that item's caller's alone."""
+    if len(items) > 1:
+        try:
+            together(items)
+            return [None] * len(items)
+        except Exception:  # noqa: BLE001, S110 - nothing was saved: each item alone below
+            pass
+    answers: list[None | BaseException] = []
+    for item in items:
+        try:
+            alone(item)
+            answers.append(None)
+        except Exception as exc:  # noqa: BLE001 - this item's caller's answer
+            answers.append(exc)
+    return answers

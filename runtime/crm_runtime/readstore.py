@@ -43,7 +43,7 @@ from crm_runtime import tracing
 from crm_runtime.cloudevents import EventEnvelope
 from crm_runtime.errors import Conflict
 from crm_runtime.eventstore import retry_schema_race
-from crm_runtime.group_commit import GroupCommit
+from crm_runtime.group_commit import GroupCommit, all_or_each
 from crm_runtime.settings import PlatformSettings
 
 if TYPE_CHECKING:
@@ -249,32 +249,23 @@ class Projection:
     def _apply_together(self, parts: list[_Part]) -> list[None | BaseException]:
         """One transaction for all; when it fails, each part again on its own, so that one
         partition's faulty event or race is that partition's alone."""
-        if len(parts) > 1:
-            try:
-                with self._writing, self.engine.begin() as conn:
-                    for part in parts:
-                        self.apply_in(conn, *part)
-                return [None] * len(parts)
-            except Exception:  # noqa: BLE001, S110 - rolled back: each part is tried alone below
-                pass
-        return [self._apply_alone(*part) for part in parts]
+        return all_or_each(parts, self._apply_parts, lambda part: self._apply_alone(*part))
 
-    def _apply_alone(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> BaseException | None:
+    def _apply_parts(self, parts: Sequence[_Part]) -> None:
+        with self._writing, self.engine.begin() as conn:
+            for part in parts:
+                self.apply_in(conn, *part)
+
+    def _apply_alone(self, topic: str, partition: int, deliveries: Sequence[Delivery]) -> None:
         try:
-            with self._writing, self.engine.begin() as conn:
-                self.apply_in(conn, topic, partition, deliveries)
-            return None
+            self._apply_parts([(topic, partition, deliveries)])
         except IntegrityError as exc:
             # A twin consumer (a rebalance overlap) may have committed some of these events
             # meanwhile: then this is a race, not a fault of the events, and applying the
             # batch again skips what the twin did.
             if self._recorded_any([d.envelope.id for d in deliveries]):
-                race = ConcurrentApply(f"{self.name}: events recorded concurrently")
-                race.__cause__ = exc
-                return race
-            return exc
-        except Exception as exc:  # noqa: BLE001 - this partition's answer
-            return exc
+                raise ConcurrentApply(f"{self.name}: events recorded concurrently") from exc
+            raise
 
     def advance(self, topic: str, partition: int, offset: int) -> None:
         with self._writing, self.engine.begin() as conn:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from crm_runtime.group_commit import GroupCommit
+from crm_runtime.group_commit import GroupCommit, all_or_each
 
 request = contextvars.ContextVar("request", default=None)
 
@@ -128,3 +128,17 @@ def test_the_batch_runs_without_its_leaders_context():
 def test_max_batch_must_be_positive():
     with pytest.raises(ValueError):
         GroupCommit("test.zero", lambda items: items, max_batch=0)
+
+
+def test_all_or_each_tries_each_item_alone_when_the_shared_write_fails():
+    written: list[list[int]] = []
+
+    def write(items: list[int]) -> None:
+        if 3 in items:
+            raise ValueError("item 3 is faulty")
+        written.append(items)
+
+    assert all_or_each([1, 2], write, lambda item: write([item])) == [None, None]
+    answers = all_or_each([4, 3, 5], write, lambda item: write([item]))
+    assert answers[0] is None and isinstance(answers[1], ValueError) and answers[2] is None
+    assert written == [[1, 2], [4], [5]]

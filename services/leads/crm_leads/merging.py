@@ -112,10 +112,11 @@ def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     rank: dict[str, int] = {}  # lead id -> capture order (stored ones by seq, then this batch)
     earliest_rows: list[tuple[int, str, str]] = []  # (seq, lead id, contact point)
     wanted = ([f"email:{value}" for value in sorted(emails)] + [f"phone:{value}" for value in sorted(phones)])
+    open_statuses = sorted(status.value for status in OPEN_STATUSES)
     with app.views.read() as conn:
         for start in range(0, len(wanted), _UNION_CHUNK):
             chunk = wanted[start:start + _UNION_CHUNK]
-            parameters: dict[str, Any] = {"open": sorted(status.value for status in OPEN_STATUSES)}
+            parameters: dict[str, Any] = {"open": open_statuses}
             for n, point in enumerate(chunk):
                 parameters[f"p{n}"] = point.split(":", 1)[1]
                 parameters[f"k{n}"] = 1 + sharing[point]
