@@ -94,7 +94,8 @@ def bench_assignment(platform: Platform, bootstrap: str, prefix: str, token: str
     assigned = AssignedWatcher(bootstrap, f"{prefix}crm.servicedesk.events.v1",
                                b"crm.servicedesk.v1.TicketAssigned")
     try:
-        opened, started, ended = post_at(rate, seconds, desk_url, "/v1/tickets", ticket_body, token)
+        posted = post_at(rate, seconds, desk_url, "/v1/tickets", ticket_body, token)
+        opened, started, ended = posted.created, posted.started, posted.ended
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and any(ticket_id not in assigned.arrived for ticket_id, _ in opened):
             time.sleep(0.1)
