@@ -11,10 +11,10 @@ for CRM_BENCH_SECONDS (default 20) with an async HTTP client, reads crm.leads.ev
 with a plain kafka-python consumer (a downstream team's view), and polls the report.
 Printed per rate: the rate achieved, p50/p99 from sending a capture to its 201 (the
 leads API's own answer time: the decision and report times start at the 201), p50/p99
-from the 201 to the decision and to the report, whether
-the lag grew (p99 of the last quarter against the first), and the consumers' events/s;
-then the CPU each process spent per lead (the platform's, PostgreSQL's and the broker's)
-and how busy the machine's cores were.
+from the 201 to the decision and to the report, whether the lag grew (p99 of the last
+quarter against the first), and the consumers' events/s; then the CPU each process spent
+per lead (the platform's, PostgreSQL's and the broker's) and how busy the machine's cores
+were.
 """
 
 from __future__ import annotations
