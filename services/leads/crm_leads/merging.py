@@ -63,6 +63,9 @@ def _points(lead: Lead) -> list[str]:
     return [f"email:{email_key(lead.email)}"] + ([f"phone:{lead.phone}"] if lead.phone else [])
 
 
+_POINT_COLUMNS = {"email": "email_key", "phone": "phone"}  # a point's kind -> its index column
+
+
 @contextmanager
 def contact_point_guard(*leads: Lead) -> Iterator[None]:
     """Holds the locks of the leads' emails and phones (in a fixed order: no deadlock), so
@@ -102,8 +105,6 @@ def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     if not leads:
         return 0
     app.views.catch_up()
-    emails = {email_key(lead.email) for lead in leads}
-    phones = {lead.phone for lead in leads if lead.phone}
     ids = {str(lead.id) for lead in leads}
     # A lead of the batch may be stored already (captured again with its request key): a
     # point's look-up reads one lead more than the batch has with it, and skips the batch's.
@@ -111,17 +112,18 @@ def flag_duplicates(app: LeadsApplication, leads: Sequence[Lead]) -> int:
     first_by: dict[str, str] = {}  # contact point -> the earliest open lead with it
     rank: dict[str, int] = {}  # lead id -> capture order (stored ones by seq, then this batch)
     earliest_rows: list[tuple[int, str, str]] = []  # (seq, lead id, contact point)
-    wanted = ([f"email:{value}" for value in sorted(emails)] + [f"phone:{value}" for value in sorted(phones)])
+    wanted = sorted(sharing)  # every email and phone of the batch, once
     open_statuses = sorted(status.value for status in OPEN_STATUSES)
     with app.views.read() as conn:
         for start in range(0, len(wanted), _UNION_CHUNK):
             chunk = wanted[start:start + _UNION_CHUNK]
             parameters: dict[str, Any] = {"open": open_statuses}
+            columns = []
             for n, point in enumerate(chunk):
-                parameters[f"p{n}"] = point.split(":", 1)[1]
+                kind, parameters[f"p{n}"] = point.split(":", 1)
                 parameters[f"k{n}"] = 1 + sharing[point]
-            columns = tuple("email_key" if point.startswith("email:") else "phone" for point in chunk)
-            for n, lead_id, seq in conn.execute(_earliest_query(columns), parameters):
+                columns.append(_POINT_COLUMNS[kind])
+            for n, lead_id, seq in conn.execute(_earliest_query(tuple(columns)), parameters):
                 if lead_id not in ids:
                     earliest_rows.append((seq, lead_id, chunk[int(n)]))
     for _, lead_id, point in sorted(earliest_rows):
