@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from crm_runtime import context as contexts
-from crm_runtime import service
+from crm_runtime import heap, service
 from crm_runtime.context import Context
 
 
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"context {ctx.name} runs {', '.join(kinds)}, not {args.kind}")
     settings = ctx.settings()
     service.configure_logging(settings, ctx.name if args.kind == "api" else f"{ctx.name}-{args.kind}")
+    heap.freeze_long_lived()
     RUNNERS[args.kind](ctx, settings)
     return 0
 
