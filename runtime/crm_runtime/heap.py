@@ -15,7 +15,7 @@ from __future__ import annotations
 import gc
 import threading
 
-WARM_UP_SECONDS = 30.0  # time for a process's first requests and batches to fill its caches
+WARM_UP_SECONDS = 15.0  # time for a process's first requests and batches to fill its caches
 
 
 def freeze_long_lived(warm_up: float = WARM_UP_SECONDS) -> threading.Timer | None:
