@@ -28,13 +28,16 @@ def test_what_a_process_holds_at_start_leaves_the_collectors_reach():
 
 
 def test_what_the_warm_up_adds_is_frozen_after_it():
-    timer = heap.freeze_long_lived(warm_up=0.05)
-    assert timer is not None and timer.daemon
-    frozen_at_start = gc.get_freeze_count()
-    warmed = [[Kept()] for _ in range(1000)]
-    timer.join(5)
-    assert gc.get_freeze_count() >= frozen_at_start + len(warmed)
-    assert not any(item is warmed for item in gc.get_objects())
+    timer = heap.freeze_long_lived(warm_up=60)
+    assert timer is not None
+    try:
+        assert timer.daemon and timer.interval == 60  # it never holds a stopping process up
+        warmed = [[Kept()] for _ in range(1000)]
+        assert any(item is warmed for item in gc.get_objects())
+        timer.function()  # what the timer runs once the warm-up is over
+        assert not any(item is warmed for item in gc.get_objects())
+    finally:
+        timer.cancel()
 
 
 def test_garbage_is_collected_before_the_freeze_not_kept():
