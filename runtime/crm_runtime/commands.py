@@ -34,7 +34,7 @@ from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState
 
 from crm.common.v1 import commands_pb2
-from crm_runtime import logs, retries, tracing
+from crm_runtime import logs, retries, stop_deadline, tracing
 from crm_runtime.auth import ServiceAccount
 from crm_runtime.commit_signal import CommitSignal
 from crm_runtime.eventstore import ServiceApplication, trace_context
@@ -443,8 +443,13 @@ def grpc_targets(settings: ServiceSettings) -> dict[str, str]:
 
 async def run_until_signalled(dispatcher: CommandDispatcher) -> None:
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop_deadline.arm()
+        dispatcher.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, dispatcher.stop)
+        loop.add_signal_handler(sig, on_signal)
     try:
         await dispatcher.run()
     finally:

@@ -29,8 +29,8 @@ partition, all in its own store and written in one transaction. `EventConsumer` 
 The consumer group's offsets are committed (every second) only for records whose batch
 is committed, for tools that show a group's lag; they are never read back, since the
 position in the store decides where a partition resumes. On SIGTERM a worker stops within
-`STOP_DEADLINE_SECONDS` whatever is unreachable: the batch in flight is neither committed
-by us nor skipped, and it is seen again after the restart.
+`stop_deadline.STOP_DEADLINE_SECONDS` whatever is unreachable: the batch in flight is
+neither committed by us nor skipped, and it is seen again after the restart.
 
 Retries use tenacity, one named policy per concern (`retry_transient`,
 `retry_faulty_event`, `retry_dead_letter`, `retry_positions`, `retry_consumer_fault`).
@@ -65,7 +65,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from crm_runtime import logs, retries, tracing
+from crm_runtime import logs, retries, stop_deadline, tracing
 from crm_runtime.cloudevents import EventEnvelope, EventRegistry, PoisonMessage
 from crm_runtime.group_commit import GroupCommit, all_or_each
 from crm_runtime.settings import PlatformSettings, ServiceSettings
@@ -78,10 +78,6 @@ POSITION = Gauge("crm_consumer_position", "Offset of the last record applied", [
 LAG = Gauge("crm_consumer_lag", "Records of the partition not applied yet", ["consumer", "topic", "partition"])
 BATCH_SECONDS = Histogram("crm_consumer_batch_seconds", "Time to apply one batch", ["consumer"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-
-# A worker asked to stop exits within this many seconds, even when Kafka, the store or a
-# peer does not answer (a stuck thread or a broker that never acknowledges cannot hold it).
-STOP_DEADLINE_SECONDS = 8.0
 
 
 
@@ -419,7 +415,7 @@ class EventConsumer:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=STOP_DEADLINE_SECONDS / 2)
+            await asyncio.wait(tasks, timeout=stop_deadline.STOP_DEADLINE_SECONDS / 2)
 
     async def _revoked(self, kafka: AIOKafkaConsumer, revoked: Iterable[Any]) -> None:
         """Partitions taken away: their batches in flight are cancelled, not committed by
@@ -753,35 +749,9 @@ def main(settings: ServiceSettings, process: str, build: Callable[[ServiceSettin
     run_worker(build(settings))
 
 
-_deadline_armed = threading.Event()
-
-
-def arm_stop_deadline(seconds: float | None = None) -> None:
-    """From now on the process has `seconds` to end by itself; then it exits anyway.
-
-    Nothing is lost by that: a batch is acknowledged only after it is committed, and the
-    position that decides where a partition resumes is in the store.
-    """
-    if _deadline_armed.is_set():
-        return
-    _deadline_armed.set()
-    limit = STOP_DEADLINE_SECONDS if seconds is None else seconds
-
-    def expire() -> None:
-        try:
-            log.error("consumer.stop_deadline", seconds=limit, hint="exiting without a clean stop")
-            logging.shutdown()
-        finally:
-            os._exit(128 + signal.SIGTERM)
-
-    timer = threading.Timer(limit, expire)
-    timer.daemon = True
-    timer.start()
-
-
 class _Worker(faust.Worker):
     def _schedule_shutdown(self, signal: signal.Signals) -> None:
-        arm_stop_deadline()
+        stop_deadline.arm()
         super()._schedule_shutdown(signal)
 
     def on_worker_shutdown(self) -> None:
@@ -792,7 +762,7 @@ class _Worker(faust.Worker):
             log.error("consumer.start_failed", error=repr(started.exception()))
             logging.shutdown()
             os._exit(1)
-        arm_stop_deadline()
+        stop_deadline.arm()
         super().on_worker_shutdown()
 
 

@@ -28,7 +28,7 @@ from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState, RetryError
 
-from crm_runtime import logs, retries
+from crm_runtime import logs, retries, stop_deadline
 from crm_runtime.cloudevents import EventEnvelope, Record, RecordEncoder, stable_event_id
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import PlatformSettings
@@ -38,6 +38,9 @@ log = logs.get(__name__)
 
 PUBLISHED = Counter("crm_relay_published_events_total", "Events the relay published", ["topic"])
 POSITION = Gauge("crm_relay_position", "Last notification id acknowledged by Kafka", ["topic"])
+
+# How long closing the producer may wait for Kafka (see `OutboxRelay.close`).
+CLOSE_TIMEOUT_SECONDS = 3.0
 
 # Turns a stored domain event into its protobuf event message, or None for an internal
 # event that is not published (its position is still passed).
@@ -82,6 +85,11 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
         batch_size=256 * 1024,
         retries=2**31 - 1,
         delivery_timeout_ms=120_000,
+        # Connecting waits this long for a first broker, send() for a topic's metadata, and
+        # a stop cannot cut either wait short: kafka-python's defaults (30 s, 60 s) would
+        # outlast a supervisor's grace. A failed connection is retried by the caller.
+        bootstrap_timeout_ms=3_000,
+        max_block_ms=3_000,
         client_id="crm-relay",
     )
     config.update(overrides)
@@ -262,15 +270,16 @@ class OutboxRelay:
         """Drops the producer after a failure; the next batch gets a fresh connection."""
         self._sent.clear()  # their outcome no longer matters: run() starts from the position
         if self._producer_factory is not None and self.producer is not None:
-            self.producer.close(timeout=5)
+            self.producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
             self.producer = None
 
     def close(self) -> None:
         # Bounded: with the broker gone a flush would wait out the delivery timeout, and a
-        # stopping process must end within seconds. Unacknowledged events are sent again.
+        # stopping process must end within seconds (kafka-python may take the timeout twice:
+        # once to flush, once for its I/O thread). Unacknowledged events are sent again.
         if self.producer is not None:
             try:
-                self.producer.close(timeout=5)
+                self.producer.close(timeout=CLOSE_TIMEOUT_SECONDS)
             except Exception as exc:  # noqa: BLE001 - kafka-python raises when it cannot flush
                 log.warning("relay.closed_unflushed", topic=self.topic, error=repr(exc),
                             position=self.acknowledged, hint="unacknowledged events are sent again")
@@ -370,6 +379,7 @@ def run_forever(relay: OutboxRelay, max_delay: float = 30.0) -> None:
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("relay.signal", signal=signal.Signals(signum).name)
+        stop_deadline.arm()
         relay.stop()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -9,13 +9,14 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
 from typing import NoReturn
 
 import uvicorn
 from fastapi import APIRouter
 from starlette.types import ASGIApp
 
-from crm_runtime import grpc_server, http, logs, secret_file
+from crm_runtime import grpc_server, http, logs, secret_file, stop_deadline
 from crm_runtime.auth import TokenCodec
 from crm_runtime.kafka_admin import KafkaProbe
 from crm_runtime.settings import ServiceSettings
@@ -29,7 +30,12 @@ def configure_logging(settings: ServiceSettings, process: str | None = None) -> 
 
 class _Server(uvicorn.Server):
     """uvicorn, minus re-raising the stop signal after shutdown: that would end the process
-    before the gRPC server has drained its in-flight calls."""
+    before the gRPC server has drained its in-flight calls; and with a stop deadline (a
+    request stuck on a store that does not answer cannot hold the stop)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        stop_deadline.arm()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -7,7 +7,7 @@ from kafka.errors import KafkaTimeoutError
 
 from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import LeadsApplication
-from crm_runtime.relay import OutboxRelay
+from crm_runtime.relay import CLOSE_TIMEOUT_SECONDS, OutboxRelay
 from crm_runtime.settings import PlatformSettings
 
 
@@ -25,6 +25,6 @@ def test_close_with_the_broker_gone_logs_and_returns(capsys):
                         EVENTS.to_message, lambda: producer, source="crm/leads")  # type: ignore[arg-type, return-value]
     relay.connect()
     relay.close()
-    assert producer.closed_with == 5  # bounded: a stopping process ends within seconds
+    assert producer.closed_with == CLOSE_TIMEOUT_SECONDS  # bounded: a stopping process ends within seconds
     assert relay.producer is None
     assert "relay.closed_unflushed" in capsys.readouterr().out
