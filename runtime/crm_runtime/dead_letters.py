@@ -16,7 +16,7 @@ import argparse
 from kafka import KafkaConsumer
 
 from crm_runtime import logs
-from crm_runtime.relay import make_producer
+from crm_runtime.producers import make_producer
 from crm_runtime.settings import PlatformSettings
 
 log = logs.get(__name__)

@@ -2,7 +2,7 @@
 
 It reads committed events in notification order (PostgreSQL: LISTEN/NOTIFY subscription;
 SQLite: polling), turns each into a CloudEvents record keyed by aggregate id and sends the
-batch with an idempotent acks=all producer. Batches are pipelined: the next one is read,
+batch with an idempotent acks=all producer (`producers.BatchProducer`). Batches are pipelined: the next one is read,
 encoded and sent while Kafka acknowledges the previous ones, and the position recorded is
 the last notification id of the newest batch that, with every batch before it, Kafka has
 fully acknowledged. A crash anywhere re-sends at most the unacknowledged batches (with the
@@ -11,6 +11,7 @@ same ce_id) and never skips an event.
 
 from __future__ import annotations
 
+import concurrent.futures
 import queue
 import signal
 import threading
@@ -22,15 +23,13 @@ from typing import Any, NamedTuple
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from google.protobuf.message import Message
-from kafka import KafkaProducer
-from kafka.partitioner import DefaultPartitioner
-from kafka.producer.future import FutureRecordMetadata
 from prometheus_client import Counter, Gauge
 from tenacity import RetryCallState, RetryError
 
 from crm_runtime import logs, retries, stop_deadline
 from crm_runtime.cloudevents import EventEnvelope, Record, RecordEncoder, stable_event_id
 from crm_runtime.eventstore import ServiceApplication, trace_context
+from crm_runtime.producers import CLOSE_TIMEOUT_SECONDS, BatchProducer
 from crm_runtime.settings import PlatformSettings
 from crm_runtime.topics import events_topic
 
@@ -39,61 +38,9 @@ log = logs.get(__name__)
 PUBLISHED = Counter("crm_relay_published_events_total", "Events the relay published", ["topic"])
 POSITION = Gauge("crm_relay_position", "Last notification id acknowledged by Kafka", ["topic"])
 
-# How long closing the producer may wait for Kafka (see `OutboxRelay.close`).
-CLOSE_TIMEOUT_SECONDS = 3.0
-
 # Turns a stored domain event into its protobuf event message, or None for an internal
 # event that is not published (its position is still passed).
 ToMessage = Callable[[Any], Message | None]
-
-
-class RememberedPartitioner(DefaultPartitioner):
-    """kafka-python's default partitioning (murmur2 of the key, as Kafka's Java client, so a
-    key lands where every client puts it), with each key's partition remembered for the
-    topic's partition count: an aggregate's events come in runs (a lead's capture, score,
-    assignment), and the pure-Python murmur2 costs about 7 µs a record, a twentieth of
-    the relay's time per event. Kafka numbers partitions 0..n-1, so the count decides."""
-
-    def __init__(self, remember: int = 100_000):
-        self.remember = remember
-        self._known: dict[tuple[str, bytes, int], int] = {}
-
-    def partition(self, topic: str, key: Any, serialized_key: bytes | None, value: Any,
-                  serialized_value: bytes | None, cluster: Any) -> int:
-        partitions = cluster.partitions_for_topic(topic)
-        if serialized_key is None or not partitions:
-            return int(super().partition(topic, key, serialized_key, value, serialized_value, cluster))
-        known = (topic, serialized_key, len(partitions))
-        found = self._known.get(known)
-        if found is None:
-            if len(self._known) >= self.remember:
-                self._known.clear()
-            found = self._known[known] = int(
-                super().partition(topic, key, serialized_key, value, serialized_value, cluster))
-        return found
-
-
-def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
-    config: dict[str, Any] = dict(
-        bootstrap_servers=bootstrap,
-        partitioner=RememberedPartitioner(),
-        acks="all",
-        enable_idempotence=True,
-        # Idempotence keeps order per partition with up to 5 requests in flight.
-        max_in_flight_requests_per_connection=5,
-        linger_ms=5,
-        batch_size=256 * 1024,
-        retries=2**31 - 1,
-        delivery_timeout_ms=120_000,
-        # Connecting waits this long for a first broker, send() for a topic's metadata, and
-        # a stop cannot cut either wait short: kafka-python's defaults (30 s, 60 s) would
-        # outlast a supervisor's grace. A failed connection is retried by the caller.
-        bootstrap_timeout_ms=3_000,
-        max_block_ms=3_000,
-        client_id="crm-relay",
-    )
-    config.update(overrides)
-    return KafkaProducer(**config)
 
 
 class NotificationSource:
@@ -183,10 +130,12 @@ class NotificationSource:
 
 
 class _Sent(NamedTuple):
-    """A batch handed to the producer: its last notification id and one future per record."""
+    """A batch handed to the producer: its last notification id, how many records it holds
+    and the future of its delivery."""
 
     last: int
-    futures: list[FutureRecordMetadata]
+    records: int
+    delivery: concurrent.futures.Future[None]
 
 
 class OutboxRelay:
@@ -195,7 +144,7 @@ class OutboxRelay:
         app: ServiceApplication,
         topic: str,
         to_message: ToMessage,
-        producer: KafkaProducer | Callable[[], KafkaProducer] | None,
+        producer: BatchProducer | Callable[[], BatchProducer] | None,
         *,
         source: str,
         batch_size: int = 500,
@@ -259,7 +208,7 @@ class OutboxRelay:
         return self._encode(stable_event_id(aggregate_id, domain_event.originator_version),
                             aggregate_id, domain_event.timestamp, message, trace_context(domain_event))
 
-    def connect(self) -> KafkaProducer:
+    def connect(self) -> BatchProducer:
         """The producer, connecting first if there is none yet."""
         if self.producer is None:
             assert self._producer_factory is not None, "no producer and no way to make one"
@@ -288,12 +237,8 @@ class OutboxRelay:
     def send(self, batch: Sequence[Notification]) -> None:
         """Hands a batch to the producer without waiting for Kafka; `settle` records it."""
         producer = self.connect()
-        # Encode the whole batch first, then send it in one burst: the producer's sender
-        # thread then finds fuller record batches, as it does for the raw producer.
         records = [record for record in map(self.record, batch) if record is not None]
-        send, topic = producer.send, self.topic
-        self._sent.append(_Sent(batch[-1].id, [send(topic, key=key, value=value, headers=headers)
-                                               for key, value, headers in records]))
+        self._sent.append(_Sent(batch[-1].id, len(records), producer.send(self.topic, records)))
 
     def settle(self, keep: int = 0) -> None:
         """Waits until at most `keep` sent batches are unacknowledged and records the position:
@@ -304,14 +249,14 @@ class OutboxRelay:
         while self._sent:
             oldest = self._sent[0]
             if len(self._sent) > keep:
-                self._wait(oldest.futures)
-            elif not all(future.is_done for future in oldest.futures):
+                self._wait(oldest.delivery)
+            elif not oldest.delivery.done():
                 break
-            failure = next((future.exception for future in oldest.futures if future.failed()), None)
+            failure = oldest.delivery.exception()
             if failure is not None:
                 break
             self._sent.popleft()
-            acknowledged, count = oldest.last, count + len(oldest.futures)
+            acknowledged, count = oldest.last, count + oldest.records
         if acknowledged is not None:
             # One position write for every batch acknowledged since the last one.
             self.tracking.insert_tracking(Tracking(self.tracking_name, acknowledged))
@@ -322,17 +267,16 @@ class OutboxRelay:
         if failure is not None:
             raise failure
 
-    def _wait(self, futures: list[FutureRecordMetadata]) -> None:
-        """Waits until every future is done or one failed, a second at a time, so a stop is not
-        held up by a broker that is gone (the batch is simply sent again after the restart)."""
-        for future in futures:
-            while not future.is_done:
-                try:
-                    future.get(timeout=1.0)
-                except Exception:  # noqa: BLE001 - a failure is the caller's to report
-                    if not future.is_done and self.stop_event.is_set():
-                        raise
-            if future.failed():
+    def _wait(self, delivery: concurrent.futures.Future[None]) -> None:
+        """Waits until the delivery is done, a second at a time, so a stop is not held up by
+        a broker that is gone (the batch is simply sent again after the restart)."""
+        while not delivery.done():
+            try:
+                delivery.result(timeout=1.0)
+            except TimeoutError:
+                if self.stop_event.is_set():
+                    raise
+            except Exception:  # noqa: BLE001 - a failure is the caller's to report
                 return
 
     def publish(self, batch: Sequence[Notification]) -> None:
@@ -367,7 +311,7 @@ def for_context(app: ServiceApplication, context: str, to_message: ToMessage,
     """The relay of one context's store to crm.<context>.events.v1, configured by settings."""
     return OutboxRelay(
         app, events_topic(context, platform.topic_prefix), to_message,
-        lambda: make_producer(platform.kafka_bootstrap), source=f"crm/{context}",
+        lambda: BatchProducer(platform.kafka_bootstrap, client_id="crm-relay"), source=f"crm/{context}",
         batch_size=platform.relay_batch_size, poll_interval=platform.relay_poll_interval_seconds)
 
 

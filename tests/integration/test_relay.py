@@ -4,13 +4,13 @@ import threading
 from collections import defaultdict
 
 import pytest
-from kafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError
 
 from crm.leads.v1 import events_pb2 as leads_events
 from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import AssignLead, CaptureLead, LeadsApplication
+from crm_runtime import producers, tracing
 from crm_runtime import relay as relay_module
-from crm_runtime import tracing
 from crm_runtime.cloudevents import EventRegistry, stable_event_id
 from tests.kafka_helpers import at_least, ensure_topics, headers, read_all, read_topic
 
@@ -125,12 +125,12 @@ def test_relay_started_before_the_broker_is_reachable_publishes_once_it_is(sqlit
     def producer():
         attempts.append(1)
         if len(attempts) == 1:  # the first connection fails, as with the broker still starting
-            return relay_module.make_producer("127.0.0.1:1", bootstrap_timeout_ms=1000)
-        return relay_module.make_producer(kafka_bootstrap)
+            return producers.BatchProducer("127.0.0.1:1", client_id="test-relay")
+        return producers.BatchProducer(kafka_bootstrap, client_id="test-relay")
 
     outbox = relay_module.OutboxRelay(app, topic, EVENTS.to_message, producer, source="crm/leads")
     batch = app.recorder.select_notifications(start=1, limit=10)
-    with pytest.raises(KafkaTimeoutError):
+    with pytest.raises(KafkaConnectionError):
         outbox.publish(batch)
     assert outbox.position() == 0  # nothing acknowledged, nothing recorded
     outbox.reset_producer()

@@ -1,11 +1,12 @@
-"""The relay's partitioner puts every key where kafka-python's default (and Kafka's Java
-client) puts it, remembering it per partition count."""
+"""The platform's partitioner puts every key where kafka-python's and aiokafka's defaults
+(and Kafka's Java client) put it, remembering it per partition count."""
 
 from uuid import uuid4
 
+from aiokafka.partitioner import DefaultPartitioner as AioDefaultPartitioner
 from kafka.partitioner import DefaultPartitioner
 
-from crm_runtime.relay import RememberedPartitioner
+from crm_runtime.producers import RememberedPartitioner
 
 
 class Cluster:
@@ -30,5 +31,8 @@ def test_every_key_lands_where_the_default_partitioner_puts_it():
         for key in keys + keys:  # each key twice: the second time remembered (or forgotten: 50 at most)
             assert remembered.partition("t", key, key, b"v", b"v", cluster) == \
                 default.partition("t", key, key, b"v", b"v", cluster)
+            partitions = list(range(count))
+            assert remembered(key, partitions, partitions) == AioDefaultPartitioner()(key, partitions, partitions)
     assert len(remembered._known) <= 50
     assert remembered.partition("t", None, None, b"v", b"v", Cluster(3)) in range(3)  # no key: any
+    assert remembered(None, [0, 1, 2], [0, 1, 2]) in range(3)
