@@ -121,8 +121,7 @@ def bench_raw_aiokafka(bootstrap: str, topic: str, records: list) -> float:
     """The relay's own client used plainly: one `send` per record, then every delivery."""
 
     async def run() -> float:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="bench-raw-aiokafka", acks="all",
-                                    enable_idempotence=True, linger_ms=5, max_batch_size=producers.BATCH_BYTES)
+        producer = AIOKafkaProducer(**producers.aiokafka_config(bootstrap, "bench-raw-aiokafka"))
         await producer.start()
         try:
             await (await producer.send(topic, b"warm-up"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,3 +90,14 @@ def log_text(platform: Platform, name: str) -> str:
     assert platform.log_dir is not None
     path = platform.log_dir / f"{name}.log"
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def stop_within(platform: Platform, name: str, seconds: float = 10.0) -> float:
+    """SIGTERM to one process; fails unless it ended within `seconds`. Returns how long it took."""
+    proc = platform.procs[name]
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    took = time.monotonic() - started
+    assert took < seconds, f"{name} took {took:.1f}s to stop on SIGTERM"
+    return took

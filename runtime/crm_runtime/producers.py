@@ -88,6 +88,12 @@ def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(**config)
 
 
+def aiokafka_config(bootstrap: str, client_id: str, **overrides: Any) -> dict[str, Any]:
+    """aiokafka's settings for the platform's delivery (what `BatchProducer` runs on)."""
+    return dict(bootstrap_servers=bootstrap, client_id=client_id, **_DELIVERY, max_batch_size=BATCH_BYTES,
+                **overrides)
+
+
 class BatchProducer:
     """An aiokafka producer on an event loop of its own (a daemon thread), for callers that
     block: `send` queues a batch of records and answers with one future, done when Kafka
@@ -99,10 +105,8 @@ class BatchProducer:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"{client_id}-io", daemon=True)
         self._thread.start()
         self._partitioner = RememberedPartitioner()
-        config: dict[str, Any] = dict(
-            bootstrap_servers=bootstrap, client_id=client_id, partitioner=self._partitioner,
-            **_DELIVERY, max_batch_size=BATCH_BYTES, request_timeout_ms=30_000)
-        config.update(overrides)
+        config = aiokafka_config(bootstrap, client_id, **{
+            "partitioner": self._partitioner, "request_timeout_ms": 30_000, **overrides})
         try:
             self._producer: AIOKafkaProducer = self._run(self._start(config), CONNECT_TIMEOUT_SECONDS + 2)
         except BaseException:

@@ -11,9 +11,8 @@ from crm_devstack.__main__ import CACHE
 from crm_devstack.kafka_broker import Broker
 from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
-from tests.e2e.test_stop_promptly import stop_within
 from tests.kafka_helpers import distinct_events, read_all, read_topic
-from tests.platform_harness import start_platform
+from tests.platform_harness import start_platform, stop_within
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 

@@ -9,19 +9,9 @@ import pytest
 
 from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime.settings import PlatformSettings
-from tests.platform_harness import log_text, start_platform, wait_for
+from tests.platform_harness import log_text, start_platform, stop_within, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
-
-
-def stop_within(platform, name: str, seconds: float = 10.0) -> float:
-    proc = platform.procs[name]
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(30)
-    took = time.monotonic() - started
-    assert took < seconds, f"{name} took {took:.1f}s to stop on SIGTERM"
-    return took
 
 
 def test_workflow_stops_promptly_while_leads_is_frozen_then_assigns_once(tmp_path, kafka_bootstrap,
