@@ -18,9 +18,11 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from crm_devstack.postgres import fresh_database
 from crm_runtime import logs
 from crm_runtime.auth import Principal
 from crm_runtime.money import Money
@@ -207,10 +209,12 @@ def main() -> None:
     data = Path(os.environ.get("CRM_BENCH_DATA") or tempfile.mkdtemp()) / "sales-stores"
     platform = PlatformSettings(store=store, data_dir=data, topic_prefix=f"bench{uuid.uuid4().hex[:6]}.",
                                 kafka_bootstrap=os.environ.get("CRM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    if store == "postgres":
-        from throughput import _fresh_postgres_schema  # the sibling script's helper
+    # On PostgreSQL, a database of the run's own (see crm_devstack.postgres).
+    with fresh_database(platform) if store == "postgres" else nullcontext(platform) as platform:
+        report(platform, store)
 
-        _fresh_postgres_schema(platform)
+
+def report(platform: PlatformSettings, store: str) -> None:
     pricing = bench_pricing(QUOTES)
     app = SalesApplication(platform)
     opportunity_id, book_id = set_up(app)

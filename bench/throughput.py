@@ -19,12 +19,14 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from eventsourcing.domain import Aggregate, event
 from kafka import KafkaProducer
 
+from crm_devstack.postgres import fresh_database
 from crm_leads.adapters.messages import EVENTS
 from crm_leads.application import CaptureLead, LeadsApplication
 from crm_runtime import logs, producers
@@ -194,8 +196,14 @@ def main() -> None:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     platform = PlatformSettings(store=store, data_dir=data, topic_prefix=prefix,
                                 kafka_bootstrap=bootstrap)
-    if store == "postgres":
-        _fresh_postgres_schema(platform)
+    # On PostgreSQL, a database of the run's own: what earlier runs (or a dev stack) left
+    # in the shared one would change the work measured, and must not be touched.
+    with fresh_database(platform) if store == "postgres" else nullcontext(platform) as platform:
+        report(platform, store, bootstrap)
+
+
+def report(platform: PlatformSettings, store: str, bootstrap: str) -> None:
+    prefix = platform.topic_prefix
     create_topics(bootstrap, [name for i in range(ROUNDS) for name in all_topics(f"{prefix}r{i}.")],
                   platform.topic_partitions)  # a set for each round of bench_publish
     # Warm the broker connection path once so the first figure is not a connection cost.
@@ -224,17 +232,6 @@ def main() -> None:
         print(f"{'':<4}relay {relay_round:>8,.0f}/s  raw kafka-python {raw_round:>8,.0f}/s  "
               f"ratio {relay_round / raw_round:.2f}  raw aiokafka {aiokafka_round:>8,.0f}/s  "
               f"ratio {relay_round / aiokafka_round:.2f}")
-
-
-def _fresh_postgres_schema(platform: PlatformSettings) -> None:
-    import psycopg
-
-    with psycopg.connect(host=platform.postgres_host, port=platform.postgres_port,
-                         dbname=platform.postgres_dbname, user=platform.postgres_user,
-                         password=platform.postgres_password.get_secret_value(),
-                         autocommit=True) as conn:
-        for table in ("benchraw_events", "leads_events", "leads_tracking"):
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 if __name__ == "__main__":
