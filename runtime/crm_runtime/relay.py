@@ -1,8 +1,9 @@
 """The outbox relay: publishes an application's notification log to its Kafka topic.
 
-It reads committed events in notification order (PostgreSQL: LISTEN/NOTIFY subscription;
-SQLite: polling), turns each into a CloudEvents record keyed by aggregate id and sends the
-batch with an idempotent acks=all producer (`producers.BatchProducer`). Batches are
+It reads committed events in notification order, a page at a time (caught up, it waits
+for the next commit: PostgreSQL's LISTEN/NOTIFY; SQLite: polling), turns each into a
+CloudEvents record keyed by aggregate id and sends the batch with an idempotent acks=all
+producer (`producers.BatchProducer`). Batches are
 pipelined: the next one is read, encoded and sent while Kafka acknowledges the previous
 ones, and the position recorded is the last notification id of the newest batch that,
 with every batch before it, Kafka has fully acknowledged. A crash anywhere re-sends at
@@ -12,9 +13,9 @@ most the unacknowledged batches (with the same ce_id) and never skips an event.
 from __future__ import annotations
 
 import concurrent.futures
-import queue
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
@@ -28,6 +29,7 @@ from tenacity import RetryCallState, RetryError
 
 from crm_runtime import logs, retries, stop_deadline
 from crm_runtime.cloudevents import EventEnvelope, Record, RecordEncoder, stable_event_id
+from crm_runtime.commit_signal import CommitSignal
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.producers import CLOSE_TIMEOUT_SECONDS, BatchProducer
 from crm_runtime.settings import PlatformSettings
@@ -45,88 +47,42 @@ ToMessage = Callable[[Any], Message | None]
 
 class NotificationSource:
     """Yields batches of notifications after a position, and an empty batch whenever it has
-    caught up with the log (then waits for more)."""
+    caught up with the log (then waits for more).
 
-    def __init__(self, app: Application[Any], batch_size: int, poll_interval: float):
+    The log is read a page at a time in the caller's thread. Caught up, it waits for the
+    next commit on PostgreSQL (`CommitSignal`, looking again every `idle_look` seconds as a
+    safety net) and polls every `poll_interval` elsewhere."""
+
+    def __init__(self, app: Application[Any], batch_size: int, poll_interval: float,
+                 name: str = "relay", idle_look: float = 1.0):
         self.app = app
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.idle_look = idle_look
+        self.commits = CommitSignal(app.recorder, name)
 
     def batches(self, after: int, stop: threading.Event) -> Iterator[Sequence[Notification]]:
-        try:
-            subscription = self.app.recorder.subscribe(gt=after)
-        except NotImplementedError:  # SQLite has no subscription: poll the log.
-            yield from self._poll(after, stop)
-            return
-        yield from self._follow(subscription, stop)
-
-    def _poll(self, after: int, stop: threading.Event) -> Iterator[Sequence[Notification]]:
+        self.commits.start()  # once: it listens until `close`, across the relay's restarts
         while not stop.is_set():
+            self.commits.clear()  # before the read: a commit after it ends the wait below
             batch = self.app.recorder.select_notifications(
                 start=after, limit=self.batch_size, inclusive_of_start=False)
             if batch:
                 after = batch[-1].id
                 yield batch
+                continue
+            yield ()  # caught up: the relay waits for what it sent meanwhile
+            if self.commits.available:
+                self.commits.wait_blocking(self.idle_look)
             else:
-                yield ()  # caught up: the relay waits for what it sent meanwhile
                 stop.wait(self.poll_interval)
 
-    def _follow(self, subscription: Any, stop: threading.Event) -> Iterator[Sequence[Notification]]:
-        # The subscription's iterator blocks; a reader thread lets us cut batches by time.
-        buffer: queue.Queue[Notification | BaseException] = queue.Queue(maxsize=self.batch_size * 4)
-        done = threading.Event()  # set when this generator ends, so the reader ends too
+    def wake(self) -> None:
+        """Ends a wait for the next commit (the relay is stopping)."""
+        self.commits.wake()
 
-        def put(item: Notification | BaseException) -> bool:
-            while not stop.is_set() and not done.is_set():
-                try:
-                    buffer.put(item, timeout=self.poll_interval)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def read() -> None:
-            try:
-                for notification in subscription:
-                    if not put(notification):
-                        return
-            except BaseException as exc:  # surfaced to the relay loop below
-                put(exc)
-
-        reader = threading.Thread(target=read, name="relay-subscription", daemon=True)
-        with subscription:
-            reader.start()
-            try:
-                yield from self._batches_from(buffer, stop)
-            finally:
-                done.set()
-                subscription.stop()
-                reader.join(timeout=5)
-
-    def _batches_from(self, buffer: queue.Queue[Notification | BaseException],
-                      stop: threading.Event) -> Iterator[Sequence[Notification]]:
-        """Cuts the buffered notifications into batches: whatever arrived, up to batch_size."""
-        while not stop.is_set():
-            try:
-                first = buffer.get_nowait()
-            except queue.Empty:
-                yield ()  # caught up: the relay waits for what it sent meanwhile
-                try:
-                    first = buffer.get(timeout=self.poll_interval)
-                except queue.Empty:
-                    continue
-            batch = [first]
-            while len(batch) < self.batch_size:
-                try:
-                    batch.append(buffer.get_nowait())
-                except queue.Empty:
-                    break
-            notifications: list[Notification] = []
-            for item in batch:
-                if isinstance(item, BaseException):
-                    raise item
-                notifications.append(item)
-            yield notifications
+    def close(self) -> None:
+        self.commits.stop()
 
 
 class _Sent(NamedTuple):
@@ -150,12 +106,16 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_interval: float = 0.05,
         batches_in_flight: int = 2,
+        position_interval: float = 1.0,
     ):
         """`producer` may be a factory: the relay then connects when it first publishes
         and reconnects after a failure, so it can start before the broker is reachable.
         `batches_in_flight`: how many sent batches may wait for their acknowledgements
         while the next one is read and encoded (after a crash they are sent again; 0 waits
-        for each batch before reading the next)."""
+        for each batch before reading the next). `position_interval`: while a backlog streams,
+        the position is written at most this often (a transaction each time; after a crash
+        what Kafka acknowledged since is sent again, with the same ce_id); whenever the relay
+        catches up it is written at once."""
         self.app = app
         self.topic = topic
         self.to_message = to_message
@@ -164,12 +124,15 @@ class OutboxRelay:
         self.source = source
         self.tracking_name = f"relay:{topic}"
         self.tracking: TrackingRecorder = app.tracking_recorder()
-        self.notifications = NotificationSource(app, batch_size, poll_interval)
+        self.notifications = NotificationSource(app, batch_size, poll_interval, name=self.tracking_name)
         self.batches_in_flight = batches_in_flight
         self.stop_event = threading.Event()
         self._encode = RecordEncoder(source)
         self._sent: deque[_Sent] = deque()  # oldest first
         self.acknowledged = 0  # the last position this relay recorded
+        self.position_interval = position_interval
+        self._unrecorded: int | None = None  # acknowledged by Kafka, not yet recorded
+        self._recorded_at = time.monotonic()
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(self.tracking_name) or 0
@@ -223,6 +186,7 @@ class OutboxRelay:
             self.producer = None
 
     def close(self) -> None:
+        self.notifications.close()
         # Bounded: with the broker gone a flush would wait out the delivery timeout, and a
         # stopping process must end within seconds (kafka-python may take the timeout twice:
         # once to flush, once for its I/O thread). Unacknowledged events are sent again.
@@ -243,8 +207,8 @@ class OutboxRelay:
     def settle(self, keep: int = 0) -> None:
         """Waits until at most `keep` sent batches are unacknowledged and records the position:
         the last notification id of the newest batch that Kafka acknowledged in full, with
-        every batch before it. Raises the error of a batch that failed (nothing after it is
-        recorded; the restart sends it again)."""
+        every batch before it (with `keep`, only every `position_interval`). Raises the error
+        of a batch that failed (nothing after it is recorded; the restart sends it again)."""
         acknowledged, count, failure = None, 0, None
         while self._sent:
             oldest = self._sent[0]
@@ -258,12 +222,17 @@ class OutboxRelay:
             self._sent.popleft()
             acknowledged, count = oldest.last, count + oldest.records
         if acknowledged is not None:
-            # One position write for every batch acknowledged since the last one.
-            self.tracking.insert_tracking(Tracking(self.tracking_name, acknowledged))
-            self.acknowledged = acknowledged
+            self._unrecorded = acknowledged
             PUBLISHED.labels(self.topic).inc(count)
             POSITION.labels(self.topic).set(acknowledged)
             log.debug("relay.published", topic=self.topic, count=count, position=acknowledged)
+        if self._unrecorded is not None and (
+                keep == 0 or failure is not None
+                or time.monotonic() - self._recorded_at >= self.position_interval):
+            # One position write for every batch acknowledged since the last one.
+            self.tracking.insert_tracking(Tracking(self.tracking_name, self._unrecorded))
+            self.acknowledged, self._unrecorded = self._unrecorded, None
+            self._recorded_at = time.monotonic()
         if failure is not None:
             raise failure
 
@@ -289,6 +258,7 @@ class OutboxRelay:
         start = self.position()
         self.acknowledged = start
         self._sent.clear()  # left by a failed run: this one starts again from the position
+        self._unrecorded = None  # acknowledged but unrecorded: sent again, with the same ce_id
         log.info("relay.started", topic=self.topic, position=start)
         with closing(self.notifications.batches(start, self.stop_event)) as batches:  # type: ignore[type-var]
             for batch in batches:
@@ -304,6 +274,7 @@ class OutboxRelay:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.notifications.wake()
 
 
 def for_context(app: ServiceApplication, context: str, to_message: ToMessage,

@@ -138,3 +138,53 @@ def test_relay_started_before_the_broker_is_reachable_publishes_once_it_is(sqlit
     assert outbox.position() == 1 and len(attempts) == 2
     outbox.close()
     assert len(read_topic(kafka_bootstrap, topic, at_least(1))) == 1
+
+
+def test_relay_on_postgres_wakes_on_each_commit_and_stops_at_once(postgres_platform, kafka_bootstrap):
+    """Caught up, the relay sleeps until PostgreSQL notifies a commit: with its safety-net
+    look a minute away, a new lead is still published within seconds, and a stop ends the
+    wait at once."""
+    import time
+
+    ensure_topics(kafka_bootstrap, postgres_platform.topic_prefix)
+    topic = f"{postgres_platform.topic_prefix}crm.leads.events.v1"
+    app = LeadsApplication(postgres_platform)
+    relay = relay_module.for_context(app, "leads", EVENTS.to_message, postgres_platform)
+    relay.notifications.idle_look = 60.0
+    assert relay.notifications.commits.available
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    try:
+        for i in range(3):
+            time.sleep(0.5)  # caught up by now: waiting for the next commit
+            app.capture_lead(CaptureLead(name=f"W{i}", email=f"w{i}@example.com", phone=None,
+                                         company=None, channel="web"))
+            read_topic(kafka_bootstrap, topic, at_least(i + 1), timeout=10)
+        time.sleep(0.5)
+    finally:
+        stopped = time.monotonic()
+        relay.stop()
+        thread.join(30)
+        relay.close()
+    assert not thread.is_alive() and time.monotonic() - stopped < 5
+    assert relay.position() == app.recorder.max_notification_id()
+
+
+def test_relay_writes_its_position_once_a_backlog_is_published(sqlite_platform, kafka_bootstrap):
+    """While a backlog streams the position is written at most every `position_interval`;
+    once caught up it is written at once, and nothing is left unrecorded."""
+    ensure_topics(kafka_bootstrap, sqlite_platform.topic_prefix)
+    app = LeadsApplication(sqlite_platform)
+    for i in range(40):
+        app.capture_lead(CaptureLead(name=f"P{i}", email=f"p{i}@example.com", phone=None, company=None, channel="web"))
+    relay = relay_module.OutboxRelay(
+        app, f"{sqlite_platform.topic_prefix}crm.leads.events.v1", EVENTS.to_message,
+        lambda: producers.BatchProducer(kafka_bootstrap, client_id="test-relay"), source="crm/leads",
+        batch_size=5, position_interval=3600)
+    written = []
+    insert = relay.tracking.insert_tracking
+    relay.tracking.insert_tracking = lambda tracking: (written.append(tracking.notification_id), insert(tracking))
+    relay.run(until=40)
+    relay.close()
+    assert written == [40]  # eight batches, one write: when the relay caught up
+    assert relay.position() == 40
