@@ -15,6 +15,7 @@ their table.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,10 +149,16 @@ def _count(conn: Connection, moves: Counter[tuple[str, str]]) -> None:
             for (dimension, item), by in sorted(moves.items()) if by]
     if not rows:
         return
-    statement = DIALECT_INSERTS[conn.dialect.name](counts).values(rows)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[counts.c.dimension, counts.c.item],
-        set_={"total": counts.c.total + statement.excluded.total}))
+    conn.execute(_count_statement(conn.dialect.name), rows)
+
+
+@functools.lru_cache(maxsize=4)
+def _count_statement(dialect: str) -> Any:
+    """Built once, run with the rows (see crm_runtime.readstore: a statement with its rows'
+    values in it is compiled again every time)."""
+    statement = DIALECT_INSERTS[dialect](counts)
+    return statement.on_conflict_do_update(index_elements=[counts.c.dimension, counts.c.item],
+                                           set_={"total": counts.c.total + statement.excluded.total})
 
 
 def _counted_from_leads() -> Any:
