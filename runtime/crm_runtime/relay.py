@@ -3,10 +3,10 @@
 It reads committed events in notification order, a page at a time (caught up, it waits
 for the next commit: PostgreSQL's LISTEN/NOTIFY; SQLite: polling), turns each into a
 CloudEvents record keyed by aggregate id and sends the batch with an idempotent acks=all
-producer (`producers.BatchProducer`). Batches are
-pipelined: the next one is read, encoded and sent while Kafka acknowledges the previous
-ones, and the position recorded is the last notification id of the newest batch that,
-with every batch before it, Kafka has fully acknowledged. A crash anywhere re-sends at
+producer (`producers.BatchProducer`). Batches are pipelined: the next one is read, encoded
+and sent while Kafka acknowledges the previous ones, and the position recorded is the last
+notification id of the newest batch that, with every batch before it, Kafka has fully
+acknowledged. A crash anywhere re-sends at
 most the unacknowledged batches (with the same ce_id) and never skips an event.
 """
 
