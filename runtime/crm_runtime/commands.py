@@ -36,7 +36,7 @@ from tenacity import RetryCallState
 from crm.common.v1 import commands_pb2
 from crm_runtime import logs, retries, stop_deadline, tracing
 from crm_runtime.auth import ServiceAccount
-from crm_runtime.commit_signal import CommitSignal
+from crm_runtime.commit_signal import IDLE_LOOK_SECONDS, CommitSignal
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.settings import ServiceSettings
 
@@ -225,7 +225,7 @@ class CommandDispatcher:
         # PostgreSQL wakes the dispatcher when the log grows; then it looks again only
         # every `idle_look` as a safety net. Elsewhere it looks every `poll_interval`.
         self.commits = CommitSignal(app.recorder, name)
-        self.idle_look = 1.0
+        self.idle_look = IDLE_LOOK_SECONDS
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(self.tracking_name) or 0

@@ -21,6 +21,10 @@ from crm_runtime import logs
 
 log = logs.get(__name__)
 
+# A follower woken by commits still reads the log this often when none came: a safety net
+# for a notification lost with its connection.
+IDLE_LOOK_SECONDS = 1.0
+
 
 class CommitSignal:
     """`clear()` before reading the log, then `wait(timeout)` when the read found nothing:

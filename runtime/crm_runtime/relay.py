@@ -29,7 +29,7 @@ from tenacity import RetryCallState, RetryError
 
 from crm_runtime import logs, retries, stop_deadline
 from crm_runtime.cloudevents import EventEnvelope, Record, RecordEncoder, stable_event_id
-from crm_runtime.commit_signal import CommitSignal
+from crm_runtime.commit_signal import IDLE_LOOK_SECONDS, CommitSignal
 from crm_runtime.eventstore import ServiceApplication, trace_context
 from crm_runtime.producers import CLOSE_TIMEOUT_SECONDS, BatchProducer
 from crm_runtime.settings import PlatformSettings
@@ -54,7 +54,7 @@ class NotificationSource:
     safety net) and polls every `poll_interval` elsewhere."""
 
     def __init__(self, app: Application[Any], batch_size: int, poll_interval: float,
-                 name: str = "relay", idle_look: float = 1.0):
+                 name: str = "relay", idle_look: float = IDLE_LOOK_SECONDS):
         self.app = app
         self.batch_size = batch_size
         self.poll_interval = poll_interval

@@ -1,6 +1,7 @@
 """The outbox relay against the real broker, from a SQLite and from a PostgreSQL store."""
 
 import threading
+import time
 from collections import defaultdict
 
 import pytest
@@ -144,8 +145,6 @@ def test_relay_on_postgres_wakes_on_each_commit_and_stops_at_once(postgres_platf
     """Caught up, the relay sleeps until PostgreSQL notifies a commit: with its safety-net
     look a minute away, a new lead is still published within seconds, and a stop ends the
     wait at once."""
-    import time
-
     ensure_topics(kafka_bootstrap, postgres_platform.topic_prefix)
     topic = f"{postgres_platform.topic_prefix}crm.leads.events.v1"
     app = LeadsApplication(postgres_platform)
